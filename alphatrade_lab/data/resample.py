@@ -1,0 +1,121 @@
+"""Resampling to higher timeframes without lookahead, and the wide view of bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.data.schema import BAR_COLUMNS, timestamps_ns
+
+__all__ = ["bar_length", "resample", "to_wide"]
+
+
+def bar_length(bars: pd.DataFrame) -> pd.Timedelta:
+    """The base bar length: the most common gap between consecutive bars of a symbol.
+
+    >>> import alphatrade_lab as atl
+    >>> bar_length(atl.data.load_sample(["AAA"]))
+    Timedelta('0 days 00:01:00')
+    """
+    ts = timestamps_ns(bars)
+    same = bars["symbol"].to_numpy()[1:] == bars["symbol"].to_numpy()[:-1]
+    diffs = np.diff(ts)[same]
+    diffs = diffs[diffs > 0]
+    if diffs.size == 0:
+        raise ValueError("cannot infer the bar length: no symbol has two bars")
+    values, counts = np.unique(diffs, return_counts=True)
+    return pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
+
+
+def resample(
+    bars: pd.DataFrame,
+    rule: str | pd.Timedelta,
+    *,
+    base: str | pd.Timedelta | None = None,
+    drop_incomplete: bool = True,
+) -> pd.DataFrame:
+    """Aggregate bars per symbol to a higher timeframe.
+
+    Windows ``[T, T + rule)`` are aligned to the Unix epoch (so daily bars start
+    at 00:00 UTC) and labelled by their open time ``T``; open is the first open,
+    high the max, low the min, close the last close and volume the sum.
+
+    A resampled bar is only *known* at its close ``T + rule``: a lower-timeframe
+    bar may use it once that lower bar closes at or after ``T + rule`` (design.md).
+    The last window of a symbol is still forming when the data ends before its
+    close; it is dropped (``drop_incomplete=True``) so that a live run and a
+    backtest see the same bars. Windows that are merely missing some base bars
+    (gaps) but have closed are complete.
+
+    Parameters
+    ----------
+    bars
+        Validated long-form bars.
+    rule
+        A fixed bar length that is a whole multiple of the base bar length:
+        ``"5min"``, ``"1h"``, ``"4h"``, ``"1D"``...
+    base
+        The base bar length (default: inferred with :func:`bar_length`).
+    drop_incomplete
+        Drop each symbol's last window when it has not closed by the end of the data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long-form bars, same columns, sorted by (symbol, timestamp).
+
+    Examples
+    --------
+    >>> import alphatrade_lab as atl
+    >>> hourly = resample(atl.data.load_sample(["AAA"]), "1h")
+    >>> hourly["timestamp"].diff().dropna().min()
+    Timedelta('0 days 01:00:00')
+    """
+    step = pd.Timedelta(rule)
+    base_len = pd.Timedelta(base) if base is not None else bar_length(bars)
+    if step <= pd.Timedelta(0) or step % base_len != pd.Timedelta(0):
+        raise ValueError(f"rule {rule!r} must be a positive multiple of the base bar length "
+                         f"{base_len}")
+    if len(bars) == 0:
+        return bars.loc[:, list(BAR_COLUMNS)].copy()
+    ts = timestamps_ns(bars)
+    width = step.value
+    window = ts - ts % width
+    codes, uniques = pd.factorize(bars["symbol"])
+    # Bars are sorted by (symbol, timestamp), so each (symbol, window) is a contiguous run.
+    new = np.empty(len(ts), dtype=bool)
+    new[0] = True
+    new[1:] = (codes[1:] != codes[:-1]) | (window[1:] != window[:-1])
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(ts)) - 1
+    out = pd.DataFrame({
+        "timestamp": pd.to_datetime(window[starts], utc=True).astype("datetime64[ns, UTC]"),
+        "symbol": bars["symbol"].to_numpy()[starts],
+        "open": bars["open"].to_numpy()[starts],
+        "high": np.maximum.reduceat(bars["high"].to_numpy(), starts),
+        "low": np.minimum.reduceat(bars["low"].to_numpy(), starts),
+        "close": bars["close"].to_numpy()[ends],
+        "volume": np.add.reduceat(bars["volume"].to_numpy(), starts),
+    })
+    out["symbol"] = out["symbol"].astype(bars["symbol"].dtype)
+    if drop_incomplete:
+        last_of_symbol = np.append(codes[starts][1:] != codes[starts][:-1], True)
+        still_open = last_of_symbol & (ts[ends] + base_len.value < window[starts] + width)
+        out = out.loc[~still_open].reset_index(drop=True)
+    return out
+
+
+def to_wide(bars: pd.DataFrame, field: str = "close") -> pd.DataFrame:
+    """One field of long-form bars as a timestamp × symbol frame (NaN where a bar is missing).
+
+    >>> import alphatrade_lab as atl
+    >>> close = to_wide(atl.data.load_sample(), "close")
+    >>> close.columns.tolist()
+    ['AAA', 'BBB', 'CCC', 'DDD', 'EEE']
+    """
+    if field not in bars.columns:
+        raise KeyError(f"no column {field!r} in bars (columns: {list(bars.columns)})")
+    wide = bars.pivot(index="timestamp", columns="symbol", values=field)
+    wide.columns = wide.columns.astype(object)
+    wide.columns.name = "symbol"
+    return wide

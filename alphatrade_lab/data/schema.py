@@ -1,0 +1,250 @@
+"""The long-form bar contract and its validation.
+
+Bars are a DataFrame with columns ``timestamp, symbol, open, high, low, close,
+volume``: UTC timestamps (bar open times), sorted by (symbol, timestamp), unique
+per (symbol, timestamp), finite positive prices with a consistent high/low, and
+non-negative volume. :func:`validate` checks all of it and raises
+:class:`~alphatrade_lab.errors.DataError` naming the source, the column and the
+first offending row.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.errors import DataError, RepairWarning
+
+__all__ = ["BAR_COLUMNS", "PRICE_COLUMNS", "validate"]
+
+BAR_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+
+DuplicatePolicy = Literal["first", "last"] | None
+
+
+def _where(source: str, column: str | None = None, row: int | None = None,
+           line_offset: int | None = None) -> str:
+    parts = [f"{source}"]
+    if column is not None:
+        parts.append(f"column '{column}'")
+    if row is not None:
+        where = f"row {row}"
+        if line_offset is not None:
+            where += f" (line {row + line_offset})"
+        parts.append(where)
+    return ", ".join(parts)
+
+
+class _Context:
+    """Where the data came from, so errors can point at a file and a line."""
+
+    def __init__(self, source: str, line_offset: int | None, row_ids: np.ndarray | None = None):
+        self.source = source
+        self.line_offset = line_offset
+        # Positions of the current rows in the original input (changes after a repair).
+        self.row_ids = row_ids
+
+    def fail(self, column: str | None, pos: int | None, what: str,
+             frame: pd.DataFrame | None = None) -> NoReturn:
+        row = None if pos is None else int(pos if self.row_ids is None else self.row_ids[pos])
+        key = ""
+        if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
+            key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
+        raise DataError(f"{_where(self.source, column, row, self.line_offset)}: {what}{key}")
+
+
+def _parse_timestamps(values: pd.Series, ctx: _Context) -> pd.Series:
+    """Timestamps as ``datetime64[ns, UTC]``; naive input is read as UTC."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        out = values.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        out = values.dt.tz_localize("UTC")
+    elif pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        ctx.fail("timestamp", 0, f"numeric timestamps ({values.dtype}) are ambiguous; "
+                                  "convert epoch numbers with pd.to_datetime(..., unit=...) first")
+    else:
+        missing = values.isna().to_numpy()
+        if missing.any():
+            ctx.fail("timestamp", int(np.flatnonzero(missing)[0]), "missing timestamp")
+        try:
+            out = pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError):
+            out = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+        bad = out.isna().to_numpy()
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            ctx.fail("timestamp", pos, f"cannot parse timestamp {values.iat[pos]!r} (expected ISO 8601)")
+    if out.isna().any():
+        ctx.fail("timestamp", int(np.flatnonzero(out.isna().to_numpy())[0]), "missing timestamp")
+    return out.astype("datetime64[ns, UTC]")
+
+
+def _check_prices(bars: pd.DataFrame, ctx: _Context) -> None:
+    for col in PRICE_COLUMNS:
+        values = bars[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            v = values[pos]
+            what = "NaN price" if np.isnan(v) else ("infinite price" if np.isinf(v) else
+                                                     f"non-positive price {v!r}")
+            ctx.fail(col, pos, what, bars)
+    o, h, lo, c = (bars[col].to_numpy(np.float64) for col in PRICE_COLUMNS)
+    top = np.maximum(o, c)
+    bad = h < top
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        ctx.fail("high", pos, f"high {h[pos]!r} < max(open, close) {top[pos]!r}", bars)
+    bottom = np.minimum(o, c)
+    bad = lo > bottom
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        ctx.fail("low", pos, f"low {lo[pos]!r} > min(open, close) {bottom[pos]!r}", bars)
+
+
+def _check_volume(bars: pd.DataFrame, ctx: _Context) -> None:
+    vol = bars["volume"].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~(np.isfinite(vol) & (vol >= 0))
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        v = vol[pos]
+        what = "NaN volume" if np.isnan(v) else ("infinite volume" if np.isinf(v) else
+                                                  f"negative volume {v!r}")
+        ctx.fail("volume", pos, what, bars)
+
+
+def timestamps_ns(bars: pd.DataFrame) -> np.ndarray:
+    """The ``timestamp`` column as int64 nanoseconds since the epoch (UTC)."""
+    return bars["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _order_keys(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for symbol (in sorted order) and int64 nanoseconds for time."""
+    codes, _ = pd.factorize(bars["symbol"], sort=True)
+    return codes.astype(np.int64), timestamps_ns(bars)
+
+
+def validate(
+    bars: pd.DataFrame,
+    *,
+    source: str = "<frame>",
+    sort: bool = False,
+    drop_duplicates: DuplicatePolicy = None,
+    line_offset: int | None = None,
+) -> pd.DataFrame:
+    """Check that ``bars`` follow the long-form bar contract and return a clean copy.
+
+    Parameters
+    ----------
+    bars
+        Long-form bars with at least the columns of :data:`BAR_COLUMNS` (extra
+        columns are kept, after the standard ones).
+    source
+        Name used in error messages (the file path for loaders).
+    sort
+        Sort rows by (symbol, timestamp) instead of failing on unsorted input.
+    drop_duplicates
+        ``"first"`` or ``"last"`` keeps that row of each duplicated (symbol,
+        timestamp) pair, in input order, instead of failing.
+    line_offset
+        For text sources, ``row + line_offset`` is the line number shown in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Bars with ``timestamp`` as ``datetime64[ns, UTC]``, ``symbol`` as string,
+        float64 prices and volume, a fresh ``RangeIndex``. Any repair made is
+        reported with a :class:`~alphatrade_lab.errors.RepairWarning` and listed in
+        ``result.attrs["repairs"]``.
+
+    Raises
+    ------
+    DataError
+        On a missing column, unparseable or missing timestamp, NaN/inf/non-positive
+        price, high below max(open, close), low above min(open, close), negative
+        volume, unsorted rows or duplicate (symbol, timestamp), naming the source,
+        the column and the first offending row (0-based position in the input).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:01"],
+    ...                     "symbol": "AAA", "open": [10.0, 10.2], "high": [10.3, 10.4],
+    ...                     "low": [9.9, 10.1], "close": [10.2, 10.1], "volume": [5, 7]})
+    >>> validate(raw)["timestamp"].dt.tz
+    datetime.timezone.utc
+    >>> validate(raw.assign(high=[10.1, 10.4]))
+    Traceback (most recent call last):
+    ...
+    alphatrade_lab.errors.DataError: <frame>, column 'high', row 0: high 10.1 < max(open, close) 10.2 [symbol 'AAA', timestamp 2024-01-01 00:00:00+00:00]
+    """
+    if drop_duplicates not in (None, "first", "last"):
+        raise ValueError(f"drop_duplicates must be None, 'first' or 'last', not {drop_duplicates!r}")
+    ctx = _Context(source, line_offset)
+    if not isinstance(bars, pd.DataFrame):
+        raise DataError(f"{source}: expected a pandas DataFrame of bars, got {type(bars).__name__}")
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise DataError(f"{source}, column '{missing[0]}': missing column "
+                        f"(missing {missing}; found {list(map(str, bars.columns))})")
+
+    extra = [c for c in bars.columns if c not in BAR_COLUMNS]
+    out = bars.loc[:, [*BAR_COLUMNS, *extra]].reset_index(drop=True)
+    out["timestamp"] = _parse_timestamps(out["timestamp"], ctx)
+    sym_missing = out["symbol"].isna().to_numpy()
+    if sym_missing.any():
+        ctx.fail("symbol", int(np.flatnonzero(sym_missing)[0]), "missing symbol")
+    if not (isinstance(out["symbol"].dtype, pd.StringDtype) or out["symbol"].dtype == object):
+        out["symbol"] = out["symbol"].astype(str)
+    for col in (*PRICE_COLUMNS, "volume"):
+        if not pd.api.types.is_numeric_dtype(out[col].dtype):
+            converted = pd.to_numeric(out[col], errors="coerce")
+            bad = converted.isna().to_numpy() & out[col].notna().to_numpy()
+            if bad.any():
+                pos = int(np.flatnonzero(bad)[0])
+                ctx.fail(col, pos, f"not a number: {out[col].iat[pos]!r}", out)
+            out[col] = converted
+        out[col] = out[col].astype(np.float64)
+    _check_prices(out, ctx)
+    _check_volume(out, ctx)
+
+    repairs: list[str] = []
+    codes, ts = _order_keys(out)
+    n = len(out)
+    if n > 1:
+        later = (codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (ts[1:] >= ts[:-1]))
+        if not later.all():
+            if not sort:
+                pos = int(np.flatnonzero(~later)[0]) + 1
+                ctx.fail("timestamp", pos, "rows are not sorted by (symbol, timestamp); "
+                                           "pass sort=True to sort them", out)
+            order = np.lexsort((ts, codes))  # stable: duplicates keep input order
+            moved = int((order != np.arange(n)).sum())
+            out = out.take(order).reset_index(drop=True)
+            ctx.row_ids = order
+            codes, ts = codes[order], ts[order]
+            repairs.append(f"sorted by (symbol, timestamp): {moved} of {n} rows moved")
+        dup = (codes[1:] == codes[:-1]) & (ts[1:] == ts[:-1])
+        if dup.any():
+            if drop_duplicates is None:
+                pos = int(np.flatnonzero(dup)[0]) + 1
+                ctx.fail("timestamp", pos, "duplicate (symbol, timestamp); pass "
+                                           "drop_duplicates='first' or 'last' to keep one", out)
+            # A run of equal keys: keep its first ("first") or last ("last") row.
+            drop = np.zeros(n, dtype=bool)
+            if drop_duplicates == "first":
+                drop[1:] = dup
+            else:
+                drop[:-1] = dup
+            out = out.loc[~drop].reset_index(drop=True)
+            repairs.append(f"dropped {int(drop.sum())} duplicate (symbol, timestamp) rows, "
+                           f"keeping the {drop_duplicates}")
+    if repairs:
+        warnings.warn(f"{source}: " + "; ".join(repairs), RepairWarning, stacklevel=2)
+    out.attrs["repairs"] = repairs
+    out.attrs["source"] = source
+    return out
