@@ -75,7 +75,8 @@ def _first_difference(expected: pd.DataFrame, actual: pd.DataFrame, rtol: float,
             return f"column {col!r} disappeared"
         e, a = expected[col], actual[col]
         if pd.api.types.is_numeric_dtype(e.dtype) and pd.api.types.is_numeric_dtype(a.dtype):
-            ev, av = e.to_numpy(np.float64, na_value=np.nan), a.to_numpy(np.float64, na_value=np.nan)
+            ev = e.to_numpy(np.float64, na_value=np.nan)
+            av = a.to_numpy(np.float64, na_value=np.nan)
             same = np.isclose(ev, av, rtol=rtol, atol=atol, equal_nan=True) | (ev == av)
         else:
             same = ((e == a) | (e.isna() & a.isna())).to_numpy(bool)

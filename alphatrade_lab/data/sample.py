@@ -10,12 +10,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy.signal import lfilter
 
 from alphatrade_lab.data.kernels import simulate_log_prices_nb
 from alphatrade_lab.data.schema import BAR_COLUMNS, PRICE_COLUMNS, validate
 from alphatrade_lab.errors import DataError
 
-__all__ = ["SAMPLE_SEED", "SYMBOLS", "load_sample", "sample_path", "synthetic", "write_sample"]
+__all__ = [
+    "REGIME_NAMES",
+    "SAMPLE_SEED",
+    "SYMBOLS",
+    "load_sample",
+    "sample_path",
+    "sample_regimes",
+    "synthetic",
+    "write_sample",
+]
 
 SAMPLE_SEED = 20240101
 SYMBOLS: tuple[str, ...] = ("AAA", "BBB", "CCC", "DDD", "EEE")
@@ -24,13 +34,15 @@ _ANNUAL_VOL = (0.55, 0.70, 0.60, 0.90, 0.65)
 _FACTOR_LOADING = (0.80, 0.70, 0.75, 0.60, 0.70)
 _MINUTES_PER_YEAR = 365 * 24 * 60
 _SAMPLE_FILE = "sample_bars.parquet"
+REGIME_NAMES: tuple[str, ...] = ("random_walk", "trend", "mean_reversion")
 
 
 @dataclass(frozen=True)
 class _Regimes:
     """Per-bar regime inputs of the simulation kernel."""
 
-    state: np.ndarray   # 0 random walk, 1 trend, 2 mean reversion (per bar)
+    day_state: np.ndarray  # 0 random walk, 1 trend, 2 mean reversion (per day)
+    day_sign: np.ndarray   # direction of the trend (per day)
     drift: np.ndarray
     kappa: np.ndarray
     reset: np.ndarray
@@ -56,7 +68,7 @@ def _regimes(n_bars: int, bars_per_day: int, rng: np.random.Generator) -> _Regim
     kappa = np.where(state == 2, np.log(2) / (4 * bars_per_day / 24), 0.0)
     reset = np.zeros(n_bars, dtype=bool)
     reset[np.flatnonzero(day_start) * bars_per_day] = True
-    return _Regimes(state, drift, kappa, reset)
+    return _Regimes(day_state, day_sign, drift, kappa, reset)
 
 
 def _intraday_profile(timestamps: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +77,7 @@ def _intraday_profile(timestamps: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndar
     activity = (1.0 + 0.9 * np.exp(-(((hour - 14.5) / 2.0) ** 2))   # US session
                 + 0.4 * np.exp(-(((hour - 8.0) / 1.5) ** 2))        # Europe
                 + 0.2 * np.exp(-(((hour - 1.5) / 1.5) ** 2)))       # Asia
-    weekend = timestamps.dayofweek.to_numpy() >= 5
+    weekend = timestamps.day_of_week.to_numpy() >= 5
     activity = activity * np.where(weekend, 0.7, 1.0)
     vol_mult = activity / activity.mean()
     volume_mult = activity**1.8
@@ -80,7 +92,8 @@ def synthetic(
     seed: int = SAMPLE_SEED,
     missing_rate: float = 2e-4,
     vol_shift: tuple[float, float, float] = (0.5, 0.65, 2.0),
-) -> pd.DataFrame:
+    return_regimes: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Generate a deterministic, realistic synthetic market of OHLCV bars.
 
     The calendar is 24/7 (as for crypto assets): every ``freq`` bar of every day,
@@ -94,7 +107,9 @@ def synthetic(
       ``g[t] = (1 - a - b) + (a z[t-1]^2 + b) g[t-1]`` with ``a = 0.02, b = 0.978``.
     - **Intraday seasonality.** Volatility follows a UTC activity profile with US,
       European and Asian session peaks, 30% lower on weekends; volume follows the
-      same profile more steeply (power 1.8) and rises with the bar's absolute move.
+      same profile more steeply (power 1.8), rises with the conditional volatility
+      and the bar's absolute move, and has a persistent random level (an AR(1) in
+      logs with a one-day memory).
     - **Regimes.** A day-level Markov chain (switching with probability 0.1 a day, so
       stretches last 10 days on average) between a random walk, a trend of 1% a day
       in a random direction (scaled by each symbol's loading), and mean reversion
@@ -102,8 +117,8 @@ def synthetic(
     - **Volatility regime change.** Between the fractions ``vol_shift[0]`` and
       ``vol_shift[1]`` of the span every volatility is multiplied by ``vol_shift[2]``.
     - **Gaps.** Price jumps at the open (about one every 4 days per symbol, 1.5%
-      standard deviation), isolated missing bars (``missing_rate``) and a few
-      outages of 5 minutes to 2 hours per symbol, after which trading resumes at
+      standard deviation), isolated missing bars (``missing_rate``) and outages of
+      5 minutes to 2 hours (three a year per symbol), after which trading resumes at
       wherever the price went meanwhile.
     - **Bars.** Open is the previous close (plus any jump), close adds the bar's
       return, high and low extend beyond the body by half-normal amounts scaled by
@@ -122,16 +137,22 @@ def synthetic(
         Probability that any single bar is missing.
     vol_shift
         ``(start_fraction, end_fraction, multiplier)`` of the volatility regime change.
+    return_regimes
+        Also return the regime of each day.
 
     Returns
     -------
     pandas.DataFrame
-        Validated long-form bars sorted by (symbol, timestamp).
+        Validated long-form bars sorted by (symbol, timestamp). With
+        ``return_regimes=True``, a tuple of the bars and a frame indexed by day with
+        the columns ``regime`` (``random_walk``, ``trend``, ``mean_reversion``) and
+        ``direction`` (+1 or -1 for a trend, 0 otherwise), so that strategies can be
+        judged per regime.
 
     Examples
     --------
     >>> bars = synthetic(n_symbols=2, days=2, seed=7)
-    >>> bars.groupby("symbol").size().between(2800, 2880).all()
+    >>> bool(bars.groupby("symbol").size().between(2700, 2880).all())
     True
     >>> synthetic(n_symbols=2, days=2, seed=7).equals(bars)
     True
@@ -142,8 +163,8 @@ def synthetic(
         raise ValueError(f"days must be positive, not {days}")
     rng = np.random.default_rng(seed)
     step = pd.Timedelta(freq)
-    timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=int(pd.Timedelta(days=days) / step),
-                               freq=step)
+    n_bars = int(pd.Timedelta(days=days) / step)
+    timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=step)
     n, k = len(timestamps), n_symbols
     bars_per_day = int(pd.Timedelta("1D") / step)
     bars_per_year = _MINUTES_PER_YEAR * pd.Timedelta("1min") / step
@@ -182,13 +203,20 @@ def synthetic(
 
     base_volume = 1e6 / p0  # about a million in quote currency per average bar
     move = np.abs(np.log(close / open_)) / sigma
-    volume = (base_volume * volume_mult[:, None] * (0.5 + 0.5 * move)
-              * np.exp(rng.normal(-0.08, 0.4, size=(n, k))))
+    # Volume rises with the conditional volatility and the bar's own move, and has a
+    # persistent (about one day) random level of its own.
+    excess_vol = sigma / (base_sigma * vol_mult[:, None])
+    phi = 1.0 - 1.0 / bars_per_day
+    level = lfilter([np.sqrt(1.0 - phi**2) * 0.35], [1.0, -phi], rng.standard_normal((n, k)),
+                    axis=0)
+    volume = (base_volume * volume_mult[:, None] * excess_vol**0.8 * (0.5 + 0.5 * move)
+              * np.exp(level + rng.normal(-0.08, 0.4, size=(n, k))))
     volume = np.round(volume, 3)
 
     keep = rng.random((n, k)) >= missing_rate
+    n_outages = max(1, round(3 * days / 365))
     for j in range(k):
-        for _ in range(3):  # outages
+        for _ in range(n_outages):
             first = int(rng.integers(0, n))
             keep[first:first + int(rng.integers(5, 121)) * bars_per_day // 1440, j] = False
 
@@ -198,8 +226,17 @@ def synthetic(
         frames.append(pd.DataFrame({
             "timestamp": timestamps[m], "symbol": sym, "open": open_[m, j], "high": high[m, j],
             "low": low[m, j], "close": close[m, j], "volume": volume[m, j]}))
-    bars = pd.concat(frames, ignore_index=True)
-    return validate(bars, source=f"synthetic(seed={seed})")
+    bars = validate(pd.concat(frames, ignore_index=True), source=f"synthetic(seed={seed})")
+    if not return_regimes:
+        return bars
+    days_index = pd.date_range(timestamps[0], periods=len(regimes.day_state), freq="1D")
+    return bars, _regime_frame(days_index, regimes.day_state, regimes.day_sign)
+
+
+def _regime_frame(days: pd.DatetimeIndex, state: np.ndarray, sign: np.ndarray) -> pd.DataFrame:
+    direction = np.where(np.asarray(state) == 1, np.asarray(sign), 0.0).astype(np.int64)
+    return pd.DataFrame({"regime": np.asarray(REGIME_NAMES)[np.asarray(state)],
+                         "direction": direction}, index=pd.Index(days, name="day"))
 
 
 def sample_path() -> Path:
@@ -229,15 +266,20 @@ def write_sample(path: str | Path | None = None, seed: int = SAMPLE_SEED) -> Pat
     of each symbol is kept in the file's metadata. :func:`load_sample` turns them
     back into exactly the floats :func:`synthetic` produced.
     """
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "data" / _SAMPLE_FILE
-    bars = synthetic(seed=seed)
+    if path is None:
+        path = Path(__file__).resolve().parents[2] / "data" / _SAMPLE_FILE
+    path = Path(path)
+    bars, regimes = synthetic(seed=seed, return_regimes=True)
     tick = dict(zip(SYMBOLS, _ticks(len(SYMBOLS)).tolist(), strict=True))
     per_row = bars["symbol"].map(tick).to_numpy(np.float64)
     encoded = bars.assign(**{c: np.round(bars[c].to_numpy() / per_row).astype(np.int64)
                              for c in PRICE_COLUMNS})
     encoded["volume"] = np.round(bars["volume"].to_numpy() * _VOLUME_SCALE).astype(np.int64)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
-    meta = {"seed": seed, "tick": tick, "volume_scale": _VOLUME_SCALE}
+    meta = {"seed": seed, "tick": tick, "volume_scale": _VOLUME_SCALE,
+            "regime_start": str(regimes.index[0]),
+            "regime_state": [REGIME_NAMES.index(r) for r in regimes["regime"]],
+            "regime_direction": regimes["direction"].tolist()}
     table = table.replace_schema_metadata({b"alphatrade_lab": json.dumps(meta).encode()})
     pq.write_table(table, path, compression="zstd", compression_level=19,
                    use_dictionary=["symbol"],
@@ -249,7 +291,8 @@ def load_sample(symbols: list[str] | None = None) -> pd.DataFrame:
     """The embedded sample market: one year of 1-minute bars for five correlated symbols.
 
     A 24/7 calendar, 2024-01-01 to 2024-12-30 UTC, generated by :func:`synthetic`
-    with ``seed=SAMPLE_SEED`` (see its docstring for the model). Validated on load.
+    with ``seed=SAMPLE_SEED`` (see its docstring for the model). Validated on load;
+    :func:`sample_regimes` gives the regime of each day.
 
     Parameters
     ----------
@@ -277,3 +320,15 @@ def load_sample(symbols: list[str] | None = None) -> pd.DataFrame:
             raise DataError(f"{sample_path()}, column 'symbol': no symbols {unknown} "
                             f"in the sample (it has {list(SYMBOLS)})")
     return validate(bars, source=str(sample_path()))
+
+
+def sample_regimes() -> pd.DataFrame:
+    """The regime of each day of the sample market (see :func:`synthetic`).
+
+    >>> bool(sample_regimes()["regime"].isin(REGIME_NAMES).all())
+    True
+    """
+    meta = json.loads(pq.read_schema(sample_path()).metadata[b"alphatrade_lab"])
+    state = np.asarray(meta["regime_state"])
+    days = pd.date_range(pd.Timestamp(meta["regime_start"]), periods=len(state), freq="1D")
+    return _regime_frame(days, state, np.asarray(meta["regime_direction"]))

@@ -77,7 +77,8 @@ def _parse_timestamps(values: pd.Series, ctx: _Context) -> pd.Series:
         bad = out.isna().to_numpy()
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            ctx.fail("timestamp", pos, f"cannot parse timestamp {values.iat[pos]!r} (expected ISO 8601)")
+            ctx.fail("timestamp", pos,
+                     f"cannot parse timestamp {values.iat[pos]!r} (expected ISO 8601)")
     if out.isna().any():
         ctx.fail("timestamp", int(np.flatnonzero(out.isna().to_numpy())[0]), "missing timestamp")
     return out.astype("datetime64[ns, UTC]")
@@ -89,7 +90,7 @@ def _check_prices(bars: pd.DataFrame, ctx: _Context) -> None:
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            v = values[pos]
+            v = float(values[pos])
             what = "NaN price" if np.isnan(v) else ("infinite price" if np.isinf(v) else
                                                      f"non-positive price {v!r}")
             ctx.fail(col, pos, what, bars)
@@ -98,12 +99,14 @@ def _check_prices(bars: pd.DataFrame, ctx: _Context) -> None:
     bad = h < top
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        ctx.fail("high", pos, f"high {h[pos]!r} < max(open, close) {top[pos]!r}", bars)
+        ctx.fail("high", pos,
+                 f"high {float(h[pos])!r} < max(open, close) {float(top[pos])!r}", bars)
     bottom = np.minimum(o, c)
     bad = lo > bottom
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        ctx.fail("low", pos, f"low {lo[pos]!r} > min(open, close) {bottom[pos]!r}", bars)
+        ctx.fail("low", pos,
+                 f"low {float(lo[pos])!r} > min(open, close) {float(bottom[pos])!r}", bars)
 
 
 def _check_volume(bars: pd.DataFrame, ctx: _Context) -> None:
@@ -111,7 +114,7 @@ def _check_volume(bars: pd.DataFrame, ctx: _Context) -> None:
     bad = ~(np.isfinite(vol) & (vol >= 0))
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        v = vol[pos]
+        v = float(vol[pos])
         what = "NaN volume" if np.isnan(v) else ("infinite volume" if np.isinf(v) else
                                                   f"negative volume {v!r}")
         ctx.fail("volume", pos, what, bars)
@@ -180,10 +183,11 @@ def validate(
     >>> validate(raw.assign(high=[10.1, 10.4]))
     Traceback (most recent call last):
     ...
-    alphatrade_lab.errors.DataError: <frame>, column 'high', row 0: high 10.1 < max(open, close) 10.2 [symbol 'AAA', timestamp 2024-01-01 00:00:00+00:00]
+    alphatrade_lab.errors.DataError: <frame>, column 'high', row 0: high 10.1 < max(open, close) ...
     """
     if drop_duplicates not in (None, "first", "last"):
-        raise ValueError(f"drop_duplicates must be None, 'first' or 'last', not {drop_duplicates!r}")
+        raise ValueError("drop_duplicates must be None, 'first' or 'last', "
+                         f"not {drop_duplicates!r}")
     ctx = _Context(source, line_offset)
     if not isinstance(bars, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame of bars, got {type(bars).__name__}")

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11 and make:  make demo  /  make test
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install only when the project's requirements change.
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lab lint bench sample clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/alphatrade-lab demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+sample: $(STAMP)
+	$(VENV)/bin/alphatrade-lab make-sample
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,29 @@
+"""Shared fixtures: the sample market and small hand-made bars."""
+
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+
+import alphatrade_lab as atl
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="session")
+def sample_bars() -> pd.DataFrame:
+    return atl.data.load_sample()
+
+
+@pytest.fixture()
+def small_bars() -> pd.DataFrame:
+    """Two symbols, six minute bars each, valid and sorted."""
+    ts = pd.date_range("2024-03-01 00:00", periods=6, freq="1min", tz="UTC")
+    rows = []
+    for sym, p in (("AAA", 100.0), ("BBB", 20.0)):
+        for i, t in enumerate(ts):
+            o = p + i * 0.1
+            c = o + 0.05
+            rows.append((t, sym, o, c + 0.2, o - 0.2, c, 10.0 + i))
+    return pd.DataFrame(rows, columns=list(atl.data.BAR_COLUMNS))

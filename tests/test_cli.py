@@ -1,0 +1,43 @@
+"""The ``alphatrade-lab`` command and the demo job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+import alphatrade_lab as atl
+from alphatrade_lab.cli import main
+
+
+def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    for name in ("report.md", "summary.csv", "market.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert (run_dir / "market.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = pd.read_csv(run_dir / "summary.csv", index_col="symbol")
+    counts = sample_bars.groupby("symbol").size()
+    assert summary["bars"].to_dict() == counts.to_dict()
+    last = sample_bars.groupby("symbol")["close"].last()
+    first = sample_bars.groupby("symbol")["close"].first()
+    np.testing.assert_allclose(summary["total_return"], (last / first - 1).to_numpy(), rtol=1e-12)
+    assert f"{len(sample_bars):,} bars" in printed and "report written to" in printed
+    report = (run_dir / "report.md").read_text()
+    assert "![market](market.png)" in report and "Correlation of hourly returns" in report
+
+
+def test_summary_volatility_matches_a_hand_computation(sample_bars):
+    aaa = sample_bars[sample_bars["symbol"] == "AAA"]
+    daily_close = aaa.groupby(aaa["timestamp"].dt.floor("1D"))["close"].last()
+    expected = np.log(daily_close).diff().std() * np.sqrt(365)
+    assert np.isclose(atl.data.summarize(aaa).loc["AAA", "annual_vol"], expected, rtol=1e-12)
+
+
+def test_console_script_reports_bad_usage():
+    out = subprocess.run([sys.executable, "-m", "alphatrade_lab.cli", "nonsense"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice" in out.stderr
