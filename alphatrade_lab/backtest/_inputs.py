@@ -1,0 +1,174 @@
+"""Validation and normalisation of backtest inputs (labelled or plain) into kernel arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.errors import DataError
+
+__all__ = ["Frame", "as_prices", "as_signal", "per_column", "parse_direction",
+           "parse_execution", "group_offsets"]
+
+DIRECTIONS = {"longonly": K.LONGONLY, "shortonly": K.SHORTONLY, "both": K.BOTH}
+EXECUTIONS = {"close": K.EXEC_CLOSE, "next_open": K.EXEC_NEXT_OPEN}
+
+
+@dataclass
+class Frame:
+    """A 2-D float64 view of a price input and its labels."""
+
+    values: np.ndarray
+    index: pd.Index
+    columns: pd.Index
+    kind: str  # "series", "frame" or "array"
+    name: Any = None
+
+
+def _label(index: pd.Index, row: int) -> str:
+    return f"row {row} ({index[row]})" if isinstance(index, pd.DatetimeIndex) else f"row {row}"
+
+
+def as_prices(x: Any, name: str) -> Frame:
+    """A price input as a float64 (n, k) view; rejects non-positive and infinite prices.
+
+    NaN is allowed (a missing bar: nothing fills there).
+    """
+    if isinstance(x, pd.Series):
+        values, index, columns, kind = x.to_numpy(), x.index, pd.Index([x.name]), "series"
+        values = values.reshape(-1, 1) if values.ndim == 1 else values
+    elif isinstance(x, pd.DataFrame):
+        values, index, columns, kind = x.to_numpy(), x.index, x.columns, "frame"
+    else:
+        values = np.asarray(x)
+        if values.ndim == 1:
+            values = values.reshape(-1, 1)
+            kind = "series"
+        else:
+            kind = "array"
+        if values.ndim != 2:
+            raise ValueError(f"{name} must be 1-D or 2-D, got shape {values.shape}")
+        index, columns = pd.RangeIndex(values.shape[0]), pd.RangeIndex(values.shape[1])
+    if values.dtype != np.float64:
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+            raise DataError(f"{name}: prices must be numeric, got dtype {values.dtype}")
+        values = values.astype(np.float64)
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {values.shape})")
+    row, col = K.first_bad_price_nb(values)
+    if row >= 0:
+        raise DataError(f"{name}: column {columns[col]!r}, {_label(index, row)}: price "
+                        f"{values[row, col]!r} is not finite and > 0")
+    return Frame(values, index, columns, kind, getattr(x, "name", None))
+
+
+def _check_index(idx: pd.Index, ref: Frame, name: str) -> None:
+    if idx.equals(ref.index):
+        return
+    if len(idx) != len(ref.index):
+        raise DataError(f"{name}: index has {len(idx)} rows but close has {len(ref.index)}")
+    diff = np.flatnonzero(np.asarray(idx != ref.index))
+    row = int(diff[0]) if diff.size else 0
+    raise DataError(f"{name}: index does not match close's at row {row} "
+                    f"({idx[row]} vs {ref.index[row]})")
+
+
+def _check_columns(cols: pd.Index, ref: Frame, name: str) -> None:
+    if cols.equals(ref.columns):
+        return
+    missing = [c for c in ref.columns if c not in set(cols)]
+    extra = [c for c in cols if c not in set(ref.columns)]
+    if missing or extra:
+        raise DataError(f"{name}: columns do not match close's (missing {missing}, "
+                        f"unexpected {extra})")
+    raise DataError(f"{name}: columns are in a different order than close's")
+
+
+def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarray:
+    """A signal (bool) or weight (float) input as a 2-D array broadcastable to close.
+
+    Labelled inputs must carry close's index (and columns); an axis of length 1
+    is kept as such and broadcast by the kernels.
+    """
+    n, k = ref.values.shape
+    if x is None:
+        x = False if dtype is bool else np.nan
+    if isinstance(x, pd.DataFrame):
+        _check_index(x.index, ref, name)
+        if x.shape[1] != 1 or ref.values.shape[1] == 1:
+            _check_columns(x.columns, ref, name)
+        arr = x.to_numpy()
+    elif isinstance(x, pd.Series):
+        _check_index(x.index, ref, name)
+        arr = x.to_numpy().reshape(-1, 1)
+    else:
+        arr = np.asarray(x)
+        if arr.ndim == 0:
+            arr = arr.reshape(1, 1)
+        elif arr.ndim == 1:
+            if arr.shape[0] != n:
+                raise DataError(f"{name}: 1-D input has {arr.shape[0]} rows but close has {n}")
+            arr = arr.reshape(-1, 1)
+        elif arr.ndim != 2:
+            raise DataError(f"{name}: expected at most 2 dimensions, got shape {arr.shape}")
+    if arr.shape[0] not in (1, n) or arr.shape[1] not in (1, k):
+        raise DataError(f"{name}: shape {arr.shape} does not broadcast to close's {(n, k)}")
+    if dtype is bool:
+        if arr.dtype != np.bool_:
+            raise DataError(f"{name}: signals must be boolean, got dtype {arr.dtype}")
+    else:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise DataError(f"{name}: must be numeric, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64, copy=False)
+        row, col = K.first_inf_nb(arr)
+        if row >= 0:
+            raise DataError(f"{name}: infinite value at {_label(ref.index, row)}, "
+                            f"column {ref.columns[col if arr.shape[1] > 1 else 0]!r}")
+    return arr
+
+
+def per_column(x: Any, name: str, k: int, *, low: float = 0.0, high: float = np.inf,
+               allow_nan: bool = False, high_inclusive: bool = True) -> np.ndarray:
+    """A scalar or one value per column as float64[k], each in [low, high]."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(k, float(arr))
+    elif arr.shape != (k,):
+        raise ValueError(f"{name} must be a scalar or have one value per column ({k}), "
+                         f"got shape {arr.shape}")
+    bad = np.isnan(arr) if not allow_nan else np.zeros(k, dtype=bool)
+    vals = np.where(np.isnan(arr), low, arr)
+    bad |= (vals < low) | (vals > high) | (vals == high if not high_inclusive else False)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        hi = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be in [{low}, {high}{hi}, got {arr[j]!r}"
+                         + (f" (column {j})" if k > 1 else ""))
+    return np.ascontiguousarray(arr)
+
+
+def parse_direction(direction: str) -> int:
+    try:
+        return DIRECTIONS[direction]
+    except (KeyError, TypeError):
+        raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}") \
+            from None
+
+
+def parse_execution(execution: str) -> int:
+    try:
+        return EXECUTIONS[execution]
+    except (KeyError, TypeError):
+        raise ValueError(f"execution must be one of {sorted(EXECUTIONS)}, got {execution!r}") \
+            from None
+
+
+def group_offsets(k: int, cash_sharing: bool) -> np.ndarray:
+    """Column offsets of the cash groups: one per column, or one pool for all columns."""
+    if cash_sharing:
+        return np.array([0, k], dtype=np.int64)
+    return np.arange(k + 1, dtype=np.int64)

@@ -1,0 +1,241 @@
+"""The result of a backtest: labelled equity, positions, orders, trades, stats and a plot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.backtest import kernels as K
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from alphatrade_lab.backtest._inputs import Frame
+
+__all__ = ["Portfolio"]
+
+
+class Portfolio:
+    """Labelled results of :func:`~alphatrade_lab.backtest.from_signals` or
+    :func:`~alphatrade_lab.backtest.from_weights`.
+
+    Per-column results (``positions``, ``orders``, ``trades``) use close's
+    columns; per-portfolio results (``equity``, ``cash``, ``returns``, stats)
+    use one column per cash group: each column on its own, or a single
+    ``"portfolio"`` with ``cash_sharing`` / weights. A Series ``close`` gives
+    Series and scalars instead of one-column frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import alphatrade_lab as atl
+    >>> from alphatrade_lab.backtest import from_signals
+    >>> close = atl.data.to_wide(atl.data.load_sample(["AAA"]), "close")["AAA"].iloc[:500]
+    >>> pf = from_signals(close, np.arange(500) % 50 == 0, np.arange(500) % 50 == 25)
+    >>> len(pf.trades), int(pf.stats()["trade_count"])
+    (10, 10)
+    """
+
+    def __init__(self, *, close: Frame, groups: pd.Index, group_start: np.ndarray,
+                 equity: np.ndarray, cash: np.ndarray, positions: np.ndarray,
+                 orders: np.ndarray, trades: np.ndarray, cstate: np.ndarray,
+                 stats: pd.DataFrame, bar_length: pd.Timedelta | None,
+                 init_cash: np.ndarray):
+        self._close = close
+        self._groups = groups
+        self._group_start = group_start
+        self._equity = equity
+        self._cash = cash
+        self._positions = positions
+        self._orders = orders
+        self._closed_trades = trades
+        self._cstate = cstate
+        self._stats = stats
+        self.bar_length = bar_length
+        self.init_cash = init_cash
+        self._single = close.kind == "series" and len(groups) == 1
+
+    # ----------------------------------------------------------- labelling helpers
+    @property
+    def index(self) -> pd.Index:
+        return self._close.index
+
+    @property
+    def columns(self) -> pd.Index:
+        return self._close.columns
+
+    def _group_frame(self, values: np.ndarray, name: str) -> pd.Series | pd.DataFrame:
+        frame = pd.DataFrame(values, index=self.index, columns=self._groups)
+        if self._single:
+            out = frame.iloc[:, 0]
+            out.name = self._close.name if self._close.name is not None else name
+            return out
+        return frame
+
+    def _group_scalar(self, values: pd.Series) -> Any:
+        return float(values.iloc[0]) if self._single else values
+
+    def _times(self, bars: np.ndarray) -> Any:
+        return self.index[bars.astype(np.int64)]
+
+    # ----------------------------------------------------------- time series
+    @property
+    def equity(self) -> pd.Series | pd.DataFrame:
+        """Portfolio value (cash + positions at the last valid close) at each bar's close."""
+        return self._group_frame(self._equity, "equity")
+
+    @property
+    def cash(self) -> pd.Series | pd.DataFrame:
+        """Cash after each bar (includes the proceeds of short sales)."""
+        return self._group_frame(self._cash, "cash")
+
+    @property
+    def returns(self) -> pd.Series | pd.DataFrame:
+        """Bar returns of the equity; the first is relative to the initial cash."""
+        eq = self._equity
+        prev = np.vstack([self.init_cash[None, :], eq[:-1]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rets = (eq - prev) / prev
+        return self._group_frame(rets, "returns")
+
+    @property
+    def positions(self) -> pd.Series | pd.DataFrame:
+        """Position (shares, negative when short) of each column after each bar."""
+        frame = pd.DataFrame(self._positions, index=self.index, columns=self.columns)
+        return frame.iloc[:, 0].rename(self._close.name) if self._close.kind == "series" else frame
+
+    @property
+    def drawdown(self) -> pd.Series | pd.DataFrame:
+        """Equity relative to its running peak, minus 1."""
+        eq = self.equity
+        return eq / eq.cummax() - 1.0
+
+    # ----------------------------------------------------------- records
+    @property
+    def orders(self) -> pd.DataFrame:
+        """Filled orders: column, timestamp, side, size, price (slippage included), fees."""
+        o = self._orders
+        return pd.DataFrame({
+            "column": self.columns[o[:, K.O_COL].astype(np.int64)],
+            "timestamp": self._times(o[:, K.O_BAR]),
+            "side": np.where(o[:, K.O_SIDE] > 0, "buy", "sell"),
+            "size": o[:, K.O_SIZE],
+            "price": o[:, K.O_PRICE],
+            "fees": o[:, K.O_FEES],
+        })
+
+    def _open_trades(self) -> np.ndarray:
+        cs = self._cstate
+        cols = np.flatnonzero((cs[:, K.C_TR_DIR] != 0) & (cs[:, K.C_TR_SIZE] > 0))
+        out = np.empty((len(cols), K.N_TRADE))
+        last = len(self.index) - 1
+        for r, c in enumerate(cols):
+            size = cs[c, K.C_TR_SIZE]
+            entry_price = cs[c, K.C_TR_GROSS] / size
+            exit_price = cs[c, K.C_VAL]
+            sign = cs[c, K.C_TR_DIR]
+            pnl = sign * (size * exit_price - size * entry_price) - cs[c, K.C_TR_FEES]
+            out[r] = [c, cs[c, K.C_TR_BAR], last, entry_price, exit_price, size, sign, pnl,
+                      pnl / (size * entry_price), cs[c, K.C_TR_FEES], 0.0]
+        return out
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        """Round trips, closed then open, one row per (partial) exit.
+
+        Columns: column, direction (long/short), status (closed/open), entry and
+        exit time and price (fill prices, slippage included; an open trade is
+        valued at the last close), size, pnl (net of entry and exit fees),
+        return (pnl / entry value), duration (exit - entry time; bars without
+        a DatetimeIndex) and the fees. A reversal closes one trade and opens the
+        next at the same fill, splitting its fees by size.
+        """
+        closed = self._closed_trades
+        op = self._open_trades()
+        t = np.vstack([closed, op]) if len(op) else closed
+        status = np.array(["closed"] * len(closed) + ["open"] * len(op), dtype=object)
+        order = np.lexsort((t[:, K.T_ENTRY_BAR], t[:, K.T_COL])) if len(t) else np.arange(0)
+        t, status = t[order], status[order]
+        entry, exit_ = self._times(t[:, K.T_ENTRY_BAR]), self._times(t[:, K.T_EXIT_BAR])
+        if isinstance(self.index, pd.DatetimeIndex):
+            duration = pd.TimedeltaIndex(exit_ - entry)
+        else:
+            duration = (t[:, K.T_EXIT_BAR] - t[:, K.T_ENTRY_BAR]).astype(np.int64)
+        return pd.DataFrame({
+            "column": self.columns[t[:, K.T_COL].astype(np.int64)],
+            "direction": np.where(t[:, K.T_DIR] > 0, "long", "short"),
+            "status": status,
+            "entry_time": entry,
+            "exit_time": exit_,
+            "entry_price": t[:, K.T_ENTRY_PRICE],
+            "exit_price": t[:, K.T_EXIT_PRICE],
+            "size": t[:, K.T_SIZE],
+            "pnl": t[:, K.T_PNL],
+            "return": t[:, K.T_RET],
+            "duration": duration,
+            "entry_fees": t[:, K.T_ENTRY_FEES],
+            "exit_fees": t[:, K.T_EXIT_FEES],
+        })
+
+    # ----------------------------------------------------------- summary
+    @property
+    def total_return(self) -> float | pd.Series:
+        """Final equity over initial cash, minus 1 (per group)."""
+        return self._group_scalar(self._stats["total_return"])
+
+    @property
+    def final_value(self) -> float | pd.Series:
+        """Equity after the last bar (per group)."""
+        return self._group_scalar(self._stats["end_value"])
+
+    def stats(self) -> pd.Series | pd.DataFrame:
+        """Performance statistics, one row per group (a Series for a single Series input).
+
+        See :mod:`alphatrade_lab.backtest.metrics` for the definitions.
+        """
+        return self._stats.iloc[0].rename(self._close.name) if self._single else self._stats.copy()
+
+    def plot(self, column: Any = None) -> Figure:
+        """Equity, drawdown and the close with trade entry/exit markers for one group.
+
+        Uses :class:`matplotlib.figure.Figure` directly (no pyplot state), so it
+        works headless; returns the Figure.
+        """
+        from matplotlib.figure import Figure
+
+        g = 0 if column is None else self._groups.get_loc(column)
+        c0, c1 = self._group_start[g], self._group_start[g + 1]
+        eq = pd.Series(self._equity[:, g], index=self.index)
+        fig = Figure(figsize=(10, 7), layout="constrained")
+        ax_eq, ax_dd, ax_px = fig.subplots(3, 1, sharex=True,
+                                           gridspec_kw={"height_ratios": [2, 1, 2]})
+        ax_eq.plot(eq.index, eq.to_numpy(), color="tab:blue", lw=1)
+        ax_eq.set_ylabel("equity")
+        total = self._stats["total_return"].iloc[g]
+        ax_eq.set_title(f"{self._groups[g]}: total return {total:.2%}")
+        dd = eq / eq.cummax() - 1.0
+        ax_dd.fill_between(dd.index, dd.to_numpy(), 0.0, color="tab:red", alpha=0.4)
+        ax_dd.set_ylabel("drawdown")
+        trades = self.trades
+        for c in range(c0, c1):
+            name = self.columns[c]
+            ax_px.plot(self.index, self._close.values[:, c], lw=0.8, label=str(name))
+            tc = trades[trades["column"] == name]
+            long_ = tc["direction"] == "long"
+            ax_px.scatter(tc.loc[long_, "entry_time"], tc.loc[long_, "entry_price"],
+                          marker="^", color="tab:green", s=25, zorder=3)
+            ax_px.scatter(tc.loc[~long_, "entry_time"], tc.loc[~long_, "entry_price"],
+                          marker="v", color="tab:red", s=25, zorder=3)
+            done = tc["status"] == "closed"
+            ax_px.scatter(tc.loc[done, "exit_time"], tc.loc[done, "exit_price"],
+                          marker="x", color="black", s=25, zorder=3)
+        ax_px.set_ylabel("price")
+        if c1 - c0 > 1:
+            ax_px.legend(loc="upper left", fontsize="small")
+        return fig
+
+    def __repr__(self) -> str:
+        return (f"Portfolio({len(self.index)} bars, {len(self.columns)} columns, "
+                f"{len(self._groups)} groups, {len(self._orders)} orders)")
