@@ -1,0 +1,531 @@
+"""Numba kernels for features (plain arrays in, plain arrays out).
+
+Every kernel works on whole long-form arrays split into groups (one per symbol):
+``starts[g]`` and ``ends[g]`` are the first and one-past-last row of group g, and
+rows of a group are in time order. Windows never cross a group boundary, and a
+value at row i only uses rows ``<= i`` of its own group. Groups run in parallel.
+
+Windows are *full* windows: a rolling value is NaN until the group has ``window``
+valid (non-NaN) inputs in the window.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+# ---------------------------------------------------------------------------
+# Group boundaries and returns
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def group_bounds_nb(codes):
+    """First and one-past-last row of each run of equal ``codes`` (int64[n]).
+
+    Returns ``starts, ends`` (int64[g]).
+    """
+    n = codes.shape[0]
+    count = 0
+    for i in range(n):
+        if i == 0 or codes[i] != codes[i - 1]:
+            count += 1
+    starts = np.empty(count, dtype=np.int64)
+    ends = np.empty(count, dtype=np.int64)
+    g = -1
+    for i in range(n):
+        if i == 0 or codes[i] != codes[i - 1]:
+            g += 1
+            starts[g] = i
+            if g > 0:
+                ends[g - 1] = i
+    if count > 0:
+        ends[count - 1] = n
+    return starts, ends
+
+
+@njit(cache=True)
+def _log_return_1d(close, horizon, out):
+    n = close.shape[0]
+    for i in range(min(horizon, n)):
+        out[i] = np.nan
+    for i in range(horizon, n):
+        out[i] = np.log(close[i]) - np.log(close[i - horizon])
+
+
+@njit(cache=True, parallel=True)
+def log_return_nb(close, starts, ends, horizon):
+    """``log(close[i]) - log(close[i - horizon])`` within each group; NaN for the first rows."""
+    out = np.empty(close.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _log_return_1d(close[a:b], horizon, out[a:b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def pct_change_nb(x, starts, ends):
+    """``x[i] / x[i - 1] - 1`` within each group; NaN on each group's first row."""
+    out = np.full(x.shape[0], np.nan)
+    for g in prange(starts.shape[0]):
+        for i in range(starts[g] + 1, ends[g]):
+            out[i] = x[i] / x[i - 1] - 1.0
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Rolling moments
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _moments_1d(x, window, mean, m2, m3, third):
+    """Rolling mean and sums of squared (and cubed) deviations of one group.
+
+    Sliding sums of ``x - c`` are kept with a shift ``c`` that is reset to the
+    current value every ``window`` rows (the sums are then recomputed from the
+    window), so no cancellation builds up on large levels such as prices and
+    the result does not depend on where the data ends. A window whose values are
+    all equal gets exactly 0 for ``m2``/``m3``. ``m3`` is written only if ``third``
+    (it may then alias nothing else; otherwise it may be any array).
+    """
+    n = x.shape[0]
+    w = float(window)
+    c = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    nans = 0  # NaNs inside the current window
+    same = 0  # length of the run of equal values ending at i
+    since = 0  # rows since the last re-anchoring (re-anchor when it reaches window)
+    prev = np.nan
+    for i in range(n):
+        xi = x[i]
+        xi_nan = np.isnan(xi)
+        if xi_nan:
+            nans += 1
+            same = 0
+        elif xi == prev:
+            same += 1
+        else:
+            same = 1
+        prev = xi
+        out_nan = False
+        xo = 0.0
+        if i >= window:
+            xo = x[i - window]
+            out_nan = np.isnan(xo)
+            if out_nan:
+                nans -= 1
+        if since == 0 and not xi_nan:
+            # Re-anchor: recompute the sums of the window ending at i around c = x[i].
+            c = xi
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            lo = i - window + 1 if i - window + 1 > 0 else 0
+            for j in range(lo, i + 1):
+                xj = x[j]
+                if not np.isnan(xj):
+                    d = xj - c
+                    s1 += d
+                    s2 += d * d
+                    if third:
+                        s3 += d * d * d
+        else:
+            if not xi_nan:
+                d = xi - c
+                s1 += d
+                s2 += d * d
+                if third:
+                    s3 += d * d * d
+            if i >= window and not out_nan:
+                d = xo - c
+                s1 -= d
+                s2 -= d * d
+                if third:
+                    s3 -= d * d * d
+        since += 1
+        if since == window:
+            since = 0
+        if i + 1 < window or nans > 0:
+            mean[i] = np.nan
+            m2[i] = np.nan
+            if third:
+                m3[i] = np.nan
+        elif same >= window:
+            mean[i] = xi
+            m2[i] = 0.0
+            if third:
+                m3[i] = 0.0
+        else:
+            mu = s1 / w
+            mean[i] = c + mu
+            v = s2 - w * mu * mu
+            m2[i] = v if v > 0.0 else 0.0
+            if third:
+                m3[i] = s3 - 3.0 * mu * s2 + 2.0 * w * mu * mu * mu
+    return mean
+
+
+@njit(cache=True)
+def _zscore_1d(x, window, ddof, out, mean, m2):
+    """``(x - mean) / std`` of the trailing window; NaN where the std is 0 (never inf)."""
+    _moments_1d(x, window, mean, m2, m2, False)
+    den = float(window - ddof)
+    for i in range(x.shape[0]):
+        v = m2[i] / den if den > 0 else np.nan
+        out[i] = (x[i] - mean[i]) / np.sqrt(v) if v > 0.0 else np.nan
+
+
+@njit(cache=True)
+def _std_1d(x, window, ddof, out, mean):
+    _moments_1d(x, window, mean, out, out, False)
+    den = float(window - ddof)
+    for i in range(x.shape[0]):
+        out[i] = np.sqrt(out[i] / den) if den > 0 else np.nan
+
+
+@njit(cache=True)
+def _skew_1d(x, window, out, mean, m2):
+    _moments_1d(x, window, mean, m2, out, True)
+    w = float(window)
+    k = w * np.sqrt(w - 1.0) / (w - 2.0) if window >= 3 else np.nan
+    for i in range(x.shape[0]):
+        out[i] = k * out[i] / (m2[i] * np.sqrt(m2[i])) if m2[i] > 0.0 else np.nan
+
+
+@njit(cache=True, parallel=True)
+def rolling_moments_nb(x, starts, ends, window, third):
+    """Rolling mean, sum of squared deviations and (if ``third``) of cubed deviations.
+
+    Parameters
+    ----------
+    x : float64[n]
+    starts, ends : int64[g]
+        Group boundaries.
+    window : int
+        Number of rows per window (>= 1).
+    third : bool
+        Also compute the sum of cubed deviations (else ``m3`` is left NaN).
+
+    Returns
+    -------
+    mean, m2, m3 : float64[n]
+        NaN until a full window of non-NaN values is available.
+    """
+    n = x.shape[0]
+    mean = np.empty(n)
+    m2 = np.empty(n)
+    m3 = np.full(n, np.nan)
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _moments_1d(x[a:b], window, mean[a:b], m2[a:b], m3[a:b], third)
+    return mean, m2, m3
+
+
+@njit(cache=True)
+def rolling_mean_nb(x, starts, ends, window):
+    """Rolling mean over full windows within each group."""
+    mean, _, _ = rolling_moments_nb(x, starts, ends, window, False)
+    return mean
+
+
+@njit(cache=True, parallel=True)
+def rolling_std_nb(x, starts, ends, window, ddof):
+    """Rolling standard deviation (``ddof=1``: sample, ``ddof=0``: population)."""
+    out = np.empty(x.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _std_1d(x[a:b], window, ddof, out[a:b], np.empty(b - a))
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rolling_zscore_nb(x, starts, ends, window, ddof):
+    """``(x - rolling mean) / rolling std``; NaN where the std is 0 (never inf)."""
+    out = np.empty(x.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _zscore_1d(x[a:b], window, ddof, out[a:b], np.empty(b - a), np.empty(b - a))
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rolling_skew_nb(x, starts, ends, window):
+    """Bias-corrected rolling skewness (the adjusted Fisher-Pearson G1, as pandas).
+
+    ``G1 = n * sqrt(n - 1) / (n - 2) * m3 / m2**1.5`` with ``m2``/``m3`` the sums of
+    squared/cubed deviations of the ``n = window`` values. NaN when ``window < 3``
+    or the window has zero variance.
+    """
+    out = np.empty(x.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _skew_1d(x[a:b], window, out[a:b], np.empty(b - a), np.empty(b - a))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Exponential and Wilder smoothing, RSI, MACD, ATR
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _wilder_1d(x, window, first, out):
+    """Wilder's smoothing of ``x[first:]``: SMA seed of the first ``window`` values, then
+    ``avg = avg + (x - avg) / window``; NaN before the seed. ``out`` may be ``x``."""
+    n = x.shape[0]
+    seed = first + window - 1
+    avg = np.nan
+    if n > seed:
+        s = 0.0
+        for j in range(first, first + window):
+            s += x[j]
+        avg = s / window
+    for i in range(min(seed, n)):
+        out[i] = np.nan
+    if n <= seed:
+        return out
+    out[seed] = avg
+    for i in range(seed + 1, n):
+        avg = avg + (x[i] - avg) / window
+        out[i] = avg
+    return out
+
+
+@njit(cache=True)
+def _rsi_1d(close, window, out, gain, loss):
+    m = close.shape[0]
+    if m == 0:
+        return
+    gain[0] = 0.0
+    loss[0] = 0.0
+    for i in range(1, m):
+        d = close[i] - close[i - 1]
+        gain[i] = d if d > 0 else 0.0
+        loss[i] = -d if d < 0 else 0.0
+    _wilder_1d(gain, window, 1, gain)  # in place: reads x[i] before writing out[i]
+    _wilder_1d(loss, window, 1, loss)
+    for i in range(m):
+        tot = gain[i] + loss[i]
+        out[i] = 100.0 * gain[i] / tot if tot > 0.0 else np.nan
+
+
+@njit(cache=True, parallel=True)
+def rsi_nb(close, starts, ends, window):
+    """Wilder's RSI in [0, 100].
+
+    Changes ``d = close[i] - close[i-1]`` (from each group's second row); average gain
+    and loss are Wilder-smoothed with an SMA seed of the first ``window`` changes, so
+    the first value is at a group's row ``window``. ``RSI = 100 * gain / (gain + loss)``
+    (= ``100 - 100 / (1 + RS)``); 100 when there are only gains; NaN when both are 0
+    (no price movement since the group's start).
+    """
+    out = np.empty(close.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _rsi_1d(close[a:b], window, out[a:b], np.empty(b - a), np.empty(b - a))
+    return out
+
+
+@njit(cache=True)
+def _macd_1d(close, fast, slow, signal, line, sig, hist):
+    af = 2.0 / (fast + 1.0)
+    as_ = 2.0 / (slow + 1.0)
+    ag = 2.0 / (signal + 1.0)
+    m = close.shape[0]
+    ef = 0.0
+    es = 0.0
+    s = 0.0
+    for k in range(m):
+        if k == 0:
+            ef = close[0]
+            es = close[0]
+        else:
+            ef = af * close[k] + (1.0 - af) * ef
+            es = as_ * close[k] + (1.0 - as_) * es
+        v = ef - es
+        s = v if k == 0 else ag * v + (1.0 - ag) * s
+        line[k] = v if k >= slow - 1 else np.nan
+        if k >= slow + signal - 2:
+            sig[k] = s
+            hist[k] = v - s
+        else:
+            sig[k] = np.nan
+            hist[k] = np.nan
+
+
+@njit(cache=True, parallel=True)
+def macd_nb(close, starts, ends, fast, slow, signal):
+    """MACD line, signal line and histogram.
+
+    ``macd = EMA_fast(close) - EMA_slow(close)`` with ``alpha = 2 / (span + 1)`` EMAs
+    started at each group's first close (pandas ``ewm(span, adjust=False)``);
+    ``signal = EMA_signal(macd)`` likewise. Warm-up rows are NaN: the first
+    ``slow - 1`` rows of a group for ``macd`` and the first ``slow + signal - 2``
+    for ``signal`` and the histogram.
+    """
+    n = close.shape[0]
+    line = np.empty(n)
+    sig = np.empty(n)
+    hist = np.empty(n)
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _macd_1d(close[a:b], fast, slow, signal, line[a:b], sig[a:b], hist[a:b])
+    return line, sig, hist
+
+
+@njit(cache=True)
+def _atr_1d(high, low, close, window, out, tr):
+    m = close.shape[0]
+    if m == 0:
+        return
+    tr[0] = 0.0
+    for i in range(1, m):
+        pc = close[i - 1]
+        tr[i] = max(high[i] - low[i], abs(high[i] - pc), abs(low[i] - pc))
+    _wilder_1d(tr, window, 1, out)
+
+
+@njit(cache=True, parallel=True)
+def atr_nb(high, low, close, starts, ends, window):
+    """Wilder's Average True Range (in price units).
+
+    ``TR = max(high - low, |high - prev close|, |low - prev close|)`` from each group's
+    second row (the first has no previous close); ATR is Wilder-smoothed with an SMA
+    seed of the first ``window`` true ranges, so the first value is at row ``window``.
+    """
+    out = np.empty(close.shape[0])
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _atr_1d(high[a:b], low[a:b], close[a:b], window, out[a:b], np.empty(b - a))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# All technical features in one pass
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, ma_windows,
+                 rsi_window, macd_fast, macd_slow, macd_signal, atr_window, bb_window, bb_k,
+                 volume_window, skew_window):
+    """Every technical feature of :func:`alphatrade_lab.features.technical`, one group per
+    thread, into float64[k, n] with rows in ``FeatureSpec.feature_names`` order:
+    ``ret_{h}`` per horizon, ``vol_{w}``, ``ma_dist_{w}``, rsi, macd, macd_signal,
+    macd_hist, atr, bb %b, volume z-score, hl_range, skew.
+    """
+    n = close.shape[0]
+    nh, nv, nm = horizons.shape[0], vol_windows.shape[0], ma_windows.shape[0]
+    k = nh + nv + nm + 9
+    buf = np.empty(k * n)  # one flat buffer so that every row slice is a contiguous 1d array
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        m = b - a
+        c, h, lo, v = close[a:b], high[a:b], low[a:b], volume[a:b]
+        lc = np.log(c)
+        r1 = np.empty(m)
+        s1 = np.empty(m)
+        s2 = np.empty(m)
+        r1[0] = np.nan
+        for i in range(1, m):
+            r1[i] = lc[i] - lc[i - 1]
+        row = 0
+        for j in range(nh):
+            o = buf[row * n + a : row * n + b]
+            hz = horizons[j]
+            for i in range(m):
+                o[i] = lc[i] - lc[i - hz] if i >= hz else np.nan
+            row += 1
+        for j in range(nv):
+            _std_1d(r1, vol_windows[j], 1, buf[row * n + a : row * n + b], s1)
+            row += 1
+        for j in range(nm):
+            _moments_1d(c, ma_windows[j], s1, s2, s2, False)
+            o = buf[row * n + a : row * n + b]
+            for i in range(m):
+                o[i] = c[i] / s1[i] - 1.0
+            row += 1
+        _rsi_1d(c, rsi_window, buf[row * n + a : row * n + b], s1, s2)
+        row += 1
+        _macd_1d(c, macd_fast, macd_slow, macd_signal, buf[row * n + a : row * n + b],
+                 buf[(row + 1) * n + a : (row + 1) * n + b],
+                 buf[(row + 2) * n + a : (row + 2) * n + b])
+        row += 3
+        _atr_1d(h, lo, c, atr_window, buf[row * n + a : row * n + b], s1)
+        row += 1
+        o = buf[row * n + a : row * n + b]
+        _zscore_1d(c, bb_window, 0, o, s1, s2)
+        for i in range(m):
+            o[i] = 0.5 + o[i] / (2.0 * bb_k)
+        row += 1
+        _zscore_1d(v, volume_window, 1, buf[row * n + a : row * n + b], s1, s2)
+        row += 1
+        o = buf[row * n + a : row * n + b]
+        for i in range(m):
+            o[i] = (h[i] - lo[i]) / c[i]
+        row += 1
+        _skew_1d(r1, skew_window, buf[row * n + a : row * n + b], s1, s2)
+    return buf.reshape((k, n))
+
+
+# ---------------------------------------------------------------------------
+# Filling NaN and as-of joins
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def ffill_nb(x, starts, ends):
+    """Forward-fill ``x`` (float64[n]) within groups, never backwards.
+
+    Returns the filled copy; leading NaNs of a group stay NaN.
+    """
+    out = x.copy()
+    for g in prange(starts.shape[0]):
+        last = np.nan
+        for i in range(starts[g], ends[g]):
+            if np.isnan(out[i]):
+                out[i] = last
+            else:
+                last = out[i]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def expanding_mean_fill_nb(x, starts, ends):
+    """Fill NaNs of ``x`` (float64[n]) with the mean of the group's earlier non-NaN values.
+
+    Rows with no earlier value stay NaN. Filled values do not enter later means.
+    """
+    out = x.copy()
+    for g in prange(starts.shape[0]):
+        s = 0.0
+        k = 0
+        for i in range(starts[g], ends[g]):
+            v = x[i]
+            if np.isnan(v):
+                if k > 0:
+                    out[i] = s / k
+            else:
+                s += v
+                k += 1
+    return out
+
+
+@njit(cache=True, parallel=True)
+def asof_index_nb(t, starts, ends, ht, hstarts, hends):
+    """For each row i of group g, the last row j of higher group g with ``ht[j] <= t[i]``.
+
+    ``t`` and ``ht`` are int64 times sorted within groups; group g of the rows pairs
+    with group g of the higher rows (an empty higher group has ``hstarts == hends``).
+    Returns int64[n], -1 where no such row exists.
+    """
+    out = np.full(t.shape[0], -1, dtype=np.int64)
+    for g in prange(starts.shape[0]):
+        j = hstarts[g] - 1
+        for i in range(starts[g], ends[g]):
+            while j + 1 < hends[g] and ht[j + 1] <= t[i]:
+                j += 1
+            if j >= hstarts[g]:
+                out[i] = j
+    return out
