@@ -13,5 +13,29 @@ True
 from alphatrade_lab.backtest.metrics import STAT_NAMES
 from alphatrade_lab.backtest.portfolio import Portfolio
 from alphatrade_lab.backtest.simulate import from_signals, from_signals_chunked, from_weights
+from alphatrade_lab.backtest.sweep import (
+    STRATEGIES,
+    Strategy,
+    deflated_sharpe_ratio,
+    heatmap,
+    split_sample,
+    sweep,
+    sweep_ma_cross,
+    top_k,
+)
 
-__all__ = ["STAT_NAMES", "Portfolio", "from_signals", "from_signals_chunked", "from_weights"]
+__all__ = [
+    "STAT_NAMES",
+    "STRATEGIES",
+    "Portfolio",
+    "Strategy",
+    "deflated_sharpe_ratio",
+    "from_signals",
+    "from_signals_chunked",
+    "from_weights",
+    "heatmap",
+    "split_sample",
+    "sweep",
+    "sweep_ma_cross",
+    "top_k",
+]

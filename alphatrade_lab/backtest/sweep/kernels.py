@@ -1,0 +1,472 @@
+"""Numba kernels of parameter sweeps: signals and simulation fused per combination.
+
+Each combination runs the backtest engine's own fill rules
+(:func:`alphatrade_lab.backtest.kernels.buy_nb` and ``sell_nb``) and streaming statistics
+(:func:`~alphatrade_lab.backtest.kernels.step_stats_nb`) on one column, with its state
+in local variables (array state costs reference counting on every call), and keeps
+only the final state: nothing of size bars × combinations is allocated.
+Trading and statistics cover bars ``start:end``; earlier bars only warm up the
+indicators, so an out-of-sample run sees exactly what a live one would.
+
+Signal kernels (``*_signals_nb``) share one signature so that users can write their
+own: ``f(close, params, entries, exits)`` fills the boolean arrays ``entries`` and
+``exits`` (length of ``close``) from the 1-D ``close`` of one column and a float64
+``params`` vector, using for bar ``i`` nothing after ``close[i]``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from alphatrade_lab.backtest import kernels as K
+
+
+@njit(cache=True)
+def prefix_sums_nb(a):
+    """Per column (rows of the results): running sums of the non-NaN values and running
+    NaN counts, each with a leading 0, and whether the column holds any NaN."""
+    n, k = a.shape
+    cs = np.zeros((k, n + 1))
+    nc = np.zeros((k, n + 1))
+    has_nan = np.zeros(k, dtype=np.bool_)
+    for j in range(k):
+        s = 0.0
+        c = 0.0
+        for i in range(n):
+            if np.isnan(a[i, j]):
+                c += 1.0
+            else:
+                s = s + a[i, j]
+            cs[j, i + 1] = s
+            nc[j, i + 1] = c
+        has_nan[j] = c > 0
+    return cs, nc, has_nan
+
+
+@njit(cache=True)
+def window_mean_nb(cs, nc, i, w):
+    """Mean of the ``w`` values ending at row ``i`` of one column's prefix sums; NaN if
+    any is NaN or the window starts before the data. The same arithmetic as vectorbt's
+    rolling mean (a difference of running sums), so the values are bit-identical."""
+    if i + 1 < w:
+        return np.nan
+    if nc[i + 1] - nc[i + 1 - w] > 0:
+        return np.nan
+    return (cs[i + 1] - cs[i + 1 - w]) / w
+
+
+@njit(cache=True)
+def cross_nb(a, b, up_below, up_ago, dn_above, dn_ago):
+    """One bar of "``a`` crosses above ``b``" and "``a`` crosses below ``b``".
+
+    A cross above is the first bar with ``a > b`` after a bar with ``a < b`` (ties in
+    between allowed), and symmetrically below; a NaN resets both. This is vectorbt's
+    ``crossed_above`` with ``wait=0``. Returns ``(up, down, up_below, up_ago,
+    dn_above, dn_ago)``.
+    """
+    if np.isnan(a) or np.isnan(b):
+        return False, False, False, -1, False, -1
+    if a > b:
+        up = False
+        if up_below:
+            up_ago += 1
+            up = up_ago == 0
+        return up, False, up_below, up_ago, True, -1
+    if a < b:
+        dn = False
+        if dn_above:
+            dn_ago += 1
+            dn = dn_ago == 0
+        return False, dn, True, -1, dn_above, dn_ago
+    return False, False, up_below, -1, dn_above, -1
+
+
+@njit(cache=True)
+def _snap(x):
+    return 0.0 if abs(x) <= 1e-12 else x
+
+
+@njit(cache=True)
+def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, debt):
+    """Fill one signal action for a lone column, with the engine's buy and sell rules.
+
+    The scalar twin of :func:`~alphatrade_lab.backtest.kernels.execute_action_nb`
+    (which works on state arrays): returns ``(side, (filled, cash, free, pos, debt,
+    size, price, fees_paid))``.
+    """
+    cash = _snap(cash)
+    free = _snap(free)
+    pos = _snap(pos)
+    debt = _snap(debt)
+    if action == K.A_OPEN_LONG:
+        return 1.0, K.buy_nb(cash, free, pos, debt, np.inf, frac * cash, price, fees,
+                             fixed_fees, slippage, False)
+    if action == K.A_TO_LONG:
+        size = np.inf
+        if frac < 1.0:
+            adj = price * (1.0 + slippage)
+            all_in = K.add_nb(cash, -fixed_fees) / (1.0 + fees) / adj
+            size = -pos + frac * max(all_in + pos, 0.0)
+        return 1.0, K.buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees,
+                             slippage, False)
+    if action == K.A_CLOSE_SHORT:
+        return 1.0, K.buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees,
+                             slippage, True)
+    if action == K.A_CLOSE_LONG:
+        return -1.0, K.sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees,
+                               slippage, True)
+    return -1.0, K.sell_nb(cash, free, pos, debt, np.inf, frac, price, fees, fixed_fees,
+                           slippage, False)
+
+
+@njit(cache=True)
+def _close_part(book, size, exit_price, exit_fees, entry_fees):
+    """Book the closing of ``size`` of the open trade (as ``record_trade_nb``)."""
+    (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
+     n_orders, total_fees) = book
+    entry_val = size * (tr_gross / tr_size)
+    diff = K.add_nb(size * exit_price, -entry_val)
+    if tr_dir < 0 and diff != 0:
+        diff = -diff
+    pnl = diff - entry_fees - exit_fees
+    n_closed += 1.0
+    if pnl > 0:
+        n_win += 1.0
+        sum_win += pnl
+    elif pnl < 0:
+        n_loss += 1.0
+        sum_loss += pnl
+    return (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
+            n_orders, total_fees)
+
+
+@njit(cache=True)
+def book_fill_nb(book, side, size, price, fees_paid):
+    """Trade bookkeeping of one fill (the scalar twin of ``on_fill_nb``).
+
+    ``book`` is ``(trade direction, trade size, trade gross entry value, trade entry
+    fees, closed, wins, losses, sum of wins, sum of losses, orders, fees)``.
+    """
+    (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
+     n_orders, total_fees) = book
+    n_orders += 1.0
+    total_fees += fees_paid
+    if tr_dir == 0:
+        tr_dir, tr_size, tr_gross, tr_fees = side, 0.0, 0.0, 0.0
+    if side == tr_dir:
+        return (tr_dir, tr_size + size, tr_gross + size * price, tr_fees + fees_paid, n_closed,
+                n_win, n_loss, sum_win, sum_loss, n_orders, total_fees)
+    book = (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
+            n_orders, total_fees)
+    open_size = tr_size
+    if K.is_close_nb(size, open_size) or size < open_size:
+        done = K.is_close_nb(size, open_size)
+        closed = open_size if done else size
+        book = _close_part(book, closed, price, fees_paid, closed / open_size * tr_fees)
+        if done:
+            return (0.0, 0.0, 0.0, 0.0) + book[4:]
+        keep = (open_size - size) / open_size
+        return (tr_dir, tr_size * keep, tr_gross * keep, tr_fees * keep) + book[4:]
+    exit_fees = open_size / size * fees_paid
+    book = _close_part(book, open_size, price, exit_fees, tr_fees)
+    rest = size - open_size
+    return (side, rest, rest * price, fees_paid - exit_fees) + book[4:]
+
+
+@njit(cache=True)
+def _final_state(cash, free, pos, debt, val, book, st, init_cash):
+    """The column and group state rows that ``stats_from_state`` reads."""
+    cs = np.zeros(K.N_CSTATE)
+    gs = np.zeros(K.N_GSTATE)
+    cs[K.C_POS] = pos
+    cs[K.C_DEBT] = debt
+    cs[K.C_VAL] = val
+    cs[K.C_TR_DIR] = book[0]
+    cs[K.C_TR_SIZE] = book[1]
+    cs[K.C_TR_GROSS] = book[2]
+    cs[K.C_TR_FEES] = book[3]
+    gs[K.G_CASH] = cash
+    gs[K.G_FREE] = free
+    gs[K.G_INIT] = init_cash
+    gs[K.G_N_CLOSED] = book[4]
+    gs[K.G_N_WIN] = book[5]
+    gs[K.G_N_LOSS] = book[6]
+    gs[K.G_SUM_WIN] = book[7]
+    gs[K.G_SUM_LOSS] = book[8]
+    gs[K.G_N_ORDERS] = book[9]
+    gs[K.G_FEES] = book[10]
+    g2 = gs.reshape((1, K.N_GSTATE))
+    K.store_stats_nb(g2, 0, st)
+    return cs, gs
+
+
+@njit(cache=True)
+def _initial_stats(init_cash):
+    return (init_cash, 0.0, 0.0, 0.0, 0.0, np.nan, -1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+@njit(cache=True)
+def simulate_column_nb(close, entries, exits, start, end, direction, fees, fixed_fees,
+                       slippage, frac, init_cash):
+    """One column's backtest over bars ``start:end`` with fills at the close, no stops.
+
+    Gives the same numbers as ``simulate_signals_nb`` on that column and those bars,
+    with all state in local variables. Returns ``(cstate_row, gstate_row)``.
+    """
+    cash = init_cash
+    free = init_cash
+    pos = 0.0
+    debt = 0.0
+    val = np.nan
+    book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    st = _initial_stats(init_cash)
+    for i in range(start, end):
+        price = close[i]
+        if not np.isnan(price):
+            val = price
+            e = entries[i]
+            x = exits[i]
+            if e or x:
+                action = K.resolve_action_nb(pos, e, x, direction)
+                if action != K.A_NONE:
+                    side, res = order_nb(action, price, fees, fixed_fees, slippage, frac, cash,
+                                         free, pos, debt)
+                    if res[0]:
+                        cash, free, pos, debt = res[1], res[2], res[3], res[4]
+                        book = book_fill_nb(book, side, res[5], res[6], res[7])
+        value = cash
+        if pos != 0:
+            value += pos * val
+        st = K.step_stats_nb(st, i - start, value, pos != 0)
+    return _final_state(cash, free, pos, debt, val, book, st, init_cash)
+
+
+@njit(cache=True, parallel=True)
+def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees, slippage,
+                      frac, init_cash):
+    """Moving-average crossover backtests for every (fast, slow) pair and column.
+
+    Long entry when the ``fast``-bar simple moving average of the close crosses above
+    the ``slow`` one, exit (or short entry) when it crosses below. Moving averages
+    come from prefix sums shared by all pairs; each pair's signals and portfolio run
+    in a single pass over the bars (the loop of :func:`simulate_column_nb` with the
+    signals computed in place).
+
+    Parameters
+    ----------
+    close : float64[n, k]
+    fast, slow : int64[m]
+        The windows of the m pairs.
+    start, end : int
+        Bars that trade and count in the statistics.
+    direction : int
+    fees, fixed_fees, slippage, frac, init_cash : float
+
+    Returns
+    -------
+    cstate : float64[m * k, N_CSTATE]
+    gstate : float64[m * k, N_GSTATE]
+        Final state of pair ``p`` and column ``j`` in row ``p * k + j``.
+    """
+    n, k = close.shape
+    m = fast.shape[0]
+    cs, nc, has_nan = prefix_sums_nb(close)
+    c_out = np.empty((m * k, K.N_CSTATE))
+    g_out = np.empty((m * k, K.N_GSTATE))
+    for task in prange(m * k):
+        p = task // k
+        j = task - p * k
+        wf = fast[p]
+        ws = slow[p]
+        csj = cs[j]
+        ncj = nc[j]
+        gaps = has_nan[j]
+        warm = max(wf, ws) - 1  # first bar where both averages can exist
+        ub, ua, da, dg = False, -1, False, -1
+        cash = init_cash
+        free = init_cash
+        pos = 0.0
+        debt = 0.0
+        val = np.nan
+        book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        st = _initial_stats(init_cash)
+        for i in range(end):
+            e = x = False
+            if i >= warm:
+                if gaps:
+                    f = window_mean_nb(csj, ncj, i, wf)
+                    s = window_mean_nb(csj, ncj, i, ws)
+                else:
+                    f = (csj[i + 1] - csj[i + 1 - wf]) / wf
+                    s = (csj[i + 1] - csj[i + 1 - ws]) / ws
+                e, x, ub, ua, da, dg = cross_nb(f, s, ub, ua, da, dg)
+            if i < start:
+                continue
+            price = close[i, j]
+            if not np.isnan(price):
+                val = price
+                if e or x:
+                    action = K.resolve_action_nb(pos, e, x, direction)
+                    if action != K.A_NONE:
+                        side, res = order_nb(action, price, fees, fixed_fees, slippage, frac,
+                                             cash, free, pos, debt)
+                        if res[0]:
+                            cash, free, pos, debt = res[1], res[2], res[3], res[4]
+                            book = book_fill_nb(book, side, res[5], res[6], res[7])
+            value = cash
+            if pos != 0:
+                value += pos * val
+            st = K.step_stats_nb(st, i - start, value, pos != 0)
+        c_out[task], g_out[task] = _final_state(cash, free, pos, debt, val, book, st, init_cash)
+    return c_out, g_out
+
+
+def make_sweep_kernel(signals_nb):
+    """A parallel sweep kernel for the signal kernel ``signals_nb`` (compiled on first use).
+
+    The kernel has the signature of :func:`sweep_ma_cross_nb` with a float64
+    ``params[m, n_params]`` array in place of the two window arrays. Each task keeps
+    one column's signals in two boolean arrays of the column's length.
+    """
+
+    @njit(parallel=True)
+    def sweep_nb(close, params, start, end, direction, fees, fixed_fees, slippage, frac,
+                 init_cash):
+        n, k = close.shape
+        m = params.shape[0]
+        c_out = np.empty((m * k, K.N_CSTATE))
+        g_out = np.empty((m * k, K.N_GSTATE))
+        for task in prange(m * k):
+            p = task // k
+            j = task - p * k
+            col = np.ascontiguousarray(close[:end, j])
+            entries = np.zeros(end, dtype=np.bool_)
+            exits = np.zeros(end, dtype=np.bool_)
+            signals_nb(col, params[p], entries, exits)
+            c_out[task], g_out[task] = simulate_column_nb(
+                col, entries, exits, start, end, direction, fees, fixed_fees, slippage, frac,
+                init_cash)
+        return c_out, g_out
+
+    return sweep_nb
+
+
+# Built-in signal kernels --------------------------------------------------------------
+
+
+@njit(cache=True)
+def ma_cross_signals_nb(close, params, entries, exits):
+    """params = (fast, slow): the fast SMA crossing above / below the slow SMA."""
+    wf = int(params[0])
+    ws = int(params[1])
+    cs, nc, _ = prefix_sums_nb(close.reshape((close.shape[0], 1)))
+    ub, ua, da, dg = False, -1, False, -1
+    for i in range(close.shape[0]):
+        f = window_mean_nb(cs[0], nc[0], i, wf)
+        s = window_mean_nb(cs[0], nc[0], i, ws)
+        entries[i], exits[i], ub, ua, da, dg = cross_nb(f, s, ub, ua, da, dg)
+
+
+@njit(cache=True)
+def rsi_reversal_signals_nb(close, params, entries, exits):
+    """params = (window, lower, upper): buy when Wilder's RSI crosses below ``lower``
+    (oversold), sell when it crosses above ``upper``.
+
+    RSI = 100 - 100 / (1 + avg_gain / avg_loss) with Wilder's smoothing
+    (``alpha = 1 / window``, seeded with the plain mean of the first ``window`` changes);
+    a NaN close pauses the averages and the bar gives no signal.
+    """
+    w = int(params[0])
+    lower = params[1]
+    upper = params[2]
+    avg_gain = 0.0
+    avg_loss = 0.0
+    n_changes = 0
+    prev_close = np.nan
+    prev_rsi = np.nan
+    for i in range(close.shape[0]):
+        entries[i] = False
+        exits[i] = False
+        c = close[i]
+        if np.isnan(c):
+            continue
+        if not np.isnan(prev_close):
+            d = c - prev_close
+            gain = d if d > 0 else 0.0
+            loss = -d if d < 0 else 0.0
+            n_changes += 1
+            if n_changes <= w:
+                avg_gain += gain / w
+                avg_loss += loss / w
+            else:
+                avg_gain = avg_gain + (gain - avg_gain) / w
+                avg_loss = avg_loss + (loss - avg_loss) / w
+        prev_close = c
+        if n_changes < w:
+            continue
+        if avg_loss == 0.0:
+            rsi = 100.0 if avg_gain > 0 else 50.0
+        else:
+            rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+        if not np.isnan(prev_rsi):
+            entries[i] = prev_rsi >= lower and rsi < lower
+            exits[i] = prev_rsi <= upper and rsi > upper
+        prev_rsi = rsi
+
+
+@njit(cache=True)
+def bollinger_reversion_signals_nb(close, params, entries, exits):
+    """params = (window, k): buy when the close falls below the lower band (mean - k
+    std, sample std of the last ``window`` closes), sell when it rises above the mean.
+    Windows holding a NaN give no signal."""
+    w = int(params[0])
+    kk = params[1]
+    n = close.shape[0]
+    for i in range(n):
+        entries[i] = False
+        exits[i] = False
+        if i + 1 < w:
+            continue
+        s = 0.0
+        bad = False
+        for t in range(i + 1 - w, i + 1):
+            if np.isnan(close[t]):
+                bad = True
+                break
+            s += close[t]
+        if bad:
+            continue
+        mean = s / w
+        ss = 0.0
+        for t in range(i + 1 - w, i + 1):
+            ss += (close[t] - mean) ** 2
+        std = np.sqrt(ss / (w - 1))
+        entries[i] = close[i] < mean - kk * std
+        exits[i] = close[i] > mean
+
+
+@njit(cache=True)
+def donchian_breakout_signals_nb(close, params, entries, exits):
+    """params = (window,): buy when the close breaks above the highest close of the
+    previous ``window`` bars, sell when it breaks below their lowest. Channels holding
+    a NaN give no signal."""
+    w = int(params[0])
+    n = close.shape[0]
+    for i in range(n):
+        entries[i] = False
+        exits[i] = False
+        if i < w or np.isnan(close[i]):
+            continue
+        hi = -np.inf
+        lo = np.inf
+        bad = False
+        for t in range(i - w, i):
+            c = close[t]
+            if np.isnan(c):
+                bad = True
+                break
+            hi = max(hi, c)
+            lo = min(lo, c)
+        if bad:
+            continue
+        entries[i] = close[i] > hi
+        exits[i] = close[i] < lo

@@ -1,0 +1,69 @@
+"""Looking at sweep results: a heatmap over a 2-D grid and a top-k table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["heatmap", "top_k"]
+
+
+def top_k(results: pd.DataFrame, metric: str = "sharpe", k: int = 10,
+          ascending: bool = False) -> pd.DataFrame:
+    """The ``k`` best parameter sets by ``metric`` (largest first unless ``ascending``).
+
+    NaN metrics (for example the Sharpe ratio of a combination that never traded)
+    sort last.
+    """
+    if metric not in results.columns:
+        raise KeyError(f"no metric {metric!r} in the results (metrics: {list(results.columns)})")
+    return results.sort_values(metric, ascending=ascending, na_position="last").head(k)
+
+
+def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
+            y: str | None = None, ax=None, symbol=None, cmap: str = "RdYlGn"):
+    """Heatmap of ``metric`` over two parameters of a sweep.
+
+    Parameters
+    ----------
+    results
+        Output of a sweep, indexed by the parameters (and ``symbol``).
+    metric
+        Column to colour by.
+    x, y
+        Parameters on the horizontal and vertical axes (default: the first two levels).
+    symbol
+        Which symbol to show when the results hold several (default: the first);
+        other parameters are averaged.
+    ax
+        A matplotlib Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    data = results
+    if "symbol" in data.index.names:
+        symbols = data.index.get_level_values("symbol").unique()
+        chosen = symbols[0] if symbol is None else symbol
+        data = data.xs(chosen, level="symbol")
+    params = [n for n in data.index.names if n is not None]
+    x = x or params[0]
+    y = y or params[1]
+    grid = data[metric].groupby(level=[y, x]).mean().unstack(x)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 6.5), constrained_layout=True)
+    values = grid.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    lim = np.abs(finite).max() if finite.size else 1.0
+    centred = finite.size and finite.min() < 0 < finite.max()
+    mesh = ax.pcolormesh(grid.columns, grid.index, np.ma.masked_invalid(values), cmap=cmap,
+                         vmin=-lim if centred else None, vmax=lim if centred else None,
+                         shading="nearest")
+    ax.figure.colorbar(mesh, ax=ax, label=metric)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{metric} by {x} and {y}")
+    return ax

@@ -1,0 +1,95 @@
+"""Strategies for sweeps: a signal kernel, its parameter names and which combinations are valid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from alphatrade_lab.backtest.sweep import kernels as SK
+
+__all__ = ["BOLLINGER_REVERSION", "DONCHIAN_BREAKOUT", "MA_CROSS", "RSI_REVERSAL", "STRATEGIES",
+           "Strategy"]
+
+
+@dataclass(frozen=True, eq=False)
+class Strategy:
+    """A signal kernel and the names of its parameters.
+
+    Parameters
+    ----------
+    name
+        Label used in results and error messages.
+    params
+        Names of the parameters, in the order the kernel reads them from ``params``.
+    signals_nb
+        A numba function ``f(close, params, entries, exits)`` that fills the boolean
+        arrays ``entries`` and ``exits`` from the 1-D ``close`` of one column and the
+        float64 vector ``params``, using for bar ``i`` nothing after ``close[i]``.
+    valid
+        Optional filter of parameter combinations (a function of a dict of them),
+        for example ``fast < slow``.
+
+    Examples
+    --------
+    A momentum strategy: buy when the close is above its value ``lag`` bars ago by
+    more than ``threshold``, sell when it is below by as much.
+
+    >>> import numpy as np
+    >>> from numba import njit
+    >>> @njit
+    ... def momentum_nb(close, params, entries, exits):
+    ...     lag, threshold = int(params[0]), params[1]
+    ...     for i in range(close.shape[0]):
+    ...         change = close[i] / close[i - lag] - 1.0 if i >= lag else np.nan
+    ...         entries[i] = change > threshold
+    ...         exits[i] = change < -threshold
+    >>> momentum = Strategy("momentum", ("lag", "threshold"), momentum_nb)
+    >>> import alphatrade_lab as atl
+    >>> close = atl.data.to_wide(atl.data.resample(atl.data.load_sample(["AAA"]), "1h"), "close")
+    >>> grid = {"lag": [12, 24, 48], "threshold": [0.01, 0.02]}
+    >>> res = atl.backtest.sweep(momentum, grid, close, fees=0.001, progress=False)
+    >>> res.index.names
+    FrozenList(['lag', 'threshold', 'symbol'])
+    """
+
+    name: str
+    params: tuple[str, ...]
+    signals_nb: Callable
+    valid: Callable[[dict], bool] | None = None
+
+    @cached_property
+    def kernel(self):
+        """The fused parallel sweep kernel for this strategy (compiled on first call)."""
+        return SK.make_sweep_kernel(self.signals_nb)
+
+    def signals(self, close: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
+        """Entries and exits of one parameter set on a 2-D close array (the unfused path)."""
+        close = np.asarray(close, dtype=np.float64)
+        close = close.reshape(-1, 1) if close.ndim == 1 else close
+        vector = np.asarray(params, dtype=np.float64)
+        entries = np.zeros(close.shape, dtype=bool)
+        exits = np.zeros(close.shape, dtype=bool)
+        for j in range(close.shape[1]):
+            e = np.zeros(close.shape[0], dtype=bool)
+            x = np.zeros(close.shape[0], dtype=bool)
+            self.signals_nb(np.ascontiguousarray(close[:, j]), vector, e, x)
+            entries[:, j], exits[:, j] = e, x
+        return entries, exits
+
+
+def _fast_below_slow(p: dict) -> bool:
+    return p["fast"] < p["slow"]
+
+
+MA_CROSS = Strategy("ma_cross", ("fast", "slow"), SK.ma_cross_signals_nb, _fast_below_slow)
+RSI_REVERSAL = Strategy("rsi_reversal", ("window", "lower", "upper"),
+                        SK.rsi_reversal_signals_nb, lambda p: p["lower"] < p["upper"])
+BOLLINGER_REVERSION = Strategy("bollinger_reversion", ("window", "k"),
+                               SK.bollinger_reversion_signals_nb)
+DONCHIAN_BREAKOUT = Strategy("donchian_breakout", ("window",), SK.donchian_breakout_signals_nb)
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in
+                                   (MA_CROSS, RSI_REVERSAL, BOLLINGER_REVERSION, DONCHIAN_BREAKOUT)}
