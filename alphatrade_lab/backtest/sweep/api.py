@@ -32,6 +32,9 @@ DEFAULT_METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "t
 # Bar-combinations per chunk: about a tenth of a second of work, so that the progress
 # bar moves and Ctrl-C is answered quickly, while chunks stay large enough for prange.
 _CHUNK_WORK = 3e7
+# Largest table of moving averages (columns × windows × bars) a chunk builds: 128 MB;
+# beyond it, MA sweeps take the generic path (signals per task, O(bars) per thread).
+_MA_TABLE_CELLS = 2**24
 
 
 def _combinations(strategy: Strategy, grid: Mapping[str, Iterable] | pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +81,11 @@ def run_chunk(strategy: str | Strategy, close: np.ndarray, params: np.ndarray, s
     """
     strat = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
     if strat is MA_CROSS:
-        return SK.sweep_ma_cross_nb(close, params[:, 0].astype(np.int64),
-                                    params[:, 1].astype(np.int64), start, end, *opts)
+        windows = np.unique(params)
+        if close.shape[1] * len(windows) * end <= _MA_TABLE_CELLS:
+            return SK.sweep_ma_cross_nb(close, params[:, 0].astype(np.int64),
+                                        params[:, 1].astype(np.int64), start, end, *opts)
+        # Too many bars for a table of every window: each task computes its own signals.
     return strat.kernel(close, params, start, end, *opts)
 
 

@@ -173,35 +173,88 @@ def book_fill_nb(book, side, size, price, fees_paid):
 
 
 @njit(cache=True)
-def _final_state(cash, free, pos, debt, val, book, st, init_cash):
-    """The column and group state rows that ``stats_from_state`` reads."""
+def initial_nb(init_cash):
+    """Fresh state of a lone column: (account, trade book, streaming statistics).
+
+    The account is ``(cash, free cash, position, short debt, last valid close)``; the
+    book as in :func:`book_fill_nb`; the statistics as ``load_stats_nb`` returns them.
+    """
+    account = (init_cash, init_cash, 0.0, 0.0, np.nan)
+    book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    stats = (init_cash, 0.0, 0.0, 0.0, 0.0, np.nan, -1.0, 0.0, 0.0, 0.0, -1.0)
+    return account, book, stats
+
+
+@njit(cache=True)
+def bar_nb(bar, price, entry, exit_, account, book, stats, direction, fees, fixed_fees,
+           slippage, frac):
+    """Advance a lone column by one bar: fill its signals at the close, then value it.
+
+    The same order of operations as ``simulate_signals_nb`` for a one-column group
+    with ``execution="close"`` and no stops. Returns the new (account, book, stats).
+    """
+    cash, free, pos, debt, val = account
+    if not np.isnan(price):
+        val = price
+        if entry or exit_:
+            action = K.resolve_action_nb(pos, entry, exit_, direction)
+            if action != K.A_NONE:
+                side, res = order_nb(action, price, fees, fixed_fees, slippage, frac, cash,
+                                     free, pos, debt)
+                if res[0]:
+                    cash, free, pos, debt = res[1], res[2], res[3], res[4]
+                    book = book_fill_nb(book, side, res[5], res[6], res[7])
+    value = cash
+    if pos != 0:
+        value += pos * val
+    stats = step_stats_fast_nb(stats, bar, value, pos != 0)
+    return (cash, free, pos, debt, val), book, stats
+
+
+@njit(cache=True)
+def step_stats_fast_nb(stats, bar, value, exposed):
+    """``step_stats_nb``, short-cut for the common bar whose value did not change.
+
+    With ``value`` equal to the previous value the return is 0 (the sums stay), a
+    value at its peak moves the peak's bar and one below it leaves the drawdown as
+    the previous bar set it, so only the counters move; the result is identical.
+    """
+    (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
+     _) = stats
+    if value != prev or n == 0:
+        return K.step_stats_nb(stats, bar, value, exposed)
+    if value >= peak:
+        peak_bar = float(bar)
+    if exposed:
+        n_exposed += 1.0
+    return (prev, n + 1.0, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
+            float(bar))
+
+
+@njit(cache=True)
+def final_state_nb(account, book, stats, init_cash):
+    """The column and group state rows that ``metrics.stats_from_state`` reads."""
     cs = np.zeros(K.N_CSTATE)
-    gs = np.zeros(K.N_GSTATE)
-    cs[K.C_POS] = pos
-    cs[K.C_DEBT] = debt
-    cs[K.C_VAL] = val
+    gs = np.zeros((1, K.N_GSTATE))
+    cs[K.C_POS] = account[2]
+    cs[K.C_DEBT] = account[3]
+    cs[K.C_VAL] = account[4]
     cs[K.C_TR_DIR] = book[0]
     cs[K.C_TR_SIZE] = book[1]
     cs[K.C_TR_GROSS] = book[2]
     cs[K.C_TR_FEES] = book[3]
-    gs[K.G_CASH] = cash
-    gs[K.G_FREE] = free
-    gs[K.G_INIT] = init_cash
-    gs[K.G_N_CLOSED] = book[4]
-    gs[K.G_N_WIN] = book[5]
-    gs[K.G_N_LOSS] = book[6]
-    gs[K.G_SUM_WIN] = book[7]
-    gs[K.G_SUM_LOSS] = book[8]
-    gs[K.G_N_ORDERS] = book[9]
-    gs[K.G_FEES] = book[10]
-    g2 = gs.reshape((1, K.N_GSTATE))
-    K.store_stats_nb(g2, 0, st)
-    return cs, gs
-
-
-@njit(cache=True)
-def _initial_stats(init_cash):
-    return (init_cash, 0.0, 0.0, 0.0, 0.0, np.nan, -1.0, 0.0, 0.0, 0.0, -1.0)
+    gs[0, K.G_CASH] = account[0]
+    gs[0, K.G_FREE] = account[1]
+    gs[0, K.G_INIT] = init_cash
+    gs[0, K.G_N_CLOSED] = book[4]
+    gs[0, K.G_N_WIN] = book[5]
+    gs[0, K.G_N_LOSS] = book[6]
+    gs[0, K.G_SUM_WIN] = book[7]
+    gs[0, K.G_SUM_LOSS] = book[8]
+    gs[0, K.G_N_ORDERS] = book[9]
+    gs[0, K.G_FEES] = book[10]
+    K.store_stats_nb(gs, 0, stats)
+    return cs, gs[0]
 
 
 @njit(cache=True)
@@ -212,32 +265,61 @@ def simulate_column_nb(close, entries, exits, start, end, direction, fees, fixed
     Gives the same numbers as ``simulate_signals_nb`` on that column and those bars,
     with all state in local variables. Returns ``(cstate_row, gstate_row)``.
     """
-    cash = init_cash
-    free = init_cash
-    pos = 0.0
-    debt = 0.0
-    val = np.nan
-    book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    st = _initial_stats(init_cash)
+    account, book, stats = initial_nb(init_cash)
     for i in range(start, end):
-        price = close[i]
+        account, book, stats = bar_nb(i - start, close[i], entries[i], exits[i], account, book,
+                                      stats, direction, fees, fixed_fees, slippage, frac)
+    return final_state_nb(account, book, stats, init_cash)
+
+
+@njit(cache=True, parallel=True)
+def ma_table_nb(close, windows, end):
+    """Simple moving averages of every column for each window: float64[k, len(windows), end]."""
+    n, k = close.shape
+    cs, nc, _ = prefix_sums_nb(close[:end])
+    out = np.empty((k, windows.shape[0], end))
+    for task in prange(k * windows.shape[0]):
+        j = task // windows.shape[0]
+        w = task - j * windows.shape[0]
+        for i in range(end):
+            out[j, w, i] = window_mean_nb(cs[j], nc[j], i, windows[w])
+    return out
+
+
+@njit(cache=True)
+def ma_pair_nb(col, ma_fast, ma_slow, warm, start, end, direction, fees, fixed_fees, slippage,
+               frac, init_cash):
+    """One MA-crossover backtest of one column: signals and portfolio in one pass.
+
+    ``ma_fast``/``ma_slow`` are the two averages, ``warm`` the first bar where both
+    can exist. The body of :func:`bar_nb` is written out here: passing the state
+    tuples through a call costs more than the rest of the bar.
+    """
+    ub, ua, da, dg = False, -1, False, -1
+    for i in range(warm, start):
+        _, _, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
+    account, book, stats = initial_nb(init_cash)
+    cash, free, pos, debt, val = account
+    for i in range(start, end):
+        e = x = False
+        if i >= warm:
+            e, x, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
+        price = col[i]
         if not np.isnan(price):
             val = price
-            e = entries[i]
-            x = exits[i]
             if e or x:
                 action = K.resolve_action_nb(pos, e, x, direction)
                 if action != K.A_NONE:
-                    side, res = order_nb(action, price, fees, fixed_fees, slippage, frac, cash,
-                                         free, pos, debt)
+                    side, res = order_nb(action, price, fees, fixed_fees, slippage, frac,
+                                         cash, free, pos, debt)
                     if res[0]:
                         cash, free, pos, debt = res[1], res[2], res[3], res[4]
                         book = book_fill_nb(book, side, res[5], res[6], res[7])
         value = cash
         if pos != 0:
             value += pos * val
-        st = K.step_stats_nb(st, i - start, value, pos != 0)
-    return _final_state(cash, free, pos, debt, val, book, st, init_cash)
+        stats = step_stats_fast_nb(stats, i - start, value, pos != 0)
+    return final_state_nb((cash, free, pos, debt, val), book, stats, init_cash)
 
 
 @njit(cache=True, parallel=True)
@@ -246,10 +328,9 @@ def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees
     """Moving-average crossover backtests for every (fast, slow) pair and column.
 
     Long entry when the ``fast``-bar simple moving average of the close crosses above
-    the ``slow`` one, exit (or short entry) when it crosses below. Moving averages
-    come from prefix sums shared by all pairs; each pair's signals and portfolio run
-    in a single pass over the bars (the loop of :func:`simulate_column_nb` with the
-    signals computed in place).
+    the ``slow`` one, exit (or short entry) when it crosses below. Each pair's signals
+    and portfolio run in a single pass over the bars (:func:`ma_pair_nb`), reading the
+    averages from a table computed once per window (:func:`ma_table_nb`).
 
     Parameters
     ----------
@@ -269,54 +350,19 @@ def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees
     """
     n, k = close.shape
     m = fast.shape[0]
-    cs, nc, has_nan = prefix_sums_nb(close)
+    windows = np.unique(np.concatenate((fast, slow)))
+    table = ma_table_nb(close, windows, end)
+    fi = np.searchsorted(windows, fast)
+    si = np.searchsorted(windows, slow)
+    cols = np.ascontiguousarray(close[:end].T)
     c_out = np.empty((m * k, K.N_CSTATE))
     g_out = np.empty((m * k, K.N_GSTATE))
     for task in prange(m * k):
         p = task // k
         j = task - p * k
-        wf = fast[p]
-        ws = slow[p]
-        csj = cs[j]
-        ncj = nc[j]
-        gaps = has_nan[j]
-        warm = max(wf, ws) - 1  # first bar where both averages can exist
-        ub, ua, da, dg = False, -1, False, -1
-        cash = init_cash
-        free = init_cash
-        pos = 0.0
-        debt = 0.0
-        val = np.nan
-        book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        st = _initial_stats(init_cash)
-        for i in range(end):
-            e = x = False
-            if i >= warm:
-                if gaps:
-                    f = window_mean_nb(csj, ncj, i, wf)
-                    s = window_mean_nb(csj, ncj, i, ws)
-                else:
-                    f = (csj[i + 1] - csj[i + 1 - wf]) / wf
-                    s = (csj[i + 1] - csj[i + 1 - ws]) / ws
-                e, x, ub, ua, da, dg = cross_nb(f, s, ub, ua, da, dg)
-            if i < start:
-                continue
-            price = close[i, j]
-            if not np.isnan(price):
-                val = price
-                if e or x:
-                    action = K.resolve_action_nb(pos, e, x, direction)
-                    if action != K.A_NONE:
-                        side, res = order_nb(action, price, fees, fixed_fees, slippage, frac,
-                                             cash, free, pos, debt)
-                        if res[0]:
-                            cash, free, pos, debt = res[1], res[2], res[3], res[4]
-                            book = book_fill_nb(book, side, res[5], res[6], res[7])
-            value = cash
-            if pos != 0:
-                value += pos * val
-            st = K.step_stats_nb(st, i - start, value, pos != 0)
-        c_out[task], g_out[task] = _final_state(cash, free, pos, debt, val, book, st, init_cash)
+        c_out[task], g_out[task] = ma_pair_nb(
+            cols[j], table[j, fi[p]], table[j, si[p]], max(fast[p], slow[p]) - 1, start, end,
+            direction, fees, fixed_fees, slippage, frac, init_cash)
     return c_out, g_out
 
 
