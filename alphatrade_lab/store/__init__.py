@@ -1,0 +1,44 @@
+"""The lab store: a DuckDB file of runs, trades, signals, daily and model performance,
+drift statistics and alerts, with forward-only migrations.
+
+>>> import alphatrade_lab as atl
+>>> store = atl.store.LabStore(":memory:")
+>>> sorted(store.counts()) == sorted(atl.store.TABLES)
+True
+>>> store.schema_version == atl.store.SCHEMA_VERSION
+True
+
+See :mod:`alphatrade_lab.store.store` for the concurrency model,
+:mod:`alphatrade_lab.store.convert` for how a backtest becomes rows, and
+:mod:`alphatrade_lab.store.schema` for the tables and their portability to PostgreSQL.
+"""
+
+from alphatrade_lab.store.convert import (
+    daily_performance,
+    fingerprint,
+    signals_from_wide,
+    trades_from_portfolio,
+)
+from alphatrade_lab.store.demo import demo_step
+from alphatrade_lab.store.migrations import MIGRATIONS, SchemaVersionError, migrate
+from alphatrade_lab.store.redact import redact
+from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
+from alphatrade_lab.store.store import LabStore, StoreLockedError, code_version
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "LabStore",
+    "SchemaVersionError",
+    "StoreLockedError",
+    "code_version",
+    "create_table_sql",
+    "daily_performance",
+    "demo_step",
+    "fingerprint",
+    "migrate",
+    "redact",
+    "signals_from_wide",
+    "trades_from_portfolio",
+]

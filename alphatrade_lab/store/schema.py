@@ -1,0 +1,167 @@
+"""The lab store's tables, as data: column names, portable SQL types and validation kinds.
+
+The current schema (version :data:`SCHEMA_VERSION`) is written out here once;
+:mod:`alphatrade_lab.store.migrations` brings older files up to it, and the tests check
+that a migrated file and a fresh one end with the same tables and columns.
+
+Portability: every type is a standard SQL type that PostgreSQL/TimescaleDB also accepts
+(``VARCHAR``, ``SMALLINT``, ``INTEGER``, ``BIGINT``, ``DOUBLE PRECISION``, ``BOOLEAN``,
+``DATE``, ``TIMESTAMP WITH TIME ZONE``), except ``JSON``: DuckDB's JSON is an extension
+type (built into the Python wheel) and maps to ``JSONB`` on PostgreSQL. Times are stored
+as ``TIMESTAMP WITH TIME ZONE`` in UTC (microsecond precision in both databases: pandas'
+nanoseconds are truncated). There are no foreign keys (DuckDB refuses ``ALTER TABLE`` on a
+table other tables reference, which would block forward migrations; the store checks that
+a referenced run exists instead) and no secondary indexes (DuckDB's zone maps serve the
+filters here; a PostgreSQL port should add indexes on ``run_id``, ``symbol`` and time).
+
+>>> "run_id" in column_names("trades")
+True
+>>> create_table_sql("alerts").splitlines()[0]
+'CREATE TABLE alerts ('
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SCHEMA_VERSION", "TABLES", "Column", "column_names", "create_table_sql"]
+
+#: The schema version this code writes; files at a lower version are migrated on open.
+SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, SQL type, validation kind and whether NULL is allowed.
+
+    ``kind`` drives input validation: ``str``, ``float``, ``int``, ``bool``, ``ts``
+    (timezone-aware UTC timestamp), ``date``, ``json`` (dict/list/str, stored as JSON text)
+    or ``direction`` (an integer in {-1, 0, 1}).
+    """
+
+    name: str
+    sql_type: str
+    kind: str
+    nullable: bool = True
+    check: str | None = None
+
+    def ddl(self) -> str:
+        parts = [self.name, self.sql_type]
+        if not self.nullable:
+            parts.append("NOT NULL")
+        if self.check:
+            parts.append(f"CHECK ({self.check})")
+        return " ".join(parts)
+
+
+def _c(name: str, sql_type: str, kind: str, nullable: bool = True, check: str | None = None):
+    return Column(name, sql_type, kind, nullable, check)
+
+
+TS = "TIMESTAMP WITH TIME ZONE"
+F = "DOUBLE PRECISION"
+
+#: Every table of the current schema, columns in their documented order.
+TABLES: dict[str, tuple[Column, ...]] = {
+    "runs": (
+        _c("run_id", "VARCHAR PRIMARY KEY", "str", False),
+        _c("created_at", TS, "ts", False),
+        _c("kind", "VARCHAR", "str", False),
+        _c("params", "JSON", "json"),
+        _c("code_version", "VARCHAR", "str"),
+        _c("data_fingerprint", "VARCHAR", "str"),
+        _c("notes", "VARCHAR", "str"),
+    ),
+    "trades": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("side", "VARCHAR", "str", False, "side IN ('long', 'short')"),
+        _c("quantity", F, "float", False),
+        _c("entry_time", TS, "ts", False),
+        _c("exit_time", TS, "ts"),
+        _c("entry_price", F, "float", False),
+        _c("exit_price", F, "float"),
+        _c("pnl", F, "float"),
+        _c("pnl_pct", F, "float"),
+        _c("fees", F, "float"),
+        _c("status", "VARCHAR", "str"),
+        _c("strategy", "VARCHAR", "str"),
+        _c("model_version", "VARCHAR", "str"),
+        _c("confidence", F, "float"),
+        _c("metadata", "JSON", "json"),
+    ),
+    "signals": (
+        _c("timestamp", TS, "ts", False),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("direction", "SMALLINT", "direction", False, "direction IN (-1, 0, 1)"),
+        _c("confidence", F, "float"),
+        _c("model_type", "VARCHAR", "str"),
+        _c("features_hash", "VARCHAR", "str"),
+        _c("was_executed", "BOOLEAN", "bool"),
+        _c("run_id", "VARCHAR", "str"),
+    ),
+    "daily_performance": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("portfolio", "VARCHAR", "str"),
+        _c("date", "DATE", "date", False),
+        _c("starting_equity", F, "float", False),
+        _c("ending_equity", F, "float", False),
+        _c("pnl", F, "float", False),
+        _c("pnl_pct", F, "float"),
+        _c("trades_count", "INTEGER", "int", False),
+        _c("win_count", "INTEGER", "int", False),
+        _c("max_drawdown", F, "float"),
+        _c("sharpe_ratio", F, "float"),
+    ),
+    "model_performance": (
+        _c("date", "DATE", "date", False),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("model_type", "VARCHAR", "str", False),
+        _c("predictions_count", "INTEGER", "int", False),
+        _c("correct_predictions", "INTEGER", "int", False),
+        _c("accuracy", F, "float"),
+        _c("avg_confidence", F, "float"),
+        _c("run_id", "VARCHAR", "str"),
+    ),
+    "drift_stats": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("window_start", TS, "ts"),
+        _c("window_end", TS, "ts"),
+        _c("feature", "VARCHAR", "str", False),
+        _c("method", "VARCHAR", "str", False),
+        _c("statistic", F, "float", False),
+        _c("p_value", F, "float"),
+        _c("threshold", F, "float"),
+        _c("drifted", "BOOLEAN", "bool", False),
+    ),
+    "alerts": (
+        _c("ts", TS, "ts", False),
+        _c("level", "VARCHAR", "str", False),
+        _c("title", "VARCHAR", "str", False),
+        _c("message", "VARCHAR", "str"),
+        _c("data", "JSON", "json"),
+        _c("delivered_sinks", "JSON", "json"),
+        _c("failed_sinks", "JSON", "json"),
+        _c("run_id", "VARCHAR", "str"),
+    ),
+}
+
+#: The version bookkeeping table (not part of TABLES: it is managed by the migrations).
+VERSION_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS schema_version (\n"
+    "    version INTEGER PRIMARY KEY,\n"
+    f"    applied_at {TS} NOT NULL,\n"
+    "    description VARCHAR NOT NULL\n"
+    ")"
+)
+
+
+def column_names(table: str) -> list[str]:
+    """Column names of ``table`` in the current schema."""
+    return [c.name for c in TABLES[table]]
+
+
+def create_table_sql(table: str) -> str:
+    """``CREATE TABLE`` statement of ``table`` in the current schema (portable SQL)."""
+    cols = ",\n".join(f"    {c.ddl()}" for c in TABLES[table])
+    return f"CREATE TABLE {table} (\n{cols}\n)"

@@ -1,0 +1,532 @@
+"""``LabStore``: the lab's DuckDB file of runs, trades, signals, performance, drift, alerts.
+
+Concurrency model
+-----------------
+DuckDB lets **one process** write a database file; other processes cannot even open it
+read-only while that process has it open. So a file store never keeps a connection
+open: every write opens a connection, runs one transaction (``BEGIN ... COMMIT``) and
+closes it; every read opens a read-only connection and closes it. When another process
+holds the file, ``duckdb.connect`` fails on the file lock and the store retries (jittered
+backoff, 5 to 25 ms between attempts) for up to ``lock_timeout`` seconds, then raises
+:class:`StoreLockedError` (naming the file and DuckDB's message with the holder's PID).
+Two writer processes therefore interleave whole transactions, and readers get in
+between writes (a store that has just released the file pauses 5-30 ms before taking it
+again, so a process in a tight write loop does not starve the others; there is no queue,
+so access is not strictly fair). A process that opens the file with plain
+``duckdb.connect`` and keeps it open blocks everyone else until it closes (that is
+DuckDB, not the store).
+
+Atomicity: a write is one transaction; an exception (bad data found by the database,
+Ctrl-C) rolls it back. A killed writer's transaction never reaches the WAL (DuckDB logs
+at commit); blocks a large insert wrote to the file ahead of commit stay unreferenced and
+are reused (the tests kill a writer in the middle of a 300,000-row insert). Inputs are
+validated before the connection is opened, so bad data never holds the lock; only the
+check that a referenced ``run_id`` exists runs inside the transaction.
+
+``":memory:"`` keeps one connection for the store's lifetime (there is nothing to share).
+
+>>> import pandas as pd
+>>> store = LabStore(":memory:")
+>>> run = store.record_run("manual", {"note": "doctest"})
+>>> _ = store.record_signals(pd.DataFrame({
+...     "timestamp": pd.date_range("2024-01-01", periods=3, freq="1h", tz="UTC"),
+...     "symbol": "AAA", "direction": [1, 0, -1]}), run_id=run)
+>>> store.query("SELECT CAST(sum(direction) AS INTEGER) AS s, count(*) AS n "
+...             "FROM signals WHERE run_id = ?", [run]).to_dict("records")
+[{'s': 0, 'n': 3}]
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from alphatrade_lab.errors import DataError
+from alphatrade_lab.store.convert import daily_performance, fingerprint, trades_from_portfolio
+from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
+from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
+from alphatrade_lab.store.validate import to_arrow
+
+__all__ = ["LabStore", "StoreLockedError", "code_version"]
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+_READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+class StoreLockedError(TimeoutError):
+    """Another process held the store file's lock for longer than ``lock_timeout``."""
+
+
+def _process_lock(key: str) -> threading.RLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(key, threading.RLock())
+
+
+def code_version() -> str:
+    """``alphatrade_lab <version>``, plus ``+g<commit>`` when run from a git checkout.
+
+    The commit is read from the ``.git`` files (no git command is run).
+
+    >>> code_version().startswith("alphatrade_lab ")
+    True
+    """
+    from alphatrade_lab import __version__
+
+    out = f"alphatrade_lab {__version__}"
+    git = Path(__file__).resolve().parents[2] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            ref_file = git / ref
+            if ref_file.exists():
+                head = ref_file.read_text().strip()
+            else:
+                packed = (git / "packed-refs").read_text().splitlines()
+                head = next(line.split()[0] for line in packed if line.endswith(" " + ref))
+        if len(head) >= 12 and all(ch in "0123456789abcdef" for ch in head[:12]):
+            out += f"+g{head[:12]}"
+    except (OSError, StopIteration, IndexError):
+        pass
+    return out
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    df = table.to_pandas(date_as_object=False)
+    for name in df.columns:
+        dtype = df[name].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            df[name] = df[name].dt.tz_convert("UTC")
+    return df
+
+
+class LabStore:
+    """Open or create the lab store at ``path`` (a DuckDB file, or ``":memory:"``).
+
+    Parameters
+    ----------
+    path
+        The database file (its folder is created) or ``":memory:"``. An existing file at
+        an older schema version is migrated forward on open (not with ``read_only``).
+    read_only
+        Refuse writes; open the file only with read-only connections.
+    lock_timeout
+        Seconds to keep retrying when another process holds the file (0: fail at once).
+
+    Writers return the run id they wrote to; readers return DataFrames with UTC
+    timestamps, dates as ``datetime64`` and JSON columns as text (``json.loads`` them).
+    """
+
+    def __init__(self, path: str | Path = "data/lab.duckdb", *, read_only: bool = False,
+                 lock_timeout: float = 30.0):
+        self.memory = str(path) == ":memory:"
+        self.path: str | Path = ":memory:" if self.memory else Path(path)
+        self.read_only = read_only
+        self.lock_timeout = float(lock_timeout)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._released = -1.0
+        if self.memory:
+            self._con = duckdb.connect(":memory:")
+            self._con.execute("SET TimeZone = 'UTC'")
+            self.migrated_from = migrate(self._con)[0]
+            return
+        path = Path(path)
+        if read_only:
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no lab store there (read_only=True)")
+            with self._connect(read_only=True) as con:
+                version = current_version(con)
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{path} is at schema version {version}, this code reads "
+                    f"{SCHEMA_VERSION}; open it once without read_only to migrate it"
+                    if version < SCHEMA_VERSION else
+                    f"{path} is at schema version {version}, newer than this code's "
+                    f"{SCHEMA_VERSION}; upgrade alphatrade_lab")
+            self.migrated_from = version
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect(read_only=False) as con:
+            self.migrated_from = migrate(con)[0]
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self.read_only else ""
+        return f"LabStore({str(self.path)!r}{mode})"
+
+    def __enter__(self) -> LabStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the in-memory connection (file stores hold none between calls)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    # ----------------------------------------------------------- connections
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.memory:
+            if self._con is None:
+                raise RuntimeError("the in-memory store is closed")
+            with _process_lock(f"memory:{id(self)}"):
+                yield self._con
+            return
+        key = str(Path(self.path).resolve())
+        with _process_lock(key):
+            # courtesy: right after releasing the file, give waiting processes a turn
+            since = time.monotonic() - self._released
+            if since < 0.05:
+                time.sleep(random.uniform(0.005, 0.03))
+            con = self._open(key, read_only)
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
+            finally:
+                con.close()
+                self._released = time.monotonic()
+
+    def _open(self, key: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(key, read_only=read_only)
+            except duckdb.ConnectionException as exc:
+                # this process holds the file through another (user) connection with
+                # the other mode: reuse that database instance in its mode
+                if "different configuration" in str(exc) and read_only:
+                    return duckdb.connect(key, read_only=False)
+                raise
+            except duckdb.IOException as exc:
+                if not any(m in str(exc) for m in _LOCK_MARKERS):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreLockedError(
+                        f"{self.path}: another process held the DuckDB file lock for more "
+                        f"than lock_timeout={self.lock_timeout:g} s ({exc}). DuckDB allows "
+                        "one process at a time; retry later or raise lock_timeout."
+                    ) from None
+                time.sleep(min(left, delay * (0.5 + random.random())))
+                delay = min(delay * 1.5, 0.025)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.read_only:
+            raise PermissionError(f"{self}: the store was opened read-only")
+        with self._connect(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            con.execute("COMMIT")
+
+    def _insert(self, con, table: str, rows: pa.Table) -> int:
+        """Insert an Arrow table into ``table`` (names are from the schema, never user data)."""
+        if rows.num_rows == 0:
+            return 0
+        view = f"_incoming_{table}"
+        cols = ", ".join(f'"{c}"' for c in rows.column_names)
+        con.register(view, rows)
+        try:
+            if "run_id" in rows.column_names and table != "runs":
+                missing = con.execute(
+                    f"SELECT DISTINCT i.run_id FROM {view} i LEFT JOIN runs r "
+                    "ON i.run_id = r.run_id WHERE i.run_id IS NOT NULL AND r.run_id IS NULL "
+                    "LIMIT 1").fetchone()
+                if missing is not None:
+                    raise DataError(f"{table}: run_id {missing[0]!r} is not in runs; "
+                                    "record the run first (LabStore.record_run)")
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
+        finally:
+            try:
+                con.unregister(view)
+            except duckdb.Error:  # an aborted transaction; a later register replaces it
+                pass
+        return rows.num_rows
+
+    def _write(self, batches: Sequence[tuple[str, pa.Table]]) -> None:
+        with self._transaction() as con:
+            for table, rows in batches:
+                self._insert(con, table, rows)
+
+    # ----------------------------------------------------------- writers
+    def _run_rows(self, kind: str, params: Any, run_id: str | None, created_at: Any,
+                  code_version_: str | None, data_fingerprint: str | None,
+                  notes: str | None) -> tuple[str, pa.Table]:
+        run_id = run_id or uuid.uuid4().hex
+        row = pd.DataFrame({
+            "run_id": [run_id],
+            "created_at": [pd.Timestamp(created_at or datetime.now(UTC))],
+            "kind": [kind],
+            "params": [params if params is not None else None],
+            "code_version": [code_version_ if code_version_ is not None else code_version()],
+            "data_fingerprint": [data_fingerprint],
+            "notes": [notes],
+        })
+        return run_id, to_arrow("runs", row, text_redact=("notes",))
+
+    def record_run(self, kind: str = "manual", params: Mapping[str, Any] | None = None, *,
+                   run_id: str | None = None, created_at: Any = None,
+                   code_version: str | None = None, data_fingerprint: str | None = None,
+                   notes: str | None = None) -> str:
+        """Add a run (``kind`` such as ``"backtest"``, ``"live"``, ``"monitoring"``).
+
+        ``params`` is stored as JSON (credentials redacted); ``code_version`` defaults to
+        :func:`code_version`. Returns the run id (a new UUID hex unless given).
+        """
+        run_id, rows = self._run_rows(kind, params, run_id, created_at, code_version,
+                                      data_fingerprint, notes)
+        self._write([("runs", rows)])
+        return run_id
+
+    def record_backtest(self, pf, *, strategy: str | None = None,
+                        params: Mapping[str, Any] | None = None,
+                        model_version: str | None = None, kind: str = "backtest",
+                        daily: str = "columns", signals: pd.DataFrame | None = None,
+                        run_id: str | None = None, code_version: str | None = None,
+                        data_fingerprint: str | None = None, notes: str | None = None) -> str:
+        """Record a backtest Portfolio: its run, trades and daily performance in one
+        transaction (and ``signals`` rows in the same one, when given).
+
+        Trades come from ``pf.trades`` (see
+        :func:`~alphatrade_lab.store.convert.trades_from_portfolio`), daily performance
+        from the equity curve per ``daily`` = ``"columns"``, ``"total"`` or ``"both"``
+        (see :mod:`alphatrade_lab.store.convert`). ``data_fingerprint`` defaults to a hash
+        of the close prices the portfolio ran on. Returns the run id.
+        """
+        if data_fingerprint is None:
+            try:
+                data_fingerprint = fingerprint(pf)
+            except DataError:
+                data_fingerprint = None
+        run_id, run_rows = self._run_rows(kind, params, run_id, None, code_version,
+                                          data_fingerprint, notes)
+        trades = trades_from_portfolio(pf)
+        trade_rows = to_arrow("trades", trades, {"run_id": run_id, "strategy": strategy,
+                                                 "model_version": model_version})
+        day_rows = to_arrow("daily_performance", daily_performance(pf, daily),
+                            {"run_id": run_id})
+        batches = [("runs", run_rows), ("trades", trade_rows),
+                   ("daily_performance", day_rows)]
+        if signals is not None:
+            batches.append(("signals", to_arrow("signals", signals, {"run_id": run_id})))
+        self._write(batches)
+        return run_id
+
+    def _record(self, table: str, frame: pd.DataFrame, defaults: Mapping[str, Any],
+                text_redact: tuple[str, ...] = ()) -> int:
+        defaults = {k: v for k, v in defaults.items() if v is not None}
+        rows = to_arrow(table, frame, defaults, text_redact)
+        self._write([(table, rows)])
+        return rows.num_rows
+
+    def record_trades(self, trades: pd.DataFrame, *, run_id: str | None = None,
+                      strategy: str | None = None, model_version: str | None = None) -> int:
+        """Append trades (columns of the ``trades`` table; ``symbol``, ``side`` long/short,
+        ``quantity``, ``entry_time``, ``entry_price`` required). Returns the row count."""
+        return self._record("trades", trades, {"run_id": run_id, "strategy": strategy,
+                                               "model_version": model_version})
+
+    def record_signals(self, signals: pd.DataFrame, *, run_id: str | None = None,
+                       model_type: str | None = None) -> int:
+        """Append signals: ``timestamp``, ``symbol``, ``direction`` (-1/0/1) and optional
+        ``confidence`` (0..1), ``model_type``, ``features_hash``, ``was_executed``, ``run_id``.
+        A wide frame converts with :func:`~alphatrade_lab.store.signals_from_wide`."""
+        return self._record("signals", signals, {"run_id": run_id, "model_type": model_type})
+
+    def record_daily_performance(self, frame: pd.DataFrame, *, run_id: str | None = None,
+                                 portfolio: str | None = None) -> int:
+        """Append ``daily_performance`` rows computed elsewhere (e.g. by a live bot)."""
+        return self._record("daily_performance", frame,
+                            {"run_id": run_id, "portfolio": portfolio})
+
+    def record_model_performance(self, frame: pd.DataFrame, *,
+                                 run_id: str | None = None) -> int:
+        """Append model performance: ``date``, ``symbol``, ``model_type``,
+        ``predictions_count``, ``correct_predictions``, optional ``avg_confidence``;
+        ``accuracy`` is computed as correct / predictions when absent, else checked."""
+        frame = frame.copy(deep=False) if isinstance(frame, pd.DataFrame) else frame
+        if isinstance(frame, pd.DataFrame) and {"predictions_count",
+                                                "correct_predictions"} <= set(frame.columns):
+            n = pd.to_numeric(frame["predictions_count"], errors="coerce")
+            k = pd.to_numeric(frame["correct_predictions"], errors="coerce")
+            over = (k > n).to_numpy()
+            if over.any():
+                i = int(over.argmax())
+                raise DataError(f"model_performance: column 'correct_predictions' row {i} "
+                                f"is {k.iloc[i]:g} > predictions_count {n.iloc[i]:g}")
+            acc = (k / n.where(n > 0)).to_numpy()
+            if "accuracy" not in frame.columns:
+                frame["accuracy"] = acc
+            else:
+                given = pd.to_numeric(frame["accuracy"], errors="coerce").to_numpy()
+                off = (abs(given - acc) > 1e-9) & ~pd.isna(acc)
+                if off.any():
+                    i = int(off.argmax())
+                    raise DataError(f"model_performance: column 'accuracy' row {i} is "
+                                    f"{given[i]:g} but correct/predictions is {acc[i]:g}")
+        return self._record("model_performance", frame, {"run_id": run_id})
+
+    def record_drift(self, report: pd.DataFrame, *, run_id: str | None = None,
+                     window_start: Any = None, window_end: Any = None) -> int:
+        """Append a drift report: one row per ``feature`` and ``method`` with its
+        ``statistic``, optional ``p_value`` and ``threshold``, and ``drifted`` (computed as
+        ``statistic > threshold`` when absent). The window may be given as arguments."""
+        frame = report.copy(deep=False) if isinstance(report, pd.DataFrame) else report
+        if (isinstance(frame, pd.DataFrame) and "drifted" not in frame.columns
+                and {"statistic", "threshold"} <= set(frame.columns)):
+            frame["drifted"] = (pd.to_numeric(frame["statistic"], errors="coerce")
+                                > pd.to_numeric(frame["threshold"], errors="coerce"))
+        return self._record("drift_stats", frame, {"run_id": run_id,
+                                                   "window_start": window_start,
+                                                   "window_end": window_end})
+
+    def record_alert(self, level: Any, title: str, message: str = "",
+                     data: Mapping[str, Any] | None = None, *,
+                     delivered: Sequence[str] = (), failed: Sequence[str] = (),
+                     ts: Any = None, run_id: str | None = None) -> None:
+        """Append one alert. ``level`` is a string or an enum (its name, lower-cased);
+        title, message and data are redacted (tokens, webhook paths and URL credentials
+        become ``[REDACTED]``); ``delivered``/``failed`` list sink names (JSON arrays)."""
+        name = getattr(level, "name", level)
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"alerts: column 'level' row 0 is {level!r}; expected a name")
+        row = pd.DataFrame({
+            "ts": [pd.Timestamp(ts) if ts is not None else pd.Timestamp.now(tz="UTC")],
+            "level": [name.strip().lower()], "title": [title], "message": [message],
+            "data": [dict(data) if data is not None else None],
+            "delivered_sinks": [list(delivered)], "failed_sinks": [list(failed)],
+            "run_id": [run_id],
+        })
+        self._write([("alerts", to_arrow("alerts", row, text_redact=("title", "message")))])
+
+    # ----------------------------------------------------------- readers
+    def _read(self, sql: str, params: Any = None) -> pd.DataFrame:
+        with self._connect(read_only=True) as con:
+            rel = con.sql(sql, params=params)
+            if rel is None:
+                raise DataError("query: the statement returned no result set")
+            return _to_pandas(rel.to_arrow_table())
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+              ) -> pd.DataFrame:
+        """Run one read-only SQL statement with bound parameters; return a DataFrame.
+
+        Use ``?`` or ``$1`` placeholders with a list, or ``$name`` with a dict; values are
+        bound by DuckDB, never formatted into the SQL. Statements that write are refused
+        (ValueError); use the ``record_*`` methods.
+        """
+        with self._connect(read_only=True) as con:
+            statements = con.extract_statements(sql)
+            if len(statements) != 1:
+                raise ValueError(f"query: expected one SQL statement, got {len(statements)}")
+            if statements[0].type not in _READ_ONLY_TYPES:
+                raise ValueError(f"query: only read statements are allowed, got "
+                                 f"{statements[0].type.name}; use the record_* methods")
+            rel = con.sql(sql, params=params)
+            return _to_pandas(rel.to_arrow_table())
+
+    def _select(self, table: str, order: str | None, time_col: str | None = None,
+                start: Any = None, end: Any = None, **filters: Any) -> pd.DataFrame:
+        where, params = [], []
+        for col, value in filters.items():
+            if value is None:
+                continue
+            if isinstance(value, list | tuple | set | pd.Index):
+                values = list(value)
+                where.append(f'"{col}" IN ({", ".join("?" * len(values))})'
+                             if values else "FALSE")
+                params += values
+            else:
+                where.append(f'"{col}" = ?')
+                params.append(value)
+        if start is not None:
+            where.append(f'"{time_col}" >= ?')
+            params.append(pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tz is None
+                          else pd.Timestamp(start))
+        if end is not None:
+            where.append(f'"{time_col}" < ?')
+            params.append(pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tz is None
+                          else pd.Timestamp(end))
+        cols = ", ".join(f'"{c}"' for c in column_names(table))
+        sql = f"SELECT {cols} FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if order:
+            sql += f" ORDER BY {order}"
+        return self._read(sql, params or None)
+
+    def runs(self, *, kind: str | None = None, run_id: str | None = None) -> pd.DataFrame:
+        """Recorded runs, oldest first."""
+        return self._select("runs", "created_at, run_id", kind=kind, run_id=run_id)
+
+    def trades(self, run_id: Any = None, symbol: Any = None, *, start: Any = None,
+               end: Any = None, strategy: str | None = None) -> pd.DataFrame:
+        """Trades filtered by run(s), symbol(s) and entry time in [start, end), in the
+        order they were written (sorting a million rows would cost more than the read)."""
+        return self._select("trades", None, "entry_time", start, end,
+                            run_id=run_id, symbol=symbol, strategy=strategy)
+
+    def signals(self, run_id: Any = None, symbol: Any = None, *, start: Any = None,
+                end: Any = None, model_type: str | None = None) -> pd.DataFrame:
+        """Signals filtered by run(s), symbol(s) and timestamp in [start, end), in the
+        order they were written."""
+        return self._select("signals", None, "timestamp", start, end,
+                            run_id=run_id, symbol=symbol, model_type=model_type)
+
+    def daily_performance(self, run_id: Any = None, portfolio: Any = None) -> pd.DataFrame:
+        """Daily performance rows by run and portfolio, in date order."""
+        return self._select("daily_performance", 'run_id, portfolio, "date"',
+                            run_id=run_id, portfolio=portfolio)
+
+    def model_performance(self, symbol: Any = None, model_type: Any = None, *,
+                          run_id: Any = None) -> pd.DataFrame:
+        """Model performance rows, in date order."""
+        return self._select("model_performance", '"date", symbol, model_type',
+                            symbol=symbol, model_type=model_type, run_id=run_id)
+
+    def drift(self, run_id: Any = None, *, feature: Any = None,
+              drifted: bool | None = None) -> pd.DataFrame:
+        """Drift statistics by run, feature and whether they drifted."""
+        return self._select("drift_stats", "window_end, feature, method",
+                            run_id=run_id, feature=feature, drifted=drifted)
+
+    def alerts(self, run_id: Any = None, *, level: Any = None, start: Any = None,
+               end: Any = None) -> pd.DataFrame:
+        """Alerts by run, level and time in [start, end), oldest first."""
+        return self._select("alerts", "ts", "ts", start, end, run_id=run_id, level=level)
+
+    @property
+    def schema_version(self) -> int:
+        """The file's schema version."""
+        with self._connect(read_only=True) as con:
+            return current_version(con)
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table."""
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count(*) AS n FROM {t}" for t in TABLES)
+        out = self._read(sql)
+        return {t: int(n) for t, n in zip(out["t"], out["n"], strict=True)}
+

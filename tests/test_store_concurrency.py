@@ -1,0 +1,173 @@
+"""Lab store across real processes: concurrent writers, readers in between, lock timeouts,
+and a writer killed in the middle of a transaction."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from alphatrade_lab.store import LabStore, StoreLockedError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np, pandas as pd
+    from alphatrade_lab.store import LabStore
+    path, wid, n, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    store = LabStore(path, lock_timeout=90)
+    for k in range(n):
+        run = f"w{wid}-{k}"
+        store.record_run("stress", {"writer": wid, "k": k}, run_id=run)
+        store.record_trades(pd.DataFrame({
+            "symbol": f"S{k % 3}", "side": "long",
+            "quantity": np.arange(1, rows + 1) * (wid + 1) + k,
+            "entry_time": pd.Timestamp("2024-01-01", tz="UTC")
+                          + pd.to_timedelta(np.arange(rows), unit="min"),
+            "entry_price": 100.0}), run_id=run)
+    print("done", flush=True)
+""")
+
+READER = textwrap.dedent("""
+    import os, sys, time
+    from alphatrade_lab.store import LabStore
+    path, rows, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    reads = bad = 0
+    store = LabStore(path, read_only=True, lock_timeout=90)
+    while not os.path.exists(stop):
+        got = store.query("SELECT count(*) AS n, count(DISTINCT run_id) AS r FROM trades")
+        n, r = int(got["n"].iloc[0]), int(got["r"].iloc[0])
+        reads += 1
+        bad += n != r * rows  # a partial transaction would show here
+        time.sleep(0.01)
+    print(reads, bad, flush=True)
+""")
+
+HOLDER = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+KILLED = textwrap.dedent("""
+    import sys, time
+    import numpy as np, pandas as pd
+    from alphatrade_lab.store import LabStore
+    store = LabStore(sys.argv[1])
+    real = LabStore._insert
+    def insert_then_hang(self, con, table, rows):
+        n = real(self, con, table, rows)
+        if table == "trades":
+            print("mid-write", flush=True)
+            time.sleep(120)
+        return n
+    LabStore._insert = insert_then_hang
+    rows = int(sys.argv[2])
+    store.record_trades(pd.DataFrame({
+        "symbol": "AAA", "side": "short", "quantity": np.ones(rows),
+        "entry_time": pd.Timestamp("2024-01-01", tz="UTC"), "entry_price": 5.0}),
+        run_id="committed")
+""")
+
+
+def _spawn(code: str, *args) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_line(proc: subprocess.Popen, expected: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip() == expected:
+            return
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"child never said {expected!r}: {proc.stderr.read()}")
+
+
+def test_concurrent_writer_processes_all_succeed_and_readers_get_in(tmp_path):
+    path, stop = tmp_path / "lab.duckdb", tmp_path / "stop"
+    LabStore(path)
+    writers_n, runs, rows = 3, 8, 400
+    reader = _spawn(READER, path, rows, stop)
+    writers = [_spawn(WRITER, path, w, runs, rows) for w in range(writers_n)]
+    outs = [w.communicate(timeout=240) for w in writers]
+    stop.touch()
+    r_out, r_err = reader.communicate(timeout=120)
+    for w, (out, err) in zip(writers, outs, strict=True):
+        assert w.returncode == 0 and out.strip() == "done", err
+    assert reader.returncode == 0, r_err
+    reads, bad = map(int, r_out.split())
+    print(f"reader: {reads} consistent reads between writes")
+    assert reads > 0 and bad == 0
+    # every row of every writer is there, complete, with its own values
+    store = LabStore(path, read_only=True)
+    trades = store.trades()
+    assert len(trades) == writers_n * runs * rows
+    assert len(store.runs()) == writers_n * runs
+    sums = trades.groupby("run_id")["quantity"].sum()
+    for w in range(writers_n):
+        for k in range(runs):
+            expected = float(np.sum(np.arange(1, rows + 1) * (w + 1) + k))
+            assert sums[f"w{w}-{k}"] == expected
+
+
+def test_a_held_lock_gives_a_clear_error_or_a_bounded_wait(tmp_path):
+    path = tmp_path / "lab.duckdb"
+    impatient = LabStore(path, lock_timeout=0.3)
+    patient = LabStore(path, lock_timeout=60)
+    hold = 3.0
+    holder = _spawn(HOLDER, path, hold)
+    _wait_line(holder, "locked")
+    held_at = time.monotonic()
+    t0 = time.monotonic()
+    with pytest.raises(StoreLockedError, match=r"lab\.duckdb.*lock_timeout=0\.3") as info:
+        impatient.record_run("x")
+    assert 0.3 <= time.monotonic() - t0 < 3
+    assert "PID" in str(info.value)  # DuckDB's message names the holder
+    with pytest.raises(StoreLockedError):
+        LabStore(path, read_only=True, lock_timeout=0.2)  # readers wait for writers too
+    run = patient.record_run("waited")  # retries until the holder closes
+    assert time.monotonic() - held_at > hold * 0.8
+    holder.communicate(timeout=30)
+    assert patient.runs()["run_id"].tolist() == [run]
+
+
+def test_writer_killed_mid_transaction_leaves_no_rows_and_a_sound_file(tmp_path):
+    path = tmp_path / "lab.duckdb"
+    store = LabStore(path)
+    store.record_run("committed", run_id="committed")
+    rows = 300_000  # > one row group: DuckDB writes such inserts to the file before commit
+    child = _spawn(KILLED, path, rows)
+    _wait_line(child, "mid-write", timeout=120)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    counts = store.counts()
+    assert counts["runs"] == 1 and counts["trades"] == 0
+    store.record_trades(_two_trades(), run_id="committed")
+    with duckdb.connect(str(path), read_only=True) as con:  # reopens cleanly
+        assert con.execute("SELECT count(*) FROM trades").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def _two_trades():
+    import pandas as pd
+
+    return pd.DataFrame({"symbol": ["A", "B"], "side": "long", "quantity": 1.0,
+                         "entry_time": pd.Timestamp("2024-01-01", tz="UTC"),
+                         "entry_price": 1.0})
