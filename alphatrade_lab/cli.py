@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the research job on the embedded sample data")
     demo.add_argument("--out", default="runs", help="folder for the run's report (default: runs)")
+    demo.add_argument("--store", default="data/lab.duckdb",
+                      help="DuckDB lab store to record the run in (default: data/lab.duckdb)")
     make = sub.add_parser("make-sample", help="regenerate the embedded sample Parquet file")
     make.add_argument("--path", default=None, help="where to write it (default: data/)")
     args = parser.parse_args(argv)
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from alphatrade_lab.pipeline import run_demo
 
-            run_demo(args.out)
+            run_demo(args.out, args.store)
         elif args.command == "make-sample":
             from alphatrade_lab.data.sample import write_sample
 

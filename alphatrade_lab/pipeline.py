@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from alphatrade_lab import backtest, data
@@ -52,7 +53,9 @@ def _market(bars: pd.DataFrame, hourly: pd.DataFrame, run_dir: Path, echo) -> li
     ]
 
 
-def _backtest(close: pd.DataFrame, run_dir: Path, echo) -> list[str]:
+def _backtest(close: pd.DataFrame, run_dir: Path, store_path: Path, echo) -> list[str]:
+    from alphatrade_lab.store.demo import demo_step as record
+
     entries, exits = backtest.STRATEGIES["ma_cross"].signals(close.to_numpy(), [FAST, SLOW])
     pf = backtest.from_signals(close, entries, exits, fees=FEES)
     stats = pf.stats()
@@ -65,11 +68,16 @@ def _backtest(close: pd.DataFrame, run_dir: Path, echo) -> list[str]:
     pf.trades.to_csv(run_dir / "trades.csv", index=False)
     best = shown["sharpe"].idxmax()
     pf.plot(best).savefig(run_dir / "backtest.png", dpi=110)
+    signals = pd.DataFrame(np.where(entries, 1, np.where(exits, -1, 0)), index=close.index,
+                           columns=close.columns)
+    stored = record(store_path, pf, signals,
+                    {"fast": FAST, "slow": SLOW, "fees": FEES, "bars": "1h"}, echo)
     return [
         f"## Backtest: MA crossover {FAST}/{SLOW}", "",
         f"Hourly closes, long only, fees {FEES:.1%} of traded value, fills at the signal "
         "bar's close.", "", _table(shown), "",
         f"![backtest of {best}](backtest.png)", "",
+        *stored,
     ]
 
 
@@ -108,17 +116,21 @@ def _sweep(close: pd.DataFrame, run_dir: Path, echo) -> list[str]:
     ]
 
 
-def run_demo(out: str | Path = "runs", echo=print) -> Path:
+def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
+             echo=print) -> Path:
     """Run the research job on the embedded sample and write a report.
 
     Loads and validates the sample market, resamples it, summarizes it, backtests an
     hourly moving-average crossover, sweeps its windows, and writes ``report.md`` with
-    its plots and tables (CSV) to a new folder under ``out``.
+    its plots and tables (CSV) to a new folder under ``out``. The backtest's run,
+    trades, signals and daily performance are recorded in the lab store ``store``.
 
     Parameters
     ----------
     out
         Folder that receives one sub-folder per run (``runs/`` is git-ignored).
+    store
+        The DuckDB lab store (``data/lab.duckdb`` is git-ignored).
     echo
         Where progress lines go (``print`` by default).
 
@@ -144,7 +156,7 @@ def run_demo(out: str | Path = "runs", echo=print) -> Path:
 
     report = ["# alphatrade_lab demo report", ""]
     report += _market(bars, hourly, run_dir, echo)
-    report += _backtest(close, run_dir, echo)
+    report += _backtest(close, run_dir, Path(store), echo)
     report += _sweep(close, run_dir, echo)
     (run_dir / "report.md").write_text("\n".join(report))
     echo(f"\nreport written to {run_dir / 'report.md'} "

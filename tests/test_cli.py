@@ -13,9 +13,10 @@ from alphatrade_lab.cli import main
 
 
 def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    store = tmp_path / "store" / "lab.duckdb"
+    assert main(["demo", "--out", str(tmp_path / "runs"), "--store", str(store)]) == 0
     printed = capsys.readouterr().out
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = (tmp_path / "runs").iterdir()
     for name in ("report.md", "summary.csv", "market.png"):
         assert (run_dir / name).stat().st_size > 0, name
     assert (run_dir / "market.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -28,6 +29,15 @@ def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
     assert f"{len(sample_bars):,} bars" in printed and "report written to" in printed
     report = (run_dir / "report.md").read_text()
     assert "![market](market.png)" in report and "Correlation of hourly returns" in report
+    for image in ("backtest.png", "sweep_heatmap.png"):
+        assert f"]({image})" in report and (run_dir / image).read_bytes()[:4] == b"\x89PNG"
+    # The backtest in the report is the one recorded in the store.
+    stats = pd.read_csv(run_dir / "backtest_stats.csv", index_col=0)
+    lab = atl.store.LabStore(store)
+    trades = lab.trades()
+    assert len(lab.runs()) == 1
+    closed = stats["closed_trade_count"].sum()
+    assert closed <= len(trades) <= stats["trade_count"].sum()
 
 
 def test_summary_volatility_matches_a_hand_computation(sample_bars):
