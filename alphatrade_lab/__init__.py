@@ -19,8 +19,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-_SUBPACKAGES = ("backtest", "data", "errors", "features", "models", "monitoring", "store",
-               "testing")
+_SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "models", "monitoring",
+               "risk", "store", "testing")
 
 __all__ = ["DataError", "__version__", *_SUBPACKAGES]
 
