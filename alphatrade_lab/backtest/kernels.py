@@ -105,7 +105,15 @@ def first_bad_price_nb(a):
     n, k = a.shape
     row, col = -1, -1
     for j in range(k):
-        for i in range(n if row < 0 else row):
+        m = n if row < 0 else row
+        # Branch-free check first (NaN compares false: x <= 0 or x == inf is "bad").
+        bad = False
+        for i in range(m):
+            x = a[i, j]
+            bad |= (x <= 0) | (x == np.inf)
+        if not bad:
+            continue
+        for i in range(m):
             x = a[i, j]
             if not np.isnan(x) and not (np.isfinite(x) and x > 0):
                 row, col = i, j

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,16 +40,17 @@ class Portfolio:
     """
 
     def __init__(self, *, close: Frame, groups: pd.Index, group_start: np.ndarray,
-                 equity: np.ndarray, cash: np.ndarray, positions: np.ndarray,
-                 orders: np.ndarray, trades: np.ndarray, cstate: np.ndarray,
-                 stats: pd.DataFrame, bar_length: pd.Timedelta | None,
-                 init_cash: np.ndarray):
+                 equity: np.ndarray | None, cash: np.ndarray | None,
+                 positions: np.ndarray | None, orders: np.ndarray, trades: np.ndarray,
+                 cstate: np.ndarray, stats: pd.DataFrame, bar_length: pd.Timedelta | None,
+                 init_cash: np.ndarray,
+                 series: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None):
         self._close = close
         self._groups = groups
         self._group_start = group_start
-        self._equity = equity
-        self._cash = cash
-        self._positions = positions
+        # Per-bar arrays, or (all None) a function that computes them on first use.
+        self._series = (equity, cash, positions) if series is None else None
+        self._make_series = series
         self._orders = orders
         self._closed_trades = trades
         self._cstate = cstate
@@ -56,6 +58,24 @@ class Portfolio:
         self.bar_length = bar_length
         self.init_cash = init_cash
         self._single = close.kind == "series" and len(groups) == 1
+
+    def _get_series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._series is None:
+            self._series = self._make_series()
+            self._make_series = None
+        return self._series
+
+    @property
+    def _equity(self) -> np.ndarray:
+        return self._get_series()[0]
+
+    @property
+    def _cash(self) -> np.ndarray:
+        return self._get_series()[1]
+
+    @property
+    def _positions(self) -> np.ndarray:
+        return self._get_series()[2]
 
     # ----------------------------------------------------------- labelling helpers
     @property

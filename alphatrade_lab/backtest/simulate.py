@@ -45,6 +45,12 @@ from alphatrade_lab.backtest._inputs import (
     parse_execution,
     per_column,
 )
+from alphatrade_lab.backtest.kernels_fast import (
+    N_FILL,
+    count_true_nb,
+    expand_1col_nb,
+    simulate_signals_1col_nb,
+)
 from alphatrade_lab.backtest.metrics import infer_bar_length, stats_from_state
 from alphatrade_lab.backtest.portfolio import Portfolio
 from alphatrade_lab.errors import DataError
@@ -53,6 +59,7 @@ __all__ = ["from_signals", "from_signals_chunked", "from_weights"]
 
 Record = Literal["full", "summary"]
 _EMPTY = np.empty((0, 0))
+_NO_FILLS = np.empty((0, N_FILL))
 
 
 def _bar_length(index: pd.Index, freq: Any) -> pd.Timedelta | None:
@@ -80,16 +87,20 @@ def _capacity(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _signal_counts(sig: np.ndarray, n: int, k: int) -> np.ndarray:
-    counts = np.count_nonzero(sig, axis=0).astype(np.int64) * (n if sig.shape[0] == 1 else 1)
+    counts = count_true_nb(sig) * (n if sig.shape[0] == 1 else 1)
     return np.broadcast_to(counts, (k,))
 
 
 def _compact(buf: np.ndarray, start: np.ndarray, count: np.ndarray, cap: np.ndarray) -> np.ndarray:
     if (count > cap).any():
         raise RuntimeError("internal error: record buffer too small")
-    rows = np.concatenate([np.arange(s, s + c) for s, c in zip(start, count, strict=True)]) \
-        if len(start) else np.empty(0, dtype=np.int64)
-    return buf[rows.astype(np.int64)]
+    count = count.astype(np.int64)
+    total = int(count.sum())
+    # Row r of the output is row start[c] + (r - offset[c]) of the buffer, for the column
+    # c whose records it belongs to.
+    offset = np.cumsum(count) - count
+    rows = np.arange(total, dtype=np.int64) + np.repeat(start.astype(np.int64) - offset, count)
+    return buf.take(rows, axis=0)
 
 
 class _SignalParams:
@@ -111,6 +122,53 @@ class _SignalParams:
         self.direction = parse_direction(direction)
         self.execution = parse_execution(execution)
         self.use_stops = bool(np.isfinite(self.sl_stop).any() or np.isfinite(self.tp_stop).any())
+
+
+def _use_fast_path(p: _SignalParams, group_start: np.ndarray, k: int) -> bool:
+    """Whether :func:`simulate_signals_1col_nb` gives the numbers of the general kernel:
+    one column per cash group, no stops, fills at the close."""
+    return p.execution == K.EXEC_CLOSE and not p.use_stops and len(group_start) == k + 1
+
+
+def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np.ndarray,
+                      group_start: np.ndarray, p: _SignalParams, bar0: int, cstate: np.ndarray,
+                      gstate: np.ndarray, equity: np.ndarray, cash: np.ndarray, pos: np.ndarray,
+                      orders: np.ndarray, o_start: np.ndarray, o_count: np.ndarray,
+                      o_cap: np.ndarray, trades: np.ndarray, t_start: np.ndarray,
+                      t_count: np.ndarray, t_cap: np.ndarray,
+                      fills: np.ndarray = _NO_FILLS) -> None:
+    """Run the signal kernel, or its specialised twin when it gives the same numbers."""
+    if _use_fast_path(p, group_start, close.shape[1]):
+        simulate_signals_1col_nb(close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage,
+                                 p.frac, bar0, cstate, gstate, equity, cash, pos, orders,
+                                 o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
+                                 fills)
+        return
+    K.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
+                          p.fixed_fees, p.slippage, p.frac, p.sl_stop, p.tp_stop, bar0, cstate,
+                          gstate, equity, cash, pos, orders, o_start, o_count, o_cap, trades,
+                          t_start, t_count, t_cap)
+
+
+class _LazySeries:
+    """Computes equity, cash and positions of a fast-path run when first asked
+    (a class rather than a closure, so that a Portfolio stays picklable)."""
+
+    def __init__(self, close: np.ndarray, orders: np.ndarray, fills: np.ndarray,
+                 count: np.ndarray, init_cash: np.ndarray):
+        self.close, self.fills, self.count, self.init_cash = close, fills, count, init_cash
+        self.order_bar = np.ascontiguousarray(orders[:, K.O_BAR])
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n, k = self.close.shape
+        start = np.zeros(k, dtype=np.int64)
+        np.cumsum(self.count[:-1], out=start[1:])
+        equity = np.empty((n, k), order="F")
+        cash = np.empty((n, k), order="F")
+        pos = np.empty((n, k), order="F")
+        expand_1col_nb(self.close, self.order_bar, self.fills, start, self.count,
+                       self.init_cash, equity, cash, pos)
+        return equity, cash, pos
 
 
 def _open_frame(open: Any, close: Frame, execution: int) -> np.ndarray:
@@ -205,37 +263,50 @@ def from_signals(
     n_groups = len(group_start) - 1
     cstate, gstate = K.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
     full = record == "full"
+    # The fast path records each fill's cash and position instead of per-bar arrays;
+    # the Portfolio rebuilds equity, cash and positions from them when first asked.
+    lazy = full and _use_fast_path(p, group_start, k)
+    fills = _NO_FILLS
     if full:
         counts = _signal_counts(e, n, k) + _signal_counts(x, n, k)
         counts = counts * (2 if p.use_stops else 1) + 1
         o_start, o_cap = _capacity(counts)
         orders = np.empty((int(o_cap.sum()), K.N_ORDER))
         trades = np.empty((int(o_cap.sum()), K.N_TRADE))
-        # Column-major, so that each group's thread writes contiguous memory.
-        equity = np.empty((n, n_groups), order="F")
-        cash = np.empty((n, n_groups), order="F")
-        pos = np.empty((n, k), order="F")
+        if lazy:
+            fills = np.empty((int(o_cap.sum()), N_FILL))
+            equity = cash = pos = _EMPTY
+        else:
+            # Column-major, so that each group's thread writes contiguous memory.
+            equity = np.empty((n, n_groups), order="F")
+            cash = np.empty((n, n_groups), order="F")
+            pos = np.empty((n, k), order="F")
     else:
         o_start = o_cap = np.zeros(k, dtype=np.int64)
         orders, trades = np.empty((0, K.N_ORDER)), np.empty((0, K.N_TRADE))
         equity = cash = pos = _EMPTY
     o_count = np.zeros(k, dtype=np.int64)
     t_count = np.zeros(k, dtype=np.int64)
-    K.simulate_signals_nb(frame.values, e, x, open_, group_start, p.direction, p.execution,
-                          p.fees, p.fixed_fees, p.slippage, p.frac, p.sl_stop, p.tp_stop, 0,
-                          cstate, gstate, equity, cash, pos, orders, o_start, o_count, o_cap,
-                          trades, o_start, t_count, o_cap)
+    _simulate_signals(frame.values, e, x, open_, group_start, p, 0, cstate, gstate, equity,
+                      cash, pos, orders, o_start, o_count, o_cap, trades, o_start, t_count, o_cap,
+                      fills)
     names = _group_names(frame, cash_sharing)
     bar_length = _bar_length(frame.index, freq)
     stats = stats_from_state(cstate, gstate, group_start, names, bar_length)
     if not full:
         return stats
+    order_records = _compact(orders, o_start, o_count, o_cap)
+    init = gstate[:, K.G_INIT].copy()
+    series = None
+    if lazy:
+        equity = cash = pos = None
+        series = _LazySeries(frame.values, order_records,
+                             _compact(fills, o_start, o_count, o_cap), o_count, init)
     return Portfolio(close=frame, groups=names, group_start=group_start, equity=equity,
-                     cash=cash, positions=pos,
-                     orders=_compact(orders, o_start, o_count, o_cap),
+                     cash=cash, positions=pos, orders=order_records,
                      trades=_compact(trades, o_start, t_count, o_cap),
-                     cstate=cstate, stats=stats, bar_length=bar_length,
-                     init_cash=gstate[:, K.G_INIT].copy())
+                     cstate=cstate, stats=stats, bar_length=bar_length, init_cash=init,
+                     series=series)
 
 
 def from_signals_chunked(
@@ -309,11 +380,9 @@ def from_signals_chunked(
         open_ = _open_frame(chunk[3] if len(chunk) == 4 else None, frame, p.execution)
         zero = np.zeros(k, dtype=np.int64)
         cstate, gstate = state
-        K.simulate_signals_nb(frame.values, e, x, open_, group_start, p.direction, p.execution,
-                              p.fees, p.fixed_fees, p.slippage, p.frac, p.sl_stop, p.tp_stop,
-                              bar0, cstate, gstate, _EMPTY, _EMPTY, _EMPTY,
-                              np.empty((0, K.N_ORDER)), zero, zero.copy(), zero,
-                              np.empty((0, K.N_TRADE)), zero, zero.copy(), zero)
+        _simulate_signals(frame.values, e, x, open_, group_start, p, bar0, cstate, gstate,
+                          _EMPTY, _EMPTY, _EMPTY, np.empty((0, K.N_ORDER)), zero, zero.copy(),
+                          zero, np.empty((0, K.N_TRADE)), zero, zero.copy(), zero)
         bar0 += n
     if state is None:
         raise ValueError("chunks is empty")

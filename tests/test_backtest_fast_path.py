@@ -1,0 +1,85 @@
+"""The specialised one-column kernel gives exactly the numbers of the general kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alphatrade_lab.backtest import from_signals, from_signals_chunked
+from alphatrade_lab.backtest import simulate as S
+
+N, K = 1500, 5
+
+
+@pytest.fixture(scope="module")
+def market():
+    rng = np.random.default_rng(11)
+    idx = pd.date_range("2024-01-01", periods=N, freq="1h", tz="UTC")
+    cols = [f"s{j}" for j in range(K)]
+    close = pd.DataFrame(50 * np.exp(np.cumsum(rng.normal(0, 0.01, (N, K)), axis=0)),
+                         index=idx, columns=cols)
+    close.iloc[:7, 1] = np.nan          # no price at the start
+    close.iloc[300:340, 2] = np.nan     # a gap
+    close.iloc[-5:, 3] = np.nan         # no price at the end
+    entries = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
+    exits = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
+    entries.iloc[100:110] = True        # same-bar conflicts
+    exits.iloc[105:115] = True
+    return close, entries, exits
+
+
+def run_both(monkeypatch, *args, **kwargs):
+    fast = from_signals(*args, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(S, "_use_fast_path", lambda *a: False)
+        general = from_signals(*args, **kwargs)
+    return fast, general
+
+
+def assert_same(fast, general):
+    pd.testing.assert_frame_equal(fast.stats(), general.stats(), check_exact=True)
+    for name in ("equity", "cash", "positions", "orders", "trades"):
+        pd.testing.assert_frame_equal(getattr(fast, name), getattr(general, name),
+                                      check_exact=True, obj=name)
+
+
+@pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
+@pytest.mark.parametrize("costs", [dict(fees=0.001, slippage=0.0005),
+                                   dict(fees=[0.0, 0.001, 0.002, 0.0, 0.01], fixed_fees=0.5,
+                                        size=0.5, init_cash=10.0)])
+def test_fast_path_equals_general_kernel(market, monkeypatch, direction, costs):
+    close, entries, exits = market
+    assert_same(*run_both(monkeypatch, close, entries, exits, direction=direction, **costs))
+
+
+@pytest.mark.parametrize("shape", ["row", "column", "scalar"])
+def test_fast_path_broadcast_signals(market, monkeypatch, shape):
+    close, entries, exits = market
+    if shape == "row":
+        e, x = entries.iloc[:, 0], exits.iloc[:, 0]
+    elif shape == "column":
+        e, x = entries.to_numpy()[:1], exits.to_numpy()[:1]
+    else:
+        e, x = True, False
+    assert_same(*run_both(monkeypatch, close, e, x, direction="both", fees=0.001))
+
+
+def test_fast_path_c_order_arrays_and_series(market, monkeypatch):
+    close, entries, exits = market
+    arrs = [np.ascontiguousarray(f.to_numpy()) for f in (close, entries, exits)]
+    assert_same(*run_both(monkeypatch, *arrs, fees=0.001))
+    fast, general = run_both(monkeypatch, close["s2"], entries["s2"], exits["s2"], fees=0.001)
+    pd.testing.assert_series_equal(fast.equity, general.equity, check_exact=True)
+    assert fast.stats().equals(general.stats())
+
+
+def test_fast_path_chunked(market, monkeypatch):
+    close, entries, exits = market
+    chunks = [tuple(f.iloc[a:b] for f in (close, entries, exits))
+              for a, b in [(0, 301), (301, 900), (900, N)]]
+    fast = from_signals_chunked(chunks, direction="both", fees=0.001)
+    with monkeypatch.context() as m:
+        m.setattr(S, "_use_fast_path", lambda *a: False)
+        general = from_signals_chunked(chunks, direction="both", fees=0.001)
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
