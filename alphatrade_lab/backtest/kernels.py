@@ -465,16 +465,27 @@ def store_stats_nb(gstate, g, st):
      gstate[g, G_MAX_DD_BARS], gstate[g, G_EXPOSED], gstate[g, G_LAST_BAR]) = st
 
 
+@njit(cache=True, inline="never")
+def bar_return_nb(value, prev):
+    """The return of a bar from ``prev`` to ``value``, for any ``prev`` (a negative value
+    flips the sign, a zero gives 0 or an infinite return).
+
+    Kept out of line: with the rare branches inlined, loops that step the statistics
+    every bar run several times slower.
+    """
+    if prev == 0:
+        return 0.0 if value == 0 else np.inf * np.sign(value)
+    r = (value - prev) / prev
+    if prev < 0:
+        r = -r
+    return r
+
+
 @njit(cache=True)
 def step_stats_nb(st, bar, value, exposed):
     """Advance the streaming return, drawdown and exposure statistics by one bar."""
     prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed, _ = st
-    if prev == 0:
-        r = 0.0 if value == 0 else np.inf * np.sign(value)
-    else:
-        r = (value - prev) / prev
-        if prev < 0:
-            r = -r
+    r = (value - prev) / prev if prev > 0 else bar_return_nb(value, prev)
     if r < 0:
         down2 += r * r
     if np.isnan(peak) or value >= peak:

@@ -24,6 +24,7 @@ from alphatrade_lab.backtest.kernels import (
     C_POS,
     C_VAL,
     G_CASH,
+    bar_return_nb,
     execute_action_nb,
     load_stats_nb,
     resolve_action_nb,
@@ -37,18 +38,6 @@ __all__ = ["F_CASH", "F_POS", "N_FILL", "count_true_nb", "expand_1col_nb",
 # Fill-state record fields (one row per order, aligned with the order records).
 F_CASH, F_POS = 0, 1
 N_FILL = 2
-
-
-@njit(cache=True, inline="never")
-def _bar_return_nb(value, prev):
-    """The bar return of :func:`step_stats_nb` (kept out of line: with it inline, the
-    hot loop runs several times slower)."""
-    if prev == 0:
-        return 0.0 if value == 0 else np.inf * np.sign(value)
-    r = (value - prev) / prev
-    if prev < 0:
-        r = -r
-    return r
 
 
 @njit(cache=True)
@@ -148,10 +137,7 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
                 value += pos * val
                 n_exposed += 1.0
             # step_stats_nb, inline.
-            if prev > 0:
-                r = (value - prev) / prev
-            else:
-                r = _bar_return_nb(value, prev)
+            r = (value - prev) / prev if prev > 0 else bar_return_nb(value, prev)
             if r < 0:
                 down2 += r * r
             if np.isnan(peak) or value >= peak:
