@@ -1,0 +1,250 @@
+"""Scoring bars one at a time (or in small batches) with bounded memory.
+
+:class:`StreamingScorer` keeps, per symbol, ring buffers of the last closes, log
+closes, 1-bar log returns and volumes (sized by the longest window of the bundle's
+:class:`~alphatrade_lab.features.FeatureSpec`) and the few running values of the
+recursive features (EMAs of MACD, Wilder averages of RSI and ATR). For every bar it
+emits the same features as :func:`~alphatrade_lab.features.technical` on the full
+history, then the same probabilities and signal as
+:meth:`ModelBundle.predict_proba` and :func:`~alphatrade_lab.models.signals`.
+Memory is O(symbols × longest window), independent of the number of bars.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.errors import DataError
+from alphatrade_lab.models import kernels as nb
+from alphatrade_lab.models.bundle import FeatureMismatchWarning, ModelBundle
+from alphatrade_lab.models.signals import direction_from_proba
+
+__all__ = ["StreamingScorer"]
+
+_BAR = ("timestamp", "symbol", "high", "low", "close", "volume")
+_NO_TIME = np.iinfo(np.int64).min
+
+
+def _ns(ts: Any) -> int:
+    t = pd.Timestamp(ts)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t).value
+
+
+class StreamingScorer:
+    """Score bars as they arrive, with the results of the vectorized path.
+
+    Parameters
+    ----------
+    bundle
+        A :class:`ModelBundle` with a feature spec; its features must be (mostly) among
+        the spec's (missing ones are filled with training means, as in
+        :meth:`ModelBundle.predict_proba`).
+    threshold, exit_on_flat
+        As in :func:`~alphatrade_lab.models.signals`.
+    spec
+        A FeatureSpec to use when the bundle has none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import alphatrade_lab as atl
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h").head(1200)
+    >>> X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> b = atl.models.train(X, y, model, n_splits=2, progress=False)
+    >>> scorer = atl.models.StreamingScorer(b, threshold=0.55)
+    >>> out = scorer.update(bars)                 # a batch ...
+    >>> one = scorer.update_one(**bars.iloc[-1].to_dict() | {"timestamp": "2030-01-01"})
+    >>> p = b.predict_proba(atl.features.technical(bars))
+    >>> bool(np.allclose(out[b.classes].to_numpy(), p.to_numpy(), atol=1e-9))
+    True
+    >>> sorted(one)[:3]
+    ['confidence', 'direction', 'entry']
+    """
+
+    def __init__(self, bundle: ModelBundle, threshold: float = 0.5, *,
+                 exit_on_flat: bool = True, spec: Any = None):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        if bundle.nan_policy == "error":
+            raise ValueError("StreamingScorer: the bundle's nan_policy is 'error', but every "
+                             "symbol's warm-up bars have NaN features; use 'mean', 'zero' or "
+                             "'passthrough'")
+        spec = bundle.spec if spec is None else spec
+        if spec is None:
+            raise DataError("StreamingScorer: the bundle has no feature spec (pass spec=...)")
+        self.bundle = bundle
+        self.spec = spec
+        self.threshold = float(threshold)
+        self.exit_on_flat = exit_on_flat
+        self.feature_names = spec.feature_names
+        idx, missing, _ = bundle.column_plan(self.feature_names)
+        if missing:
+            warnings.warn(f"{len(missing)} bundle feature(s) are not made by the feature spec "
+                          f"and are filled with their training means: {missing}",
+                          FeatureMismatchWarning, stacklevel=2)
+        self._idx = idx
+        self._params = (np.asarray(spec.return_horizons, dtype=np.int64),
+                        np.asarray(spec.vol_windows, dtype=np.int64),
+                        np.asarray(spec.ma_windows, dtype=np.int64),
+                        spec.rsi_window, spec.macd_fast, spec.macd_slow, spec.macd_signal,
+                        spec.atr_window, spec.bb_window, spec.bb_k, spec.volume_window,
+                        spec.skew_window)
+        self._lc = max(max(spec.return_horizons) + 1, max(spec.ma_windows), spec.bb_window)
+        self._lr = max(max(spec.vol_windows), spec.skew_window)
+        self._lv = spec.volume_window
+        self._classes = list(bundle.classes)
+        self._cls_pos = [next((j for j, c in enumerate(self._classes) if c == k), None)
+                         for k in (-1, 0, 1)]
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget every symbol."""
+        self._codes: dict[Any, int] = {}
+        self._alloc(4)
+
+    def _alloc(self, cap: int) -> None:
+        old = getattr(self, "_scal", None)
+        n_old = 0 if old is None or not self._codes else len(self._codes)
+        new = {
+            "_scal": np.zeros((cap, nb.N_SCALARS)),
+            "_last_t": np.full(cap, _NO_TIME, dtype=np.int64),
+            "_cring": np.full((cap, self._lc), np.nan),
+            "_lring": np.full((cap, self._lc), np.nan),
+            "_rring": np.full((cap, self._lr), np.nan),
+            "_vring": np.full((cap, self._lv), np.nan),
+        }
+        for name, arr in new.items():
+            if n_old:
+                arr[:n_old] = getattr(self, name)[:n_old]
+            setattr(self, name, arr)
+
+    def _code(self, symbol: Any) -> int:
+        code = self._codes.get(symbol)
+        if code is None:
+            code = len(self._codes)
+            if code >= self._scal.shape[0]:
+                self._alloc(2 * self._scal.shape[0])
+            self._codes[symbol] = code
+        return code
+
+    @property
+    def symbols(self) -> list:
+        """Symbols seen so far."""
+        return list(self._codes)
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the per-symbol state (grows with symbols, never with bars)."""
+        return sum(getattr(self, n).nbytes for n in
+                   ("_scal", "_last_t", "_cring", "_lring", "_rring", "_vring"))
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, codes, t, high, low, close, volume, symbols_of) -> tuple:
+        bad = nb.stream_check_nb(codes, t, close, high, low, volume, self._last_t)
+        if bad >= 0:
+            sym = symbols_of(bad)
+            if t[bad] <= self._last_t[codes[bad]] or (
+                    bad > 0 and any(codes[j] == codes[bad] and t[j] >= t[bad]
+                                    for j in range(bad))):
+                what = "is not after the previous bar of its symbol"
+            else:
+                what = "is not a valid bar (prices finite and > 0, volume >= 0, low <= high)"
+            raise DataError(f"StreamingScorer, row {bad} [symbol {sym!r}, timestamp "
+                            f"{pd.Timestamp(int(t[bad]), tz='UTC')}]: {what}; nothing was "
+                            "updated")
+        F = np.empty((len(codes), len(self.feature_names)))
+        nb.stream_update_nb(codes, t, close, high, low, volume, self._scal, self._last_t,
+                            self._cring, self._lring, self._rring, self._vring, *self._params, F)
+        A = np.empty((len(codes), len(self._idx)))
+        for j, i in enumerate(self._idx):
+            A[:, j] = F[:, i] if i >= 0 else self.bundle.means[j]
+        A = self.bundle.apply_nan_policy(A)
+        P = self.bundle.proba_matrix(A) if len(A) else np.empty((0, len(self._classes)))
+        zero = np.zeros(len(P))
+        p_down, p_flat, p_up = (P[:, j] if j is not None else zero for j in self._cls_pos)
+        d, conf = direction_from_proba(p_up, p_down, self.threshold)
+        return F, P, d, conf, p_flat, p_up, p_down
+
+    def update(self, bars: pd.DataFrame | dict | pd.Series) -> pd.DataFrame:
+        """Feed one bar (a dict or Series) or a batch (long-form frame, rows in time order
+        per symbol, symbols may interleave) and get one row per bar.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``timestamp``, ``symbol``, the spec's features, one probability column per
+            class, then ``p_down``, ``p_flat``, ``p_up``, ``direction``, ``confidence``,
+            ``entry``, ``exit``, ``short_entry``, ``short_exit`` (as
+            :func:`~alphatrade_lab.models.signals`).
+
+        Raises
+        ------
+        DataError
+            A missing column, an invalid bar, or a bar not after its symbol's last one;
+            the state is left unchanged.
+        """
+        if isinstance(bars, dict | pd.Series):
+            bars = pd.DataFrame([dict(bars)])
+        if not isinstance(bars, pd.DataFrame):
+            raise DataError(f"StreamingScorer.update: expected bars, got {type(bars).__name__}")
+        missing = [c for c in _BAR if c not in bars.columns]
+        if missing:
+            raise DataError(f"StreamingScorer.update: missing column(s) {missing}")
+        ts = pd.DatetimeIndex(bars["timestamp"])
+        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        sym = bars["symbol"].to_numpy()
+        inv, uniq = pd.factorize(sym)
+        n_before = len(self._codes)
+        lookup = np.array([self._code(s) for s in uniq], dtype=np.int64)
+        codes = lookup[inv] if len(sym) else np.zeros(0, dtype=np.int64)
+        arrays = [bars[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                  for c in ("high", "low", "close", "volume")]
+        try:
+            F, P, d, conf, p_flat, p_up, p_down = self._score(
+                codes, ts.as_unit("ns").asi8, *arrays, lambda k: sym[k])
+        except DataError:
+            for s in list(self._codes)[n_before:]:  # forget symbols added by this batch
+                del self._codes[s]
+            raise
+        out: dict[str, Any] = {"timestamp": ts, "symbol": sym}
+        out.update(zip(self.feature_names, F.T, strict=True))
+        out.update((c, P[:, j]) for j, c in enumerate(self._classes))
+        out.update(p_down=p_down, p_flat=p_flat, p_up=p_up, direction=d, confidence=conf,
+                   entry=d == 1, exit=(d != 1) if self.exit_on_flat else (d == -1),
+                   short_entry=d == -1,
+                   short_exit=(d != -1) if self.exit_on_flat else (d == 1))
+        frame = pd.DataFrame(out, index=bars.index)
+        return frame
+
+    def update_one(self, timestamp: Any, symbol: Any, high: float, low: float, close: float,
+                   volume: float, **_ignored: Any) -> dict:
+        """Fast path for a single bar: a dict with ``features`` (array in
+        ``feature_names`` order), ``proba`` (array in class order), ``direction``,
+        ``confidence``, ``entry`` and ``exit``. Other keyword fields (``open``) are
+        ignored."""
+        new = symbol not in self._codes
+        code = self._code(symbol)
+        try:
+            F, P, d, conf, *_ = self._score(
+                np.array([code], dtype=np.int64), np.array([_ns(timestamp)], dtype=np.int64),
+                np.array([high], dtype=np.float64), np.array([low], dtype=np.float64),
+                np.array([close], dtype=np.float64), np.array([volume], dtype=np.float64),
+                lambda k: symbol)
+        except DataError:
+            if new:
+                del self._codes[symbol]
+            raise
+        direction = int(d[0])
+        return {"timestamp": timestamp, "symbol": symbol, "features": F[0], "proba": P[0],
+                "direction": direction, "confidence": float(conf[0]),
+                "entry": direction == 1,
+                "exit": direction != 1 if self.exit_on_flat else direction == -1}
