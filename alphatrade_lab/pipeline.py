@@ -116,12 +116,19 @@ def _sweep(close: pd.DataFrame, run_dir: Path, echo) -> list[str]:
     ]
 
 
+def _model(bars: pd.DataFrame, run_dir: Path, echo) -> list[str]:
+    from alphatrade_lab.models.demo import demo_step
+
+    return demo_step(bars, run_dir, echo)
+
+
 def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
              echo=print) -> Path:
     """Run the research job on the embedded sample and write a report.
 
     Loads and validates the sample market, resamples it, summarizes it, backtests an
-    hourly moving-average crossover, sweeps its windows, and writes ``report.md`` with
+    hourly moving-average crossover, sweeps its windows, trains a model with
+    walk-forward validation, exports, reloads and backtests it, and writes ``report.md`` with
     its plots and tables (CSV) to a new folder under ``out``. The backtest's run,
     trades, signals and daily performance are recorded in the lab store ``store``.
 
@@ -158,6 +165,7 @@ def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
     report += _market(bars, hourly, run_dir, echo)
     report += _backtest(close, run_dir, Path(store), echo)
     report += _sweep(close, run_dir, echo)
+    report += _model(bars, run_dir, echo)
     (run_dir / "report.md").write_text("\n".join(report))
     echo(f"\nreport written to {run_dir / 'report.md'} "
          f"({time.perf_counter() - started:.1f} s in all)")
