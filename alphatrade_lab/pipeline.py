@@ -122,13 +122,20 @@ def _model(bars: pd.DataFrame, run_dir: Path, echo) -> list[str]:
     return demo_step(bars, run_dir, echo)
 
 
+def _drift(bars: pd.DataFrame, run_dir: Path, store_path: Path, echo) -> list[str]:
+    from alphatrade_lab.monitoring.demo import demo_step
+
+    return demo_step(bars, split=0.5, store_path=store_path, run_dir=run_dir, echo=echo)
+
+
 def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
              echo=print) -> Path:
     """Run the research job on the embedded sample and write a report.
 
     Loads and validates the sample market, resamples it, summarizes it, backtests an
     hourly moving-average crossover, sweeps its windows, trains a model with
-    walk-forward validation, exports, reloads and backtests it, and writes ``report.md`` with
+    walk-forward validation, exports, reloads and backtests it, reports the features'
+    drift from the first half of the year, and writes ``report.md`` with
     its plots and tables (CSV) to a new folder under ``out``. The backtest's run,
     trades, signals and daily performance are recorded in the lab store ``store``.
 
@@ -166,6 +173,7 @@ def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
     report += _backtest(close, run_dir, Path(store), echo)
     report += _sweep(close, run_dir, echo)
     report += _model(bars, run_dir, echo)
+    report += _drift(bars, run_dir, Path(store), echo)
     (run_dir / "report.md").write_text("\n".join(report))
     echo(f"\nreport written to {run_dir / 'report.md'} "
          f"({time.perf_counter() - started:.1f} s in all)")
