@@ -1,0 +1,195 @@
+"""A local HTTP receiver that impersonates Telegram, Discord and webhook endpoints.
+
+For tests, benchmarks and notebooks: a :class:`http.server.ThreadingHTTPServer` on
+127.0.0.1 (a free port) in a daemon thread records every request and answers with
+scripted :class:`Reply` objects (status, body, headers, delay), or by default like the
+real services: ``/bot<token>/sendMessage`` gets ``{"ok": true, ...}``, a
+``/api/webhooks/...`` path gets 204, anything else 200 ``{"ok": true}``.
+
+>>> import httpx
+>>> with LocalReceiver() as rx:
+...     rx.script("/hook", [Reply(500)])
+...     codes = [httpx.post(rx.url + "/hook", json={"n": i}).status_code for i in range(2)]
+>>> codes, [r.json["n"] for r in rx.requests("/hook")]
+([500, 200], [0, 1])
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["LocalReceiver", "Received", "Reply"]
+
+
+@dataclass
+class Reply:
+    """One scripted answer; ``body`` may be a dict/list (sent as JSON), str or bytes;
+    ``delay`` seconds pass before answering (longer than a client's timeout: a hang)."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    """A request as it arrived: monotonic time, method, path, headers and body."""
+
+    t: float
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # many concurrent clients (the default backlog is 5)
+
+    def handle_error(self, request, client_address) -> None:  # clients that time out
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms stalls
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        rx: LocalReceiver = self.server.receiver  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        reply = rx._record_and_reply(Received(time.monotonic(), self.command, self.path,
+                                              dict(self.headers), body))
+        if reply.delay and rx._stopping.wait(reply.delay):
+            return
+        payload = reply.body
+        if isinstance(payload, dict | list):
+            data = json.dumps(payload).encode()
+            ctype = "application/json"
+        elif isinstance(payload, str):
+            data, ctype = payload.encode(), "text/plain; charset=utf-8"
+        else:
+            data, ctype = payload or b"", "application/octet-stream"
+        self.send_response(reply.status)
+        if data:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if data and reply.status not in (204, 304):
+            self.wfile.write(data)
+
+    do_POST = do_GET = do_PUT = _handle
+
+
+class LocalReceiver:
+    """Start with ``with LocalReceiver() as rx:`` (or :meth:`start`); ``rx.url`` is its
+    base URL."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        self._scripts: dict[str, deque[Reply]] = {}
+        self._defaults: dict[str, Reply] = {}
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the receiver is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalReceiver:
+        self._server = _Server((self._host, self._port), _Handler)
+        self._server.receiver = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True,
+                                        name="alerts-receiver")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; requests still waiting on a delay are dropped."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> LocalReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------- scripting
+    def script(self, prefix: str, replies: list[Reply]) -> None:
+        """Answer the next requests whose path starts with ``prefix`` with ``replies``,
+        in order (then the default)."""
+        with self._lock:
+            self._scripts.setdefault(prefix, deque()).extend(replies)
+
+    def default(self, prefix: str, reply: Reply) -> None:
+        """Answer every (unscripted) request under ``prefix`` with ``reply``."""
+        with self._lock:
+            self._defaults[prefix] = reply
+
+    def _record_and_reply(self, req: Received) -> Reply:
+        with self._lock:
+            self._received.append(req)
+            self._count += 1
+            for prefix in sorted(self._scripts, key=len, reverse=True):
+                if req.path.startswith(prefix) and self._scripts[prefix]:
+                    return self._scripts[prefix].popleft()
+            for prefix in sorted(self._defaults, key=len, reverse=True):
+                if req.path.startswith(prefix):
+                    return self._defaults[prefix]
+            if "/bot" in req.path and req.path.endswith("/sendMessage"):
+                return Reply(200, {"ok": True, "result": {"message_id": self._count}})
+            if "/api/webhooks/" in req.path:
+                return Reply(204)
+            return Reply(200, {"ok": True})
+
+    # ----------------------------------------------------------- inspection
+    def requests(self, prefix: str = "") -> list[Received]:
+        """Requests received so far whose path starts with ``prefix``."""
+        with self._lock:
+            return [r for r in self._received if r.path.startswith(prefix)]
+
+    def wait_for(self, n: int, prefix: str = "", timeout: float = 10.0) -> list[Received]:
+        """Wait until ``n`` requests under ``prefix`` arrived (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.requests(prefix)
+            if len(got) >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.01)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._received.clear()

@@ -1,0 +1,24 @@
+"""Risk limits that turn portfolio state into risk events (and alerts).
+
+>>> import alphatrade_lab as atl
+>>> rm = atl.risk.RiskManager(atl.risk.RiskLimits(max_drawdown=0.1))
+>>> rm.update("2024-01-01 00:00", 100.0)
+[]
+>>> [(b.limit, b.severity) for b in rm.update("2024-01-01 01:00", 88.0)]
+[('max_drawdown', 'critical'), ('daily_loss', 'warning'), ('daily_loss', 'critical')]
+"""
+
+from alphatrade_lab.risk.demo import demo_step
+from alphatrade_lab.risk.limits import BREACH_COLUMNS, LIMIT_NAMES, Limit, RiskLimits
+from alphatrade_lab.risk.manager import Breach, RiskManager, drift_alerts
+
+__all__ = [
+    "BREACH_COLUMNS",
+    "LIMIT_NAMES",
+    "Breach",
+    "Limit",
+    "RiskLimits",
+    "RiskManager",
+    "demo_step",
+    "drift_alerts",
+]

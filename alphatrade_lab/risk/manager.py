@@ -1,0 +1,348 @@
+"""``RiskManager``: check a backtest or a live (streaming) state against risk limits and
+turn breaches into alerts.
+
+>>> import numpy as np, alphatrade_lab as atl
+>>> close = atl.data.to_wide(atl.data.load_sample(["AAA"]), "close").iloc[:3000]
+>>> pf = atl.backtest.from_signals(close, np.arange(3000) % 60 == 0, np.arange(3000) % 60 == 30)
+>>> rm = RiskManager(RiskLimits(max_drawdown=0.02, daily_loss=None, consecutive_losses=None))
+>>> b = rm.evaluate(pf)
+>>> bool(np.isclose(b["value"].iloc[0], 1 - pf.equity.iloc[:, 0] / pf.equity.iloc[:, 0].cummax()
+...                 ).any()), b["limit"].unique().tolist()
+(True, ['max_drawdown'])
+>>> a = rm.alert_for(b.iloc[0])
+>>> a.title, a.level.name, a.message.startswith("Current value: ")
+('Risk Alert: max_drawdown', 'CRITICAL', True)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.alerts import Alert, AlertLevel, AlertManager, AlertResult
+from alphatrade_lab.risk.limits import (
+    Limit,
+    RiskLimits,
+    breaches_frame,
+    consecutive_losses,
+    daily_loss,
+    drawdown,
+    episodes,
+    exposures,
+)
+
+__all__ = ["Breach", "RiskManager", "drift_alerts"]
+
+_PERCENT = {"max_drawdown", "daily_loss", "gross_exposure", "position_size"}
+
+
+@dataclass
+class Breach:
+    """A limit crossed by a streaming update (the first observation of an episode)."""
+
+    limit: str
+    portfolio: str
+    severity: str
+    timestamp: pd.Timestamp
+    value: float
+    threshold: float
+    symbol: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _State:
+    peak: float | None = None
+    day: pd.Timestamp | None = None
+    day_ref: float | None = None
+    last_equity: float | None = None
+    streak: int = 0
+    active: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+
+def _fmt(limit: str, value: float) -> str:
+    if limit in _PERCENT:
+        return f"{value:.2%}"
+    return f"{value:g}"
+
+
+def _utc(ts: Any) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+class RiskManager:
+    """Evaluate :class:`~alphatrade_lab.risk.RiskLimits` and alert on breaches.
+
+    Parameters
+    ----------
+    limits
+        A :class:`RiskLimits`, a mapping of its field names, or None for the defaults.
+    manager
+        An :class:`~alphatrade_lab.alerts.AlertManager`: :meth:`update` then hands each
+        breach to it without waiting (see :meth:`wait`), and :meth:`send` uses it.
+    start_equity
+        The streaming state's reference for the first day's loss (default: the first
+        equity seen), as ``init_cash`` is for a backtest.
+    """
+
+    def __init__(self, limits: RiskLimits | Mapping[str, Any] | None = None, *,
+                 manager: AlertManager | None = None, start_equity: float | None = None):
+        if limits is None:
+            limits = RiskLimits()
+        elif isinstance(limits, Mapping):
+            limits = RiskLimits.from_dict(limits)
+        self.limits = limits
+        self.manager = manager
+        self.start_equity = start_equity
+        self._states: dict[str, _State] = {}
+        self.pending: list[concurrent.futures.Future] = []
+
+    def __repr__(self) -> str:
+        return f"RiskManager({self.limits!r})"
+
+    # ----------------------------------------------------------- backtests
+    def evaluate(self, pf: Any) -> pd.DataFrame:
+        """Every breach of a :class:`~alphatrade_lab.backtest.Portfolio`, one row per
+        episode and severity, in time order.
+
+        Columns: ``limit, portfolio`` (the equity column), ``symbol`` (the position
+        behind a ``position_size`` breach), ``severity`` (``warning``/``critical``),
+        ``timestamp`` and ``value`` where the episode starts, ``threshold``, ``worst``
+        and ``worst_time``, ``end`` (last observation above the threshold) and
+        ``observations`` (bars, or trades for ``consecutive_losses``).
+        """
+        eq = pf.equity
+        eq = eq.to_frame("portfolio" if eq.name is None else eq.name) \
+            if isinstance(eq, pd.Series) else eq
+        frames = []
+        lim = self.limits
+        if lim.max_drawdown is not None:
+            frames.append(episodes(drawdown(eq), "max_drawdown", lim.max_drawdown))
+        if lim.daily_loss is not None:
+            loss = daily_loss(eq, pf.init_cash)
+            day = np.asarray(eq.index.floor("D")) if isinstance(eq.index, pd.DatetimeIndex) \
+                else np.zeros(len(eq))
+            breaks = np.concatenate([[True], day[1:] != day[:-1]])
+            frames.append(episodes(loss, "daily_loss", lim.daily_loss, breaks=breaks))
+        groups = self._group_columns(pf, eq.columns)
+        if lim.gross_exposure is not None or lim.position_size is not None:
+            values = self._position_values(pf)
+            gross, top, which = {}, {}, {}
+            for g, cols in groups.items():
+                gross[g], top[g], which[g] = exposures(values[cols], eq[g])
+            if lim.gross_exposure is not None:
+                frames.append(episodes(pd.DataFrame(gross, index=eq.index), "gross_exposure",
+                                       lim.gross_exposure))
+            if lim.position_size is not None:
+                frames.append(episodes(pd.DataFrame(top, index=eq.index), "position_size",
+                                       lim.position_size,
+                                       symbols=pd.DataFrame(which, index=eq.index)))
+        if lim.consecutive_losses is not None:
+            frames.append(self._streaks(pf, groups, lim.consecutive_losses))
+        frames = [f for f in frames if len(f)]
+        return breaches_frame([r for f in frames for r in f.to_dict("records")])
+
+    @staticmethod
+    def _group_columns(pf: Any, groups: pd.Index) -> dict[Any, list[Any]]:
+        columns = pf.positions.columns if isinstance(pf.positions, pd.DataFrame) \
+            else pd.Index([pf.positions.name])
+        starts = getattr(pf, "_group_start", None)
+        if starts is not None and len(starts) == len(groups) + 1:
+            return {g: list(columns[starts[i]:starts[i + 1]]) for i, g in enumerate(groups)}
+        if len(groups) == len(columns):
+            return {g: [c] for g, c in zip(groups, columns, strict=True)}
+        return {groups[0]: list(columns)}
+
+    @staticmethod
+    def _position_values(pf: Any) -> pd.DataFrame:
+        pos = pf.positions
+        pos = pos.to_frame() if isinstance(pos, pd.Series) else pos
+        close = pd.DataFrame(pf._close.values, index=pos.index, columns=pos.columns).ffill()
+        return pos * close
+
+    @staticmethod
+    def _streaks(pf: Any, groups: dict[Any, list[Any]], limit: Limit) -> pd.DataFrame:
+        trades = pf.trades
+        trades = trades[trades["status"] == "closed"]
+        out = []
+        for g, cols in groups.items():
+            t = trades[trades["column"].isin(cols)].sort_values(
+                ["exit_time", "entry_time"], kind="stable")
+            if t.empty:
+                continue
+            streak = consecutive_losses(t["pnl"].set_axis(pd.Index(t["exit_time"])))
+            out.append(episodes(streak.rename(g).astype(float), "consecutive_losses", limit))
+        return breaches_frame([r for f in out for r in f.to_dict("records")])
+
+    # ----------------------------------------------------------- streaming
+    def update(self, timestamp: Any, equity: float,
+               positions: Mapping[Any, float] | None = None,
+               closed_trade_pnl: float | Iterable[float] | None = None, *,
+               prices: Mapping[Any, float] | None = None,
+               portfolio: str = "portfolio") -> list[Breach]:
+        """Feed the state after a bar; returns the limits newly crossed.
+
+        ``positions`` maps symbols to signed position *values* (or to sizes, with their
+        ``prices``); ``closed_trade_pnl`` is the pnl of the trades closed at this step, in
+        order. A breach is reported when a measure first exceeds a threshold and again
+        only after it has gone back below it (a new day re-arms ``daily_loss``), as
+        :meth:`evaluate` counts episodes. With a ``manager``, each breach is also sent
+        (without waiting; see :meth:`wait`).
+        """
+        ts = _utc(timestamp)
+        equity = float(equity)
+        st = self._states.setdefault(portfolio, _State())
+        out: list[Breach] = []
+        lim = self.limits
+        day = ts.floor("D")
+        if st.day is None:
+            st.day_ref = equity if self.start_equity is None else float(self.start_equity)
+        elif day != st.day:
+            st.day_ref = st.last_equity
+            for sev in ("warning", "critical"):
+                st.active.pop(("daily_loss", sev), None)
+        st.day = day
+        st.peak = equity if st.peak is None else max(st.peak, equity)
+        st.last_equity = equity
+        if lim.max_drawdown is not None:
+            self._check(st, out, "max_drawdown", lim.max_drawdown, 1.0 - equity / st.peak,
+                        ts, portfolio)
+        if lim.daily_loss is not None and st.day_ref:
+            self._check(st, out, "daily_loss", lim.daily_loss, 1.0 - equity / st.day_ref,
+                        ts, portfolio)
+        if positions is not None and (lim.gross_exposure is not None
+                                      or lim.position_size is not None):
+            values = {k: float(v) * (1.0 if prices is None else float(prices[k]))
+                      for k, v in positions.items()}
+            absval = {k: abs(v) for k, v in values.items() if v == v}
+            gross = sum(absval.values()) / equity if equity else np.inf
+            top_sym = max(absval, key=absval.get) if absval else None
+            top = absval[top_sym] / equity if absval and equity else 0.0
+            if lim.gross_exposure is not None:
+                self._check(st, out, "gross_exposure", lim.gross_exposure, gross, ts,
+                            portfolio)
+            if lim.position_size is not None:
+                self._check(st, out, "position_size", lim.position_size, top, ts,
+                            portfolio, top_sym)
+        if closed_trade_pnl is not None and lim.consecutive_losses is not None:
+            pnls = [closed_trade_pnl] if np.isscalar(closed_trade_pnl) else closed_trade_pnl
+            for pnl in pnls:
+                st.streak = st.streak + 1 if float(pnl) < 0 else 0
+                self._check(st, out, "consecutive_losses", lim.consecutive_losses,
+                            float(st.streak), ts, portfolio)
+        if self.manager is not None:
+            for b in out:
+                self.pending.append(self.manager.submit(self.alert_for(b)))
+        return out
+
+    @staticmethod
+    def _check(st: _State, out: list[Breach], name: str, limit: Limit, value: float,
+               ts: pd.Timestamp, portfolio: str, symbol: Any = None) -> None:
+        for severity, thr in limit.levels():
+            over = bool(value > thr)
+            if over and not st.active.get((name, severity), False):
+                out.append(Breach(name, portfolio, severity, ts, float(value), thr, symbol))
+            st.active[(name, severity)] = over
+
+    def reset(self, portfolio: str | None = None) -> None:
+        """Forget the streaming state (of one portfolio, or all)."""
+        if portfolio is None:
+            self._states.clear()
+        else:
+            self._states.pop(portfolio, None)
+
+    def wait(self, timeout: float | None = None) -> list[AlertResult]:
+        """Wait for the alerts :meth:`update` handed to the manager; their results."""
+        done, self.pending = self.pending, []
+        return [f.result(timeout=timeout) for f in done]
+
+    # ----------------------------------------------------------- alerts
+    @staticmethod
+    def alert_for(breach: Breach | Mapping[str, Any] | pd.Series) -> Alert:
+        """The alert for one breach: ``"Risk Alert: <limit>"``, ``"Current value: 12.34%,
+        threshold 10.00% exceeded"``, CRITICAL or WARNING by severity."""
+        b = breach.to_dict() if isinstance(breach, Breach) else dict(breach)
+        limit, value, thr = b["limit"], float(b["value"]), float(b["threshold"])
+        level = AlertLevel.CRITICAL if b["severity"] == "critical" else AlertLevel.WARNING
+        data = {"limit": limit, "portfolio": b.get("portfolio"), "severity": b["severity"],
+                "time": pd.Timestamp(b["timestamp"]).isoformat(), "value": value,
+                "threshold": thr}
+        if b.get("symbol") is not None and b.get("symbol") == b.get("symbol"):
+            data["symbol"] = b["symbol"]
+        if "worst" in b and b["worst"] == b["worst"]:
+            data["worst"] = float(b["worst"])
+        return Alert(level, f"Risk Alert: {limit}",
+                     f"Current value: {_fmt(limit, value)}, threshold {_fmt(limit, thr)} "
+                     "exceeded", data)
+
+    def alerts(self, breaches: pd.DataFrame | Iterable[Breach]) -> list[Alert]:
+        """One alert per breach (rows of :meth:`evaluate` or :meth:`update`'s list)."""
+        rows = breaches.to_dict("records") if isinstance(breaches, pd.DataFrame) \
+            else list(breaches)
+        return [self.alert_for(b) for b in rows]
+
+    def send(self, breaches: pd.DataFrame | Iterable[Breach],
+             manager: AlertManager | None = None) -> list[AlertResult]:
+        """Send the breaches' alerts (blocking) through ``manager``, this risk manager's
+        own, or a temporary :meth:`AlertManager.from_env` one."""
+        return _send(self.alerts(breaches), manager or self.manager)
+
+    def send_drift(self, report: pd.DataFrame, manager: AlertManager | None = None
+                   ) -> list[AlertResult]:
+        """Send :func:`drift_alerts` of a drift report (WARNING, one per feature)."""
+        return _send(drift_alerts(report), manager or self.manager)
+
+
+def _send(alerts: list[Alert], manager: AlertManager | None) -> list[AlertResult]:
+    if not alerts:
+        return []
+    if manager is not None:
+        return manager.send_many(alerts)
+    with AlertManager.from_env() as own:
+        return own.send_many(alerts)
+
+
+def drift_alerts(report: pd.DataFrame) -> list[Alert]:
+    """WARNING alerts for the drifted features of a drift report.
+
+    ``report`` has columns ``feature, method, statistic, p_value, threshold, drifted``
+    (as :func:`alphatrade_lab.monitoring.drift_report`). One alert per feature with at
+    least one drifted row, titled ``"Drift Alert: <feature>"``; its message lists each
+    method with its statistic (and p-value) against the threshold.
+
+    >>> rep = pd.DataFrame({"feature": ["rsi_14", "rsi_14", "ret_1"],
+    ...     "method": ["psi", "ks", "psi"], "statistic": [0.31, 0.2, 0.01],
+    ...     "p_value": [np.nan, 0.001, np.nan], "threshold": [0.2, 0.05, 0.2],
+    ...     "drifted": [True, True, False]})
+    >>> [(a.level.name, a.title, a.message) for a in drift_alerts(rep)]
+    [('WARNING', 'Drift Alert: rsi_14', 'drifted by psi 0.31 > 0.2; ks p-value 0.001 < 0.05')]
+    """
+    need = {"feature", "method", "statistic", "p_value", "threshold", "drifted"}
+    missing = need - set(report.columns)
+    if missing:
+        raise ValueError(f"drift report: missing columns {sorted(missing)}")
+    rows = report[report["drifted"].astype(bool)]
+    out = []
+    for feature, g in rows.groupby("feature", sort=False):
+        parts, methods = [], {}
+        for r in g.itertuples(index=False):
+            p = r.p_value
+            if p is not None and p == p:
+                parts.append(f"{r.method} p-value {p:.3g} < {r.threshold:g}")
+            else:
+                parts.append(f"{r.method} {r.statistic:.4g} > {r.threshold:g}")
+            methods[str(r.method)] = {"statistic": float(r.statistic),
+                                      "p_value": None if p != p else p,
+                                      "threshold": float(r.threshold)}
+        out.append(Alert(AlertLevel.WARNING, f"Drift Alert: {feature}",
+                         "drifted by " + "; ".join(parts),
+                         {"feature": str(feature), "methods": methods}))
+    return out
