@@ -54,6 +54,7 @@ def _market(bars: pd.DataFrame, hourly: pd.DataFrame, run_dir: Path, echo) -> li
 
 
 def _backtest(close: pd.DataFrame, run_dir: Path, store_path: Path, echo) -> list[str]:
+    from alphatrade_lab.risk.demo import demo_step as check_risk
     from alphatrade_lab.store.demo import demo_step as record
 
     entries, exits = backtest.STRATEGIES["ma_cross"].signals(close.to_numpy(), [FAST, SLOW])
@@ -78,6 +79,7 @@ def _backtest(close: pd.DataFrame, run_dir: Path, store_path: Path, echo) -> lis
         "bar's close.", "", _table(shown), "",
         f"![backtest of {best}](backtest.png)", "",
         *stored,
+        *check_risk(pf, store_path, echo),
     ]
 
 
@@ -123,9 +125,21 @@ def _model(bars: pd.DataFrame, run_dir: Path, echo) -> list[str]:
 
 
 def _drift(bars: pd.DataFrame, run_dir: Path, store_path: Path, echo) -> list[str]:
+    from alphatrade_lab.alerts import AlertManager
     from alphatrade_lab.monitoring.demo import demo_step
+    from alphatrade_lab.risk import drift_alerts
+    from alphatrade_lab.store import LabStore
 
-    return demo_step(bars, split=0.5, store_path=store_path, run_dir=run_dir, echo=echo)
+    lines = demo_step(bars, split=0.5, store_path=store_path, run_dir=run_dir, echo=echo)
+    report = pd.read_csv(run_dir / "drift_report.csv")
+    alerts = drift_alerts(report)
+    with AlertManager.from_env(store=LabStore(store_path)) as manager:
+        for alert in alerts:
+            manager.send(alert)
+    echo(f"drift: {len(alerts)} WARNING alerts sent (log sink; Telegram/Discord/webhook when "
+         "their variables are set) and recorded in the store")
+    return [*lines, f"{len(alerts)} drift alerts (WARNING, one per drifted feature) were sent "
+                    "and recorded in the store's `alerts` table.", ""]
 
 
 def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
@@ -133,7 +147,8 @@ def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
     """Run the research job on the embedded sample and write a report.
 
     Loads and validates the sample market, resamples it, summarizes it, backtests an
-    hourly moving-average crossover, sweeps its windows, trains a model with
+    hourly moving-average crossover (checked against risk limits, whose breaches go to
+    the alert sinks), sweeps its windows, trains a model with
     walk-forward validation, exports, reloads and backtests it, reports the features'
     drift from the first half of the year, and writes ``report.md`` with
     its plots and tables (CSV) to a new folder under ``out``. The backtest's run,

@@ -35,7 +35,9 @@ def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
     stats = pd.read_csv(run_dir / "backtest_stats.csv", index_col=0)
     lab = atl.store.LabStore(store)
     trades = lab.trades()
-    assert len(lab.runs()) == 1
+    assert len(lab.runs()) == 2  # the backtest and the drift monitoring
+    levels = set(lab.alerts()["level"])
+    assert {"warning"} <= levels  # drift alerts (and risk breaches) went through the sinks
     closed = stats["closed_trade_count"].sum()
     assert closed <= len(trades) <= stats["trade_count"].sum()
 
