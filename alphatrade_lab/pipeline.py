@@ -15,19 +15,20 @@ import pandas as pd
 
 from alphatrade_lab import backtest, data
 
-__all__ = ["run_demo"]
+__all__ = ["new_run_dir", "run_demo"]
 
 # The demo's strategy: hourly moving-average crossover, long only, 0.1% fees.
 FAST, SLOW, FEES = 24, 96, 0.001
 
 
-def _new_run_dir(root: Path) -> Path:
+def new_run_dir(root: Path, prefix: str = "demo") -> Path:
+    """A new folder ``root/<prefix>-<UTC time>`` (with a counter if that exists)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = root / f"demo-{stamp}"
+    run_dir = root / f"{prefix}-{stamp}"
     n = 1
     while run_dir.exists():
         n += 1
-        run_dir = root / f"demo-{stamp}-{n}"
+        run_dir = root / f"{prefix}-{stamp}-{n}"
     run_dir.mkdir(parents=True)
     return run_dir
 
@@ -172,7 +173,7 @@ def run_demo(out: str | Path = "runs", store: str | Path = "data/lab.duckdb",
 
     matplotlib.use("Agg")
     started = time.perf_counter()
-    run_dir = _new_run_dir(Path(out))
+    run_dir = new_run_dir(Path(out))
 
     bars = data.load_sample()
     echo(f"loaded and validated {len(bars):,} bars of {bars['symbol'].nunique()} symbols "

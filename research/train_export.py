@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
 
 import alphatrade_lab as atl
 from alphatrade_lab.models.demo import run_experiment
+from alphatrade_lab.pipeline import new_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,13 +35,7 @@ def main(argv: list[str] | None = None) -> Path:
     config = tomllib.loads(args.config.read_text())
     out = Path(args.out or config.get("out", "runs"))
     config.pop("out", None)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = out / f"train-export-{stamp}"
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = out / f"train-export-{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    run_dir = new_run_dir(out, "train-export")
     (run_dir / "config.toml").write_text(args.config.read_text())
     bars = atl.data.load_sample()
     lines, results = run_experiment(bars, run_dir, print, config)
