@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import vectorbt as vbt
 
 from alphatrade_lab.backtest import from_signals, from_weights
-
-vbt = pytest.importorskip("vectorbt")
 
 N, K = 3000, 20
 COSTS = {"fees": 0.001, "fixed_fees": 0.1, "slippage": 0.0005}

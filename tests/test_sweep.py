@@ -209,7 +209,8 @@ def test_bad_input(hourly):
 
 
 def test_dask_backend_gives_identical_results(hourly):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     close = hourly.iloc[:3000]
     local = sweep_ma_cross(close, fast=range(2, 20, 3), slow=range(10, 60, 10), progress=False,
                            fees=0.001, chunk_size=7)
