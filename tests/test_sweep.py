@@ -49,6 +49,37 @@ def test_ma_sweep_equals_from_signals_on_vectorbts_signals(hourly, direction):
         assert_rows_equal(res, (fast, slow, sym), ref)
 
 
+@pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
+@pytest.mark.parametrize("costs", [COSTS, {"fees": 0.002, "size": 0.5}], ids=["all-in", "half"])
+def test_ma_sweep_between_signals_equals_from_signals(direction, costs):
+    # Columns without NaN take the path that runs through the bars between two signals
+    # in one go (all-in longs from running sums of the close's returns). Prices on a
+    # 0.1 grid make the averages tie, which re-arms a crossing (vectorbt's rule).
+    import vectorbt as vbt
+
+    rng = np.random.default_rng(11)
+    close = pd.DataFrame({
+        "tick": np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.005, 3000))), 1),
+        "smooth": 50 * np.exp(np.cumsum(rng.normal(0, 0.02, 3000))),
+    }, index=pd.date_range("2024-01-01", periods=3000, freq="1h", tz="UTC"))
+    fast, slow = [2, 3, 5, 9], [3, 4, 13, 40]
+    ties = (vbt.MA.run(close["tick"], 2).ma == vbt.MA.run(close["tick"], 4).ma).sum()
+    assert ties > 10
+    cut = 200
+    res = sweep_ma_cross(close, fast, slow, direction=direction, start=cut, metrics=STAT_NAMES,
+                         progress=False, **costs)
+    assert len(res) == 11 * 2
+    for (f, s, sym) in res.index:
+        ma_f = vbt.MA.run(close[sym], f).ma
+        ma_s = vbt.MA.run(close[sym], s).ma
+        entries = ma_f.vbt.crossed_above(ma_s).to_numpy()[cut:]
+        exits = ma_f.vbt.crossed_below(ma_s).to_numpy()[cut:]
+        ref = from_signals(close[sym].iloc[cut:], entries, exits, direction=direction,
+                           record="summary", **costs)
+        assert ref["trade_count"].iloc[0] > 10 and np.isfinite(ref["sortino"].iloc[0])
+        assert_rows_equal(res, (f, s, sym), ref)
+
+
 def test_ma_signals_match_vectorbt_with_gaps(hourly):
     import vectorbt as vbt
 
@@ -155,6 +186,27 @@ def test_split_sample(hourly):
     assert list(table.index) == list(top)
     pd.testing.assert_frame_equal(table["out_of_sample"], oos.loc[top], check_names=False)
     assert -1 <= table.attrs["rank_correlation"] <= 1
+
+
+def test_grid_filter_vectorised_or_per_combination(hourly):
+    close = hourly["BBB"].iloc[:600]
+    calls = []
+
+    def per_combination(p):
+        calls.append(p)
+        return p["window"] != 20  # `!=` on an array would not raise: check the count too
+
+    def scalar_only(p):
+        return int(p["window"]) % 20 != 0  # int() of an array raises TypeError
+
+    strat = atl.backtest.Strategy("d", ("window",), STRATEGIES["donchian_breakout"].signals_nb,
+                                  per_combination)
+    res = sweep(strat, {"window": [10, 20, 30]}, close, progress=False)
+    assert list(res.index) == [10, 30] and len(calls) == 1  # one call on whole columns
+    strat = atl.backtest.Strategy("d", ("window",), STRATEGIES["donchian_breakout"].signals_nb,
+                                  scalar_only)
+    res = sweep(strat, {"window": [10, 20, 30, 40]}, close, progress=False)
+    assert list(res.index) == [10, 30]
 
 
 def test_deflated_sharpe_of_noise_is_not_significant():

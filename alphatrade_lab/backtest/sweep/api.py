@@ -25,7 +25,8 @@ from alphatrade_lab.backtest.sweep import kernels as SK
 from alphatrade_lab.backtest.sweep.stats import deflated_sharpe_ratio
 from alphatrade_lab.backtest.sweep.strategies import MA_CROSS, STRATEGIES, Strategy
 
-__all__ = ["DEFAULT_METRICS", "run_chunk", "split_sample", "sweep", "sweep_ma_cross"]
+__all__ = ["DEFAULT_METRICS", "run_chunk", "shared_arrays", "split_sample", "sweep",
+           "sweep_ma_cross"]
 
 DEFAULT_METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count",
                                     "win_rate")
@@ -50,13 +51,24 @@ def _combinations(strategy: Strategy, grid: Mapping[str, Iterable] | pd.DataFram
                          f"missing {missing}, unknown {extra}")
     combos = combos[list(strategy.params)]
     if strategy.valid is not None:
-        keep = [bool(strategy.valid(row)) for row in combos.to_dict("records")]
-        combos = combos.loc[keep].reset_index(drop=True)
+        combos = combos.loc[_valid_rows(strategy.valid, combos)].reset_index(drop=True)
     if combos.empty:
         raise ValueError(f"the grid for {strategy.name!r} has no valid combination")
     if combos.isna().any().any():
         raise ValueError("the grid holds NaN parameters")
     return combos
+
+
+def _valid_rows(valid, combos: pd.DataFrame) -> np.ndarray:
+    """``valid`` on every combination: once on whole columns when it works elementwise
+    (``p["fast"] < p["slow"]``), else once per combination."""
+    try:
+        keep = np.asarray(valid({c: combos[c].to_numpy() for c in combos.columns}))
+    except (TypeError, ValueError):  # written for one combination at a time
+        keep = None
+    if keep is None or keep.shape != (len(combos),):
+        keep = np.array([bool(valid(row)) for row in combos.to_dict("records")])
+    return keep.astype(bool)
 
 
 def _position(x: Any, index: pd.Index, name: str, default: int) -> int:
@@ -71,19 +83,36 @@ def _position(x: Any, index: pd.Index, name: str, default: int) -> int:
     return pos
 
 
+def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarray,
+                  end: int) -> tuple | None:
+    """Arrays that every chunk of a sweep can share, computed once: for MA crossovers the
+    moving averages of every window in ``params`` (see ``kernels.ma_prepare_nb``), if
+    their table stays under 128 MB; ``None`` otherwise and for other strategies."""
+    strat = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
+    if strat is not MA_CROSS:
+        return None
+    windows = np.unique(params.astype(np.int64))
+    if close.shape[1] * len(windows) * end > _MA_TABLE_CELLS:
+        return None
+    return (*SK.ma_prepare_nb(close, windows, end), windows)
+
+
 def run_chunk(strategy: str | Strategy, close: np.ndarray, params: np.ndarray, start: int,
-              end: int, opts: tuple) -> tuple[np.ndarray, np.ndarray]:
+              end: int, opts: tuple, shared: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Final column and group state of one chunk of combinations (the unit of parallel work).
 
     ``strategy`` is a built-in name or a :class:`Strategy`; ``opts`` is ``(direction,
-    fees, fixed_fees, slippage, frac, init_cash)``. Rows are combination-major:
-    combination ``p``, column ``j`` in row ``p * k + j``.
+    fees, fixed_fees, slippage, frac, init_cash)``; ``shared`` what
+    :func:`shared_arrays` returned for the whole grid (computed for the chunk if
+    ``None``). Rows are combination-major: combination ``p``, column ``j`` in row
+    ``p * k + j``.
     """
     strat = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
     if strat is MA_CROSS:
-        windows = np.unique(params)
-        if close.shape[1] * len(windows) * end <= _MA_TABLE_CELLS:
-            return SK.sweep_ma_cross_nb(close, params[:, 0].astype(np.int64),
+        if shared is None:
+            shared = shared_arrays(strat, close, params, end)
+        if shared is not None:
+            return SK.sweep_ma_pairs_nb(*shared, params[:, 0].astype(np.int64),
                                         params[:, 1].astype(np.int64), start, end, *opts)
         # Too many bars for a table of every window: each task computes its own signals.
     return strat.kernel(close, params, start, end, *opts)
@@ -117,11 +146,12 @@ def _ctrl_c():
 
 def _run_local(key, close, params, start, end, opts, chunks, bar):
     done = []
+    shared = shared_arrays(key, close, params, end)
     with _ctrl_c() as stop:
         for a, b in chunks:
             if stop.is_set():
                 break
-            done.append(run_chunk(key, close, params[a:b], start, end, opts))
+            done.append(run_chunk(key, close, params[a:b], start, end, opts, shared))
             bar.update(b - a)
     return done
 

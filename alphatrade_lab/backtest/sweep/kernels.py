@@ -42,7 +42,7 @@ def prefix_sums_nb(a):
     return cs, nc, has_nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def window_mean_nb(cs, nc, i, w):
     """Mean of the ``w`` values ending at row ``i`` of one column's prefix sums; NaN if
     any is NaN or the window starts before the data. The same arithmetic as vectorbt's
@@ -85,7 +85,7 @@ def _snap(x):
     return 0.0 if abs(x) <= 1e-12 else x
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, debt):
     """Fill one signal action for a lone column, with the engine's buy and sell rules.
 
@@ -118,7 +118,7 @@ def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, d
                            slippage, False)
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _close_part(book, size, exit_price, exit_fees, entry_fees):
     """Book the closing of ``size`` of the open trade (as ``record_trade_nb``)."""
     (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
@@ -139,7 +139,7 @@ def _close_part(book, size, exit_price, exit_fees, entry_fees):
             n_orders, total_fees)
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def book_fill_nb(book, side, size, price, fees_paid):
     """Trade bookkeeping of one fill (the scalar twin of ``on_fill_nb``).
 
@@ -211,7 +211,7 @@ def bar_nb(bar, price, entry, exit_, account, book, stats, direction, fees, fixe
     return (cash, free, pos, debt, val), book, stats
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def step_stats_fast_nb(stats, bar, value, exposed):
     """``step_stats_nb``, short-cut for the common bar whose value did not change.
 
@@ -272,6 +272,46 @@ def simulate_column_nb(close, entries, exits, start, end, direction, fees, fixed
     return final_state_nb(account, book, stats, init_cash)
 
 
+@njit(cache=True)
+def _acc_nb(hi, lo, x):
+    """Add ``x`` to the compensated sum ``hi + lo`` (Knuth's two-sum)."""
+    s = hi + x
+    b = s - hi
+    return s, lo + ((hi - (s - b)) + (x - b))
+
+
+@njit(cache=True)
+def return_sums_nb(col):
+    """Compensated running sums of a column's close-to-close returns ``r``, ``r**2`` and
+    ``r**2`` where ``r < 0``: float64[n + 1, 6], the (high, low) parts of each, with a
+    leading 0. A held all-in long position (no cash, value ``pos * close``) has these
+    returns, so the sums over any stretch it is held cost two lookups
+    (:func:`span_sum_nb`). The close must hold no NaN."""
+    n = col.shape[0]
+    out = np.zeros((n + 1, 6))
+    h1 = l1 = h2 = l2 = h3 = l3 = 0.0
+    for t in range(1, n):
+        r = (col[t] - col[t - 1]) / col[t - 1]
+        h1, l1 = _acc_nb(h1, l1, r)
+        h2, l2 = _acc_nb(h2, l2, r * r)
+        if r < 0:
+            h3, l3 = _acc_nb(h3, l3, r * r)
+        out[t + 1, 0], out[t + 1, 1] = h1, l1
+        out[t + 1, 2], out[t + 1, 3] = h2, l2
+        out[t + 1, 4], out[t + 1, 5] = h3, l3
+    return out
+
+
+@njit(cache=True)
+def span_sum_nb(hi_b, hi_a, lo_b, lo_a):
+    """``(hi_b + lo_b) - (hi_a + lo_a)`` for two compensated running sums from
+    :func:`return_sums_nb`: the sum over the bars between them, to about one rounding."""
+    s = hi_b - hi_a
+    bb = s - hi_b
+    err = (hi_b - (s - bb)) + (-hi_a - bb)
+    return s + (err + (lo_b - lo_a))
+
+
 @njit(cache=True, parallel=True)
 def ma_table_nb(close, windows, end):
     """Simple moving averages of every column for each window: float64[k, len(windows), end]."""
@@ -281,29 +321,150 @@ def ma_table_nb(close, windows, end):
     for task in prange(k * windows.shape[0]):
         j = task // windows.shape[0]
         w = task - j * windows.shape[0]
+        # Views taken once: a view made per cell costs reference counting per cell.
+        csj = cs[j]
+        ncj = nc[j]
+        row = out[j, w]
         for i in range(end):
-            out[j, w, i] = window_mean_nb(cs[j], nc[j], i, windows[w])
+            row[i] = window_mean_nb(csj, ncj, i, windows[w])
     return out
 
 
 @njit(cache=True)
-def ma_pair_nb(col, ma_fast, ma_slow, warm, start, end, direction, fees, fixed_fees, slippage,
-               frac, init_cash):
+def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, fixed_fees,
+               slippage, frac, init_cash):
     """One MA-crossover backtest of one column: signals and portfolio in one pass.
 
     ``ma_fast``/``ma_slow`` are the two averages, ``warm`` the first bar where both
-    can exist. The body of :func:`bar_nb` is written out here: passing the state
-    tuples through a call costs more than the rest of the bar.
+    can exist, ``sums`` the column's :func:`return_sums_nb`, or an empty array when
+    the column holds a NaN.
+
+    Bars are stepped one by one with the engine's rules until the crossover is armed
+    (both sides seen). From then on, on a column without NaN, a cross above is the
+    first bar with ``fast > slow`` after one without, and symmetrically below, so the
+    bars up to the next signal the position acts on are run through in a tight loop:
+    flat, only the counters move; holding, each bar is valued as the engine does
+    (``cash + pos * close``) for the peak and drawdown, and the return sums are
+    stepped bar by bar, or, for an all-in long (``cash == 0``, returns those of the
+    close), added from ``sums`` in one go. The deepest value below the peak is kept
+    and divided once when the peak moves: ``min(v) / peak`` equals ``min(v / peak)``
+    exactly, as division by a positive number is monotone. Only signal bars fill
+    orders, with the engine's own functions.
+
+    The loops are written out here rather than called: a call taking arrays costs
+    reference counting, and one passing the state tuples costs more than the bars.
     """
     ub, ua, da, dg = False, -1, False, -1
     for i in range(warm, start):
         _, _, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
     account, book, stats = initial_nb(init_cash)
     cash, free, pos, debt, val = account
-    for i in range(start, end):
-        e = x = False
-        if i >= warm:
+    clean = sums.shape[0] > 0
+    i = start
+    while i < end:
+        if clean and ub and da and i > start:
+            want_up = K.resolve_action_nb(pos, True, False, direction) != K.A_NONE
+            want_dn = K.resolve_action_nb(pos, False, True, direction) != K.A_NONE
+            (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
+             last) = stats
+            prev_gt = ma_fast[i - 1] > ma_slow[i - 1]
+            prev_lt = ma_fast[i - 1] < ma_slow[i - 1]
+            j = i
+            if pos == 0:
+                while j < end:
+                    gt = ma_fast[j] > ma_slow[j]
+                    lt = ma_fast[j] < ma_slow[j]
+                    if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
+                        break
+                    prev_gt = gt
+                    prev_lt = lt
+                    j += 1
+                if j > i and prev >= peak:
+                    peak_bar = float(j - 1 - start)
+            elif pos > 0 and cash == 0.0:
+                # All-in long: values are pos * close > 0; branch-free bookkeeping, as
+                # records and new lows come at random. The deepest episode is picked
+                # by cross-multiplying (trough / peak < bt / bp), divided once at the end.
+                trough = np.inf
+                bt = np.inf
+                bp = 1.0
+                while j < end:
+                    gt = ma_fast[j] > ma_slow[j]
+                    lt = ma_fast[j] < ma_slow[j]
+                    if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
+                        break
+                    prev_gt = gt
+                    prev_lt = lt
+                    value = pos * col[j]
+                    bar = float(j - start)
+                    rec = value >= peak
+                    better = rec and trough * bp < bt * peak
+                    bt = trough if better else bt
+                    bp = peak if better else bp
+                    gap = bar - peak_bar
+                    max_dd_bars = max(max_dd_bars, gap if rec and gap > 1 else 0.0)
+                    peak_bar = bar if rec else peak_bar
+                    trough = np.inf if rec else min(trough, value)
+                    peak = value if rec else peak
+                    j += 1
+                if trough * bp < bt * peak:
+                    bt = trough
+                    bp = peak
+                if bt < np.inf:
+                    max_dd = min(max_dd, bt / bp - 1.0)
+                if j > i:
+                    n_exposed += j - i
+                    prev = pos * col[j - 1]
+                    a = sums[i]
+                    b = sums[j]
+                    s1 += span_sum_nb(b[0], a[0], b[1], a[1])
+                    s2 += span_sum_nb(b[2], a[2], b[3], a[3])
+                    down2 += span_sum_nb(b[4], a[4], b[5], a[5])
+            else:
+                trough = np.inf
+                while j < end:
+                    gt = ma_fast[j] > ma_slow[j]
+                    lt = ma_fast[j] < ma_slow[j]
+                    if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
+                        break
+                    prev_gt = gt
+                    prev_lt = lt
+                    value = cash + pos * col[j]
+                    r = (value - prev) / prev if prev > 0 else K.bar_return_nb(value, prev)
+                    if r < 0:
+                        down2 += r * r
+                    s1 += r
+                    s2 += r * r
+                    prev = value
+                    if value >= peak:
+                        if trough < peak:
+                            max_dd = min(max_dd, trough / peak - 1.0)
+                            trough = np.inf
+                        bar = float(j - start)
+                        if peak_bar < bar - 1:
+                            max_dd_bars = max(max_dd_bars, bar - peak_bar)
+                        peak = value
+                        peak_bar = bar
+                    elif value < trough:
+                        trough = value
+                    j += 1
+                if trough < peak:
+                    max_dd = min(max_dd, trough / peak - 1.0)
+                n_exposed += j - i
+            if j > i:
+                n += j - i
+                last = float(j - 1 - start)
+            stats = (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
+                     last)
+            if j >= end:
+                break
+            i = j
+            e = ma_fast[i] > ma_slow[i] and not prev_gt
+            x = ma_fast[i] < ma_slow[i] and not prev_lt
+        elif i >= warm:
             e, x, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
+        else:
+            e = x = False
         price = col[i]
         if not np.isnan(price):
             val = price
@@ -319,10 +480,51 @@ def ma_pair_nb(col, ma_fast, ma_slow, warm, start, end, direction, fees, fixed_f
         if pos != 0:
             value += pos * val
         stats = step_stats_fast_nb(stats, i - start, value, pos != 0)
+        i += 1
     return final_state_nb((cash, free, pos, debt, val), book, stats, init_cash)
 
 
 @njit(cache=True, parallel=True)
+def ma_prepare_nb(close, windows, end):
+    """What every MA pair of a sweep shares, computed once: the columns of ``close[:end]``
+    (rows), their moving averages for each of ``windows`` (:func:`ma_table_nb`), their
+    :func:`return_sums_nb` and whether each column is free of NaN (else its sums are
+    zeros and the pairs are stepped bar by bar)."""
+    n, k = close.shape
+    cols = np.ascontiguousarray(close[:end].T)
+    table = ma_table_nb(close, windows, end)
+    sums = np.zeros((k, end + 1, 6))
+    clean = np.zeros(k, dtype=np.bool_)
+    for j in prange(k):
+        clean[j] = not np.isnan(cols[j]).any()
+        if clean[j]:
+            sums[j] = return_sums_nb(cols[j])
+    return cols, table, sums, clean
+
+
+@njit(cache=True, parallel=True)
+def sweep_ma_pairs_nb(cols, table, sums, clean, windows, fast, slow, start, end, direction,
+                      fees, fixed_fees, slippage, frac, init_cash):
+    """:func:`sweep_ma_cross_nb` on the shared arrays of :func:`ma_prepare_nb` (made for
+    ``windows``, which must hold every ``fast`` and ``slow``)."""
+    k = cols.shape[0]
+    m = fast.shape[0]
+    fi = np.searchsorted(windows, fast)
+    si = np.searchsorted(windows, slow)
+    no_sums = np.zeros((0, 0))
+    c_out = np.empty((m * k, K.N_CSTATE))
+    g_out = np.empty((m * k, K.N_GSTATE))
+    for task in prange(m * k):
+        p = task // k
+        j = task - p * k
+        c_out[task], g_out[task] = ma_pair_nb(
+            cols[j], sums[j] if clean[j] else no_sums, table[j, fi[p]], table[j, si[p]],
+            max(fast[p], slow[p]) - 1, start, end, direction, fees, fixed_fees, slippage,
+            frac, init_cash)
+    return c_out, g_out
+
+
+@njit(cache=True)
 def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees, slippage,
                       frac, init_cash):
     """Moving-average crossover backtests for every (fast, slow) pair and column.
@@ -330,7 +532,7 @@ def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees
     Long entry when the ``fast``-bar simple moving average of the close crosses above
     the ``slow`` one, exit (or short entry) when it crosses below. Each pair's signals
     and portfolio run in a single pass over the bars (:func:`ma_pair_nb`), reading the
-    averages from a table computed once per window (:func:`ma_table_nb`).
+    averages from a table computed once per window (:func:`ma_prepare_nb`).
 
     Parameters
     ----------
@@ -348,22 +550,10 @@ def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees
     gstate : float64[m * k, N_GSTATE]
         Final state of pair ``p`` and column ``j`` in row ``p * k + j``.
     """
-    n, k = close.shape
-    m = fast.shape[0]
     windows = np.unique(np.concatenate((fast, slow)))
-    table = ma_table_nb(close, windows, end)
-    fi = np.searchsorted(windows, fast)
-    si = np.searchsorted(windows, slow)
-    cols = np.ascontiguousarray(close[:end].T)
-    c_out = np.empty((m * k, K.N_CSTATE))
-    g_out = np.empty((m * k, K.N_GSTATE))
-    for task in prange(m * k):
-        p = task // k
-        j = task - p * k
-        c_out[task], g_out[task] = ma_pair_nb(
-            cols[j], table[j, fi[p]], table[j, si[p]], max(fast[p], slow[p]) - 1, start, end,
-            direction, fees, fixed_fees, slippage, frac, init_cash)
-    return c_out, g_out
+    cols, table, sums, clean = ma_prepare_nb(close, windows, end)
+    return sweep_ma_pairs_nb(cols, table, sums, clean, windows, fast, slow, start, end,
+                             direction, fees, fixed_fees, slippage, frac, init_cash)
 
 
 def make_sweep_kernel(signals_nb):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,11 @@ class Strategy:
         arrays ``entries`` and ``exits`` from the 1-D ``close`` of one column and the
         float64 vector ``params``, using for bar ``i`` nothing after ``close[i]``.
     valid
-        Optional filter of parameter combinations (a function of a dict of them),
-        for example ``fast < slow``.
+        Optional filter of parameter combinations, for example
+        ``lambda p: p["fast"] < p["slow"]``. It is called once with a dict of arrays
+        (every combination's value of each parameter) and should return a boolean
+        array; a function that only handles one combination (a dict of scalars) at a
+        time is called once per combination instead.
 
     Examples
     --------
@@ -58,7 +62,7 @@ class Strategy:
     name: str
     params: tuple[str, ...]
     signals_nb: Callable
-    valid: Callable[[dict], bool] | None = None
+    valid: Callable[[dict], Any] | None = None
 
     @cached_property
     def kernel(self):
@@ -80,7 +84,7 @@ class Strategy:
         return entries, exits
 
 
-def _fast_below_slow(p: dict) -> bool:
+def _fast_below_slow(p: dict) -> Any:
     return p["fast"] < p["slow"]
 
 
