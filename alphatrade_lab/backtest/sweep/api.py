@@ -87,12 +87,13 @@ def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarra
                   end: int) -> tuple | None:
     """Arrays that every chunk of a sweep can share, computed once: for MA crossovers the
     moving averages of every window in ``params`` (see ``kernels.ma_prepare_nb``), if
-    their table stays under 128 MB; ``None`` otherwise and for other strategies."""
+    they stay under 128 MB; ``None`` otherwise and for other strategies."""
     strat = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
     if strat is not MA_CROSS:
         return None
     windows = np.unique(params.astype(np.int64))
-    if close.shape[1] * len(windows) * end > _MA_TABLE_CELLS:
+    # The table, plus 7 numbers per bar and column (return sums and next gap).
+    if close.shape[1] * (len(windows) + 7) * end > _MA_TABLE_CELLS:
         return None
     return (*SK.ma_prepare_nb(close, windows, end), windows)
 

@@ -282,23 +282,42 @@ def _acc_nb(hi, lo, x):
 
 @njit(cache=True)
 def return_sums_nb(col):
-    """Compensated running sums of a column's close-to-close returns ``r``, ``r**2`` and
-    ``r**2`` where ``r < 0``: float64[n + 1, 6], the (high, low) parts of each, with a
-    leading 0. A held all-in long position (no cash, value ``pos * close``) has these
-    returns, so the sums over any stretch it is held cost two lookups
-    (:func:`span_sum_nb`). The close must hold no NaN."""
+    """Compensated running sums of a column's bar returns ``r`` (from the last valid close;
+    0 on a NaN bar), ``r**2`` and ``r**2`` where ``r < 0``: float64[n + 1, 6], the (high,
+    low) parts of each, with a leading 0. A held all-in long position (no cash, value
+    ``pos * close``) has these returns, so the sums over any stretch it is held cost two
+    lookups (:func:`span_sum_nb`)."""
     n = col.shape[0]
     out = np.zeros((n + 1, 6))
     h1 = l1 = h2 = l2 = h3 = l3 = 0.0
-    for t in range(1, n):
-        r = (col[t] - col[t - 1]) / col[t - 1]
-        h1, l1 = _acc_nb(h1, l1, r)
-        h2, l2 = _acc_nb(h2, l2, r * r)
-        if r < 0:
-            h3, l3 = _acc_nb(h3, l3, r * r)
+    last = np.nan
+    for t in range(n):
+        c = col[t]
+        if not np.isnan(c):
+            if not np.isnan(last):
+                r = (c - last) / last
+                h1, l1 = _acc_nb(h1, l1, r)
+                h2, l2 = _acc_nb(h2, l2, r * r)
+                if r < 0:
+                    h3, l3 = _acc_nb(h3, l3, r * r)
+            last = c
         out[t + 1, 0], out[t + 1, 1] = h1, l1
         out[t + 1, 2], out[t + 1, 3] = h2, l2
         out[t + 1, 4], out[t + 1, 5] = h3, l3
+    return out
+
+
+@njit(cache=True)
+def next_gap_nb(col):
+    """For each bar, the first bar at or after it whose close is NaN (``n`` if none)."""
+    n = col.shape[0]
+    out = np.empty(n + 1, dtype=np.int64)
+    nxt = n
+    out[n] = n
+    for t in range(n - 1, -1, -1):
+        if np.isnan(col[t]):
+            nxt = t
+        out[t] = nxt
     return out
 
 
@@ -331,18 +350,19 @@ def ma_table_nb(close, windows, end):
 
 
 @njit(cache=True)
-def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, fixed_fees,
-               slippage, frac, init_cash):
+def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, direction, fees,
+               fixed_fees, slippage, frac, init_cash):
     """One MA-crossover backtest of one column: signals and portfolio in one pass.
 
     ``ma_fast``/``ma_slow`` are the two averages, ``warm`` the first bar where both
-    can exist, ``sums`` the column's :func:`return_sums_nb`, or an empty array when
-    the column holds a NaN.
+    can exist, ``sums`` and ``next_gap`` the column's :func:`return_sums_nb` and
+    :func:`next_gap_nb`.
 
-    Bars are stepped one by one with the engine's rules until the crossover is armed
-    (both sides seen). From then on, on a column without NaN, a cross above is the
-    first bar with ``fast > slow`` after one without, and symmetrically below, so the
-    bars up to the next signal the position acts on are run through in a tight loop:
+    Bars are stepped one by one with the engine's rules while the crossover is not
+    armed (both sides seen since the last NaN average). Once it is, a cross above is
+    the first bar with ``fast > slow`` after one without, and symmetrically below, so
+    the bars up to the next signal the position acts on (or the next NaN close) are
+    run through in a tight loop:
     flat, only the counters move; holding, each bar is valued as the engine does
     (``cash + pos * close``) for the peak and drawdown, and the return sums are
     stepped bar by bar, or, for an all-in long (``cash == 0``, returns those of the
@@ -359,10 +379,10 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
         _, _, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
     account, book, stats = initial_nb(init_cash)
     cash, free, pos, debt, val = account
-    clean = sums.shape[0] > 0
     i = start
     while i < end:
-        if clean and ub and da and i > start:
+        if ub and da and i > start:
+            stop = min(end, next_gap[i])
             want_up = K.resolve_action_nb(pos, True, False, direction) != K.A_NONE
             want_dn = K.resolve_action_nb(pos, False, True, direction) != K.A_NONE
             (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
@@ -371,7 +391,7 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
             prev_lt = ma_fast[i - 1] < ma_slow[i - 1]
             j = i
             if pos == 0:
-                while j < end:
+                while j < stop:
                     gt = ma_fast[j] > ma_slow[j]
                     lt = ma_fast[j] < ma_slow[j]
                     if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
@@ -388,7 +408,7 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
                 trough = np.inf
                 bt = np.inf
                 bp = 1.0
-                while j < end:
+                while j < stop:
                     gt = ma_fast[j] > ma_slow[j]
                     lt = ma_fast[j] < ma_slow[j]
                     if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
@@ -422,7 +442,7 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
                     down2 += span_sum_nb(b[4], a[4], b[5], a[5])
             else:
                 trough = np.inf
-                while j < end:
+                while j < stop:
                     gt = ma_fast[j] > ma_slow[j]
                     lt = ma_fast[j] < ma_slow[j]
                     if (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt):
@@ -458,10 +478,14 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
                      last)
             if j >= end:
                 break
+            # Back to one bar at a time, with the state the skipped bars left.
+            if j > i:
+                val = col[j - 1]
             i = j
-            e = ma_fast[i] > ma_slow[i] and not prev_gt
-            x = ma_fast[i] < ma_slow[i] and not prev_lt
-        elif i >= warm:
+            ub = da = True
+            ua = 1 if prev_gt else -1
+            dg = 1 if prev_lt else -1
+        if i >= warm:
             e, x, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
         else:
             e = x = False
@@ -487,23 +511,21 @@ def ma_pair_nb(col, sums, ma_fast, ma_slow, warm, start, end, direction, fees, f
 @njit(cache=True, parallel=True)
 def ma_prepare_nb(close, windows, end):
     """What every MA pair of a sweep shares, computed once: the columns of ``close[:end]``
-    (rows), their moving averages for each of ``windows`` (:func:`ma_table_nb`), their
-    :func:`return_sums_nb` and whether each column is free of NaN (else its sums are
-    zeros and the pairs are stepped bar by bar)."""
+    (rows), their moving averages for each of ``windows`` (:func:`ma_table_nb`), and
+    each column's :func:`return_sums_nb` and :func:`next_gap_nb`."""
     n, k = close.shape
     cols = np.ascontiguousarray(close[:end].T)
     table = ma_table_nb(close, windows, end)
-    sums = np.zeros((k, end + 1, 6))
-    clean = np.zeros(k, dtype=np.bool_)
+    sums = np.empty((k, end + 1, 6))
+    gaps = np.empty((k, end + 1), dtype=np.int64)
     for j in prange(k):
-        clean[j] = not np.isnan(cols[j]).any()
-        if clean[j]:
-            sums[j] = return_sums_nb(cols[j])
-    return cols, table, sums, clean
+        sums[j] = return_sums_nb(cols[j])
+        gaps[j] = next_gap_nb(cols[j])
+    return cols, table, sums, gaps
 
 
 @njit(cache=True, parallel=True)
-def sweep_ma_pairs_nb(cols, table, sums, clean, windows, fast, slow, start, end, direction,
+def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, direction,
                       fees, fixed_fees, slippage, frac, init_cash):
     """:func:`sweep_ma_cross_nb` on the shared arrays of :func:`ma_prepare_nb` (made for
     ``windows``, which must hold every ``fast`` and ``slow``)."""
@@ -511,14 +533,13 @@ def sweep_ma_pairs_nb(cols, table, sums, clean, windows, fast, slow, start, end,
     m = fast.shape[0]
     fi = np.searchsorted(windows, fast)
     si = np.searchsorted(windows, slow)
-    no_sums = np.zeros((0, 0))
     c_out = np.empty((m * k, K.N_CSTATE))
     g_out = np.empty((m * k, K.N_GSTATE))
     for task in prange(m * k):
         p = task // k
         j = task - p * k
         c_out[task], g_out[task] = ma_pair_nb(
-            cols[j], sums[j] if clean[j] else no_sums, table[j, fi[p]], table[j, si[p]],
+            cols[j], sums[j], gaps[j], table[j, fi[p]], table[j, si[p]],
             max(fast[p], slow[p]) - 1, start, end, direction, fees, fixed_fees, slippage,
             frac, init_cash)
     return c_out, g_out
@@ -551,8 +572,8 @@ def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees
         Final state of pair ``p`` and column ``j`` in row ``p * k + j``.
     """
     windows = np.unique(np.concatenate((fast, slow)))
-    cols, table, sums, clean = ma_prepare_nb(close, windows, end)
-    return sweep_ma_pairs_nb(cols, table, sums, clean, windows, fast, slow, start, end,
+    cols, table, sums, gaps = ma_prepare_nb(close, windows, end)
+    return sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end,
                              direction, fees, fixed_fees, slippage, frac, init_cash)
 
 
