@@ -73,4 +73,6 @@ def test_signals_never_use_the_future(setup):
     def sig(b):
         return signals(bundle, atl.features.technical(b), threshold=0.4).frame
 
-    assert assert_no_lookahead(sig, few, n_cuts=3, seed=11) > 0
+    # Probabilities come from a BLAS matrix product, whose rounding can change with the
+    # number of rows (a truncated frame): allow a few ulps, far below any real leak.
+    assert assert_no_lookahead(sig, few, n_cuts=3, seed=11, rtol=1e-12) > 0
