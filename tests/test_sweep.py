@@ -224,7 +224,7 @@ def test_deflated_sharpe_of_noise_is_not_significant():
 def test_expected_max_sharpe_matches_simulation():
     rng = np.random.default_rng(1)
     draws = rng.standard_normal((4000, 200)).max(axis=1).mean()
-    from alphatrade_lab.backtest.sweep.stats import expected_max_sharpe
+    from alphatrade_lab.backtest.sweeps.stats import expected_max_sharpe
 
     assert abs(expected_max_sharpe(200, 1.0) - draws) < 0.05
 

@@ -13,7 +13,7 @@ True
 from alphatrade_lab.backtest.metrics import STAT_NAMES
 from alphatrade_lab.backtest.portfolio import Portfolio
 from alphatrade_lab.backtest.simulate import from_signals, from_signals_chunked, from_weights
-from alphatrade_lab.backtest.sweep import (
+from alphatrade_lab.backtest.sweeps import (
     STRATEGIES,
     Strategy,
     deflated_sharpe_ratio,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from alphatrade_lab.backtest.sweep import kernels as SK
+from alphatrade_lab.backtest.sweeps import kernels as SK
 
 __all__ = ["BOLLINGER_REVERSION", "DONCHIAN_BREAKOUT", "MA_CROSS", "RSI_REVERSAL", "STRATEGIES",
            "Strategy"]

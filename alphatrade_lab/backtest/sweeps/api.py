@@ -21,9 +21,9 @@ from alphatrade_lab.backtest import kernels as K
 from alphatrade_lab.backtest._inputs import as_prices, parse_direction, per_column
 from alphatrade_lab.backtest.metrics import STAT_NAMES, infer_bar_length, stats_from_state
 from alphatrade_lab.backtest.simulate import from_signals
-from alphatrade_lab.backtest.sweep import kernels as SK
-from alphatrade_lab.backtest.sweep.stats import deflated_sharpe_ratio
-from alphatrade_lab.backtest.sweep.strategies import MA_CROSS, STRATEGIES, Strategy
+from alphatrade_lab.backtest.sweeps import kernels as SK
+from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
+from alphatrade_lab.backtest.sweeps.strategies import MA_CROSS, STRATEGIES, Strategy
 
 __all__ = ["DEFAULT_METRICS", "run_chunk", "shared_arrays", "split_sample", "sweep",
            "sweep_ma_cross"]
@@ -250,7 +250,7 @@ def sweep(
         Indexed by the parameters (and ``symbol`` unless ``close`` is a Series), one
         column per metric. ``attrs`` holds ``strategy``, ``n_trials``, ``best`` (the
         index of the highest Sharpe ratio), ``deflated_sharpe`` (its deflated Sharpe
-        ratio, see :func:`~alphatrade_lab.backtest.sweep.stats.deflated_sharpe_ratio`,
+        ratio, see :func:`~alphatrade_lab.backtest.sweeps.stats.deflated_sharpe_ratio`,
         with every row a trial), ``interrupted`` and ``completed`` (rows finished).
 
     Examples

@@ -539,8 +539,31 @@ def ma_prepare_nb(close, windows, end):
 @njit(cache=True, parallel=True)
 def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, direction,
                       fees, fixed_fees, slippage, frac, init_cash):
-    """:func:`sweep_ma_cross_nb` on the shared arrays of :func:`ma_prepare_nb` (made for
-    ``windows``, which must hold every ``fast`` and ``slow``)."""
+    """Moving-average crossover backtests for every (fast, slow) pair and column.
+
+    Long entry when the ``fast``-bar simple moving average of the close crosses above
+    the ``slow`` one, exit (or short entry) when it crosses below. Each pair's signals
+    and portfolio run in a single pass over the bars (:func:`ma_pair_nb`).
+
+    Parameters
+    ----------
+    cols, table, sums, gaps
+        What :func:`ma_prepare_nb` returned for ``windows``.
+    windows : int64[w]
+        Sorted windows, holding every ``fast`` and ``slow``.
+    fast, slow : int64[m]
+        The windows of the m pairs.
+    start, end : int
+        Bars that trade and count in the statistics.
+    direction : int
+    fees, fixed_fees, slippage, frac, init_cash : float
+
+    Returns
+    -------
+    cstate : float64[m * k, N_CSTATE]
+    gstate : float64[m * k, N_GSTATE]
+        Final state of pair ``p`` and column ``j`` in row ``p * k + j``.
+    """
     k = cols.shape[0]
     m = fast.shape[0]
     fi = np.searchsorted(windows, fast)
@@ -557,43 +580,12 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
     return c_out, g_out
 
 
-@njit(cache=True)
-def sweep_ma_cross_nb(close, fast, slow, start, end, direction, fees, fixed_fees, slippage,
-                      frac, init_cash):
-    """Moving-average crossover backtests for every (fast, slow) pair and column.
-
-    Long entry when the ``fast``-bar simple moving average of the close crosses above
-    the ``slow`` one, exit (or short entry) when it crosses below. Each pair's signals
-    and portfolio run in a single pass over the bars (:func:`ma_pair_nb`), reading the
-    averages from a table computed once per window (:func:`ma_prepare_nb`).
-
-    Parameters
-    ----------
-    close : float64[n, k]
-    fast, slow : int64[m]
-        The windows of the m pairs.
-    start, end : int
-        Bars that trade and count in the statistics.
-    direction : int
-    fees, fixed_fees, slippage, frac, init_cash : float
-
-    Returns
-    -------
-    cstate : float64[m * k, N_CSTATE]
-    gstate : float64[m * k, N_GSTATE]
-        Final state of pair ``p`` and column ``j`` in row ``p * k + j``.
-    """
-    windows = np.unique(np.concatenate((fast, slow)))
-    cols, table, sums, gaps = ma_prepare_nb(close, windows, end)
-    return sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end,
-                             direction, fees, fixed_fees, slippage, frac, init_cash)
-
-
 def make_sweep_kernel(signals_nb):
     """A parallel sweep kernel for the signal kernel ``signals_nb`` (compiled on first use).
 
-    The kernel has the signature of :func:`sweep_ma_cross_nb` with a float64
-    ``params[m, n_params]`` array in place of the two window arrays. Each task keeps
+    The kernel is ``sweep_nb(close, params, start, end, direction, fees, fixed_fees,
+    slippage, frac, init_cash)`` with ``close`` float64[n, k] and ``params``
+    float64[m, n_params], and returns what :func:`sweep_ma_pairs_nb` does. Each task keeps
     one column's signals in two boolean arrays of the column's length.
     """
 

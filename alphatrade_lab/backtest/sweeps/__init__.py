@@ -1,13 +1,13 @@
 """Parameter sweeps: fused numba backtests of many parameter sets, locally or on Dask."""
 
-from alphatrade_lab.backtest.sweep.api import DEFAULT_METRICS, split_sample, sweep, sweep_ma_cross
-from alphatrade_lab.backtest.sweep.plot import heatmap, top_k
-from alphatrade_lab.backtest.sweep.stats import (
+from alphatrade_lab.backtest.sweeps.api import DEFAULT_METRICS, split_sample, sweep, sweep_ma_cross
+from alphatrade_lab.backtest.sweeps.plot import heatmap, top_k
+from alphatrade_lab.backtest.sweeps.stats import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
 )
-from alphatrade_lab.backtest.sweep.strategies import (
+from alphatrade_lab.backtest.sweeps.strategies import (
     BOLLINGER_REVERSION,
     DONCHIAN_BREAKOUT,
     MA_CROSS,
