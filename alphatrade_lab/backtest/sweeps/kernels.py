@@ -336,7 +336,7 @@ def span_sum_nb(hi_b, hi_a, lo_b, lo_a):
 @njit(cache=True, parallel=True)
 def ma_table_nb(close, windows, end):
     """Simple moving averages of every column for each window: float64[k, len(windows), end]."""
-    n, k = close.shape
+    k = close.shape[1]
     cs, nc, _ = prefix_sums_nb(close[:end])
     out = np.empty((k, windows.shape[0], end))
     for task in prange(k * windows.shape[0]):
@@ -525,7 +525,7 @@ def ma_prepare_nb(close, windows, end):
     """What every MA pair of a sweep shares, computed once: the columns of ``close[:end]``
     (rows), their moving averages for each of ``windows`` (:func:`ma_table_nb`), and
     each column's :func:`return_sums_nb` and :func:`next_gap_nb`."""
-    n, k = close.shape
+    k = close.shape[1]
     cols = np.ascontiguousarray(close[:end].T)
     table = ma_table_nb(close, windows, end)
     sums = np.empty((k, end + 1, 6))
@@ -592,7 +592,7 @@ def make_sweep_kernel(signals_nb):
     @njit(parallel=True)
     def sweep_nb(close, params, start, end, direction, fees, fixed_fees, slippage, frac,
                  init_cash):
-        n, k = close.shape
+        k = close.shape[1]
         m = params.shape[0]
         c_out = np.empty((m * k, K.N_CSTATE))
         g_out = np.empty((m * k, K.N_GSTATE))
