@@ -262,12 +262,15 @@ def test_bad_input(hourly):
         sweep_ma_cross(close, fast=[5], slow=[10], start=499)
 
 
+@pytest.mark.timeout(300)
 def test_dask_backend_gives_identical_results(hourly):
     import distributed
 
     close = hourly.iloc[:3000]
     local = sweep_ma_cross(close, fast=range(2, 20, 3), slow=range(10, 60, 10), progress=False,
                            fees=0.001, chunk_size=7)
+    small = hourly.iloc[:500, :2]
+    small_local = sweep("donchian_breakout", {"window": [5, 10]}, small, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
@@ -276,6 +279,12 @@ def test_dask_backend_gives_identical_results(hourly):
                                 chunk_size=7)
         generic = sweep("donchian_breakout", {"window": [10, 20, 40]}, close, backend="dask",
                         client=client, progress=False)
+        # Back-to-back sweeps of the same prices: each scatters them while the previous
+        # sweep's copy is being released (scattering under a hashed key hung or lost it).
+        for _ in range(40):
+            again = sweep("donchian_breakout", {"window": [5, 10]}, small, backend="dask",
+                          client=client, progress=False, chunk_size=1)
+            pd.testing.assert_frame_equal(again, small_local, check_exact=True)
     pd.testing.assert_frame_equal(remote, local, check_exact=True)
     pd.testing.assert_frame_equal(
         generic, sweep("donchian_breakout", {"window": [10, 20, 40]}, close, progress=False))

@@ -160,7 +160,11 @@ def _run_local(key, close, params, start, end, opts, chunks, bar):
 def _run_dask(client, key, close, params, start, end, opts, chunks, bar):
     from distributed import as_completed
 
-    close_f = client.scatter(close, broadcast=True)
+    # A unique key (hash=False): a hashed key equal to that of a sweep just released on the
+    # same prices races with its release on the scheduler (dask/distributed#8576) and hangs
+    # or loses the data. No broadcast: workers fetch the prices when their first chunk needs
+    # them, which needs no replicate() (fragile while workers come and go).
+    close_f = client.scatter(close, hash=False)
     futures = [client.submit(run_chunk, key, close_f, params[a:b], start, end, opts, pure=False)
                for a, b in chunks]
     position = {f.key: i for i, f in enumerate(futures)}
