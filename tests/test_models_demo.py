@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_step_trains_exports_reloads_and_backtests(sample_bars, tmp_path):
     echoed = []
-    t0 = time.perf_counter()
     lines = demo_step(sample_bars, tmp_path, echoed.append)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 90  # about 15 s on two idle cores
     text = "\n".join(lines)
     for name in ("model.atlb", "model.atlb.sha256", "model_folds.csv", "model_backtest.csv",
                  "model_equity.png"):
