@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
+import io
 import os
+import re
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+import zstandard
 
-from alphatrade_lab.data.schema import DuplicatePolicy, validate
+from alphatrade_lab.data.schema import BAR_COLUMNS, DuplicatePolicy, _Context, _validate
 from alphatrade_lab.errors import DataError
 
 __all__ = ["load"]
@@ -18,6 +27,7 @@ __all__ = ["load"]
 _CSV = (".csv", ".csv.gz", ".csv.zst", ".txt")
 _PARQUET = (".parquet", ".pq")
 _DUCKDB = (".duckdb", ".db", ".ddb")
+_SLICE = 1 << 24  # bytes decoded at a time when checking that a CSV file is UTF-8
 
 
 def _kind(path: Path) -> str:
@@ -28,25 +38,161 @@ def _kind(path: Path) -> str:
     raise DataError(f"{path}: unknown file type; expected one of {_CSV + _PARQUET + _DUCKDB}")
 
 
-def _normalise_columns(frame: pd.DataFrame, rename: dict[str, str] | None) -> pd.DataFrame:
-    frame = frame.rename(columns=rename) if rename else frame
-    return frame.rename(columns=lambda c: str(c).strip().lower())
+def _names(columns: list, rename: dict[str, str] | None) -> list[str]:
+    """Standard column names: ``rename`` applied, then stripped and lower-cased."""
+    return [str(rename.get(c, c) if rename else c).strip().lower() for c in columns]
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _check_names(path: Path, raw: list, names: list[str]) -> None:
+    """Refuse two source columns that end up with the same name ("Close" and "close")."""
+    seen: dict[str, object] = {}
+    for source, name in zip(raw, names, strict=True):
+        if name in seen:
+            raise DataError(f"{path}, column '{name}': columns {seen[name]!r} and {source!r} "
+                            f"both give '{name}'; drop one or rename it with rename=...")
+        seen[name] = source
+
+
+def _normalise_columns(frame: pd.DataFrame, rename: dict[str, str] | None,
+                       path: Path) -> pd.DataFrame:
+    names = _names(list(frame.columns), rename)
+    _check_names(path, list(frame.columns), names)
+    return frame.set_axis(names, axis=1)
+
+
+def _unzstd(data: bytes) -> bytes:
+    """All frames of a zstd stream; a stream cut inside a frame raises EOFError."""
+    out = []
+    while data:
+        d = zstandard.ZstdDecompressor().decompressobj()
+        out.append(d.decompress(data))
+        if not d.eof:
+            raise EOFError("compressed data ended before the end of a zstd frame")
+        data = d.unused_data
+    return b"".join(out)
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed for ``.gz``/``.zst``."""
     try:
-        # Timestamps stay text here so that validation can point at the bad row.
-        return pd.read_csv(path, dtype={"timestamp": str, "symbol": str}, engine="pyarrow")
-    except (pa.ArrowInvalid, ValueError):
-        return pd.read_csv(path, dtype={"timestamp": str, "symbol": str})
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    name = path.name.lower()
+    codec = "gzip" if name.endswith(".gz") else "zstd" if name.endswith(".zst") else None
+    try:
+        if codec == "gzip":
+            return gzip.decompress(data)
+        if codec == "zstd":
+            return _unzstd(data)
+    except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+        raise DataError(f"{path}: truncated or corrupt {codec} data ({exc})") from exc
+    return data
+
+
+def _check_utf8(path: Path, data: bytes) -> None:
+    """Decode in slices (memory stays bounded) and name the line of the first bad byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), _SLICE):
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(view[start:start + _SLICE], final=start + _SLICE >= len(data))
+        except UnicodeDecodeError as exc:
+            offset = max(start - pending + exc.start, 0)
+            line = data.count(b"\n", 0, offset) + 1
+            hint = "; it looks like a Parquet file" if data[:4] == b"PAR1" else ""
+            raise DataError(f"{path}, line {line}: not UTF-8 text (byte {offset}){hint}; "
+                            "save the file as UTF-8") from None
+
+
+def _records(data: bytes):
+    """(first line, fields) of each non-blank CSV record, as the Arrow reader splits them."""
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    reader = csv.reader(stream)
+    end = 0
+    for fields in reader:
+        start, end = end + 1, reader.line_num
+        if fields:
+            yield start, fields
+
+
+def _line_finder(data: bytes, n_rows: int) -> Callable[[int], int | None]:
+    """Row → line of the file where that record starts, computed on the first error only."""
+    starts: list[list[int] | None] = []
+
+    def line_of(row: int) -> int | None:
+        if not starts:
+            try:
+                found = [line for line, _ in _records(data)]
+            except csv.Error:
+                found = []
+            # Trust the map only if this parser saw the records the Arrow reader saw.
+            starts.append(found if len(found) == n_rows + 1 else None)
+        lines = starts[0]
+        return None if lines is None else lines[row + 1]
+
+    return line_of
+
+
+def _parse_error(path: Path, data: bytes, width: int, exc: Exception) -> DataError:
+    try:
+        for line, fields in _records(data):
+            if len(fields) != width:
+                return DataError(f"{path}, line {line}: {len(fields)} fields where the header "
+                                 f"has {width}")
+    except csv.Error as err:
+        return DataError(f"{path}: cannot parse as CSV ({err})")
+    return DataError(f"{path}: cannot parse as CSV ({exc})")
+
+
+def _extra_column(values: pd.Series) -> pd.Series:
+    """A non-standard column: numbers if every non-empty cell is one, else text."""
+    values = values.where(values != "")
+    try:
+        return pd.to_numeric(values)
+    except (ValueError, TypeError):
+        return values
+
+
+def _read_csv(path: Path, rename: dict[str, str] | None
+              ) -> tuple[pd.DataFrame, Callable[[int], int | None]]:
+    data = _file_bytes(path)
+    if re.search(rb"\S", data) is None:
+        raise DataError(f"{path}: empty file (no header line)")
+    _check_utf8(path, data)
+    try:
+        header = next(_records(data))[1]
+    except csv.Error as exc:
+        raise DataError(f"{path}, line 1: cannot parse the header ({exc})") from exc
+    names = _names(header, rename)
+    _check_names(path, header, names)
+    # Every cell is read as text, without NA conversion: symbols such as "NA" or "NULL"
+    # stay symbols, and validation names the row of any cell that is not a number.
+    options = pa_csv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                    strings_can_be_null=False)
+    try:
+        table = pa_csv.read_csv(pa.BufferReader(data),
+                                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                                convert_options=options)
+    except pa.ArrowException as exc:
+        raise _parse_error(path, data, len(header), exc) from exc
+    if table.column_names != header:
+        raise DataError(f"{path}, line 1: cannot parse the header consistently "
+                        f"({table.column_names} vs {header})")
+    frame = table.to_pandas().set_axis(names, axis=1)
+    for name in names:
+        if name not in BAR_COLUMNS:
+            frame[name] = _extra_column(frame[name])
+    return frame, _line_finder(data, len(frame))
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError, EOFError, ValueError, TypeError, OverflowError,
+            MemoryError) as exc:
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from exc
-    return table.to_pandas()
 
 
 def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
@@ -111,15 +257,24 @@ def load(
     True
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: invalid path ({exc})") from exc
+    if not exists:
         raise DataError(f"{path}: no such file")
     kind = _kind(path)
+    if path.is_dir():
+        if kind != "parquet":  # a directory of Parquet files is a dataset
+            raise DataError(f"{path}: is a directory, not a {kind} file")
+    elif not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    line_of = None
     if kind == "csv":
-        frame, line_offset = _read_csv(path), 2
+        frame, line_of = _read_csv(path, rename)
     elif kind == "parquet":
-        frame, line_offset = _read_parquet(path), None
+        frame = _normalise_columns(_read_parquet(path), rename, path)
     else:
-        frame, line_offset = _read_duckdb(path, table), None
-    frame = _normalise_columns(frame, rename)
-    return validate(frame, source=str(path), sort=sort, drop_duplicates=drop_duplicates,
-                    line_offset=line_offset)
+        frame = _normalise_columns(_read_duckdb(path, table), rename, path)
+    return _validate(frame, source=str(path), sort=sort, drop_duplicates=drop_duplicates,
+                     ctx=_Context(str(path), line_of=line_of), stacklevel=3)

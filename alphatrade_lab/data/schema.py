@@ -11,10 +11,13 @@ first offending row.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Literal, NoReturn
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from alphatrade_lab.errors import DataError, RepairWarning
 
@@ -27,26 +30,30 @@ DuplicatePolicy = Literal["first", "last"] | None
 
 
 def _where(source: str, column: str | None = None, row: int | None = None,
-           line_offset: int | None = None) -> str:
+           line: int | None = None) -> str:
     parts = [f"{source}"]
     if column is not None:
         parts.append(f"column '{column}'")
     if row is not None:
-        where = f"row {row}"
-        if line_offset is not None:
-            where += f" (line {row + line_offset})"
-        parts.append(where)
+        parts.append(f"row {row}" + (f" (line {line})" if line is not None else ""))
     return ", ".join(parts)
 
 
 class _Context:
     """Where the data came from, so errors can point at a file and a line."""
 
-    def __init__(self, source: str, line_offset: int | None, row_ids: np.ndarray | None = None):
+    def __init__(self, source: str, line_offset: int | None = None,
+                 line_of: Callable[[int], int | None] | None = None):
         self.source = source
         self.line_offset = line_offset
+        self.line_of = line_of
         # Positions of the current rows in the original input (changes after a repair).
-        self.row_ids = row_ids
+        self.row_ids: np.ndarray | None = None
+
+    def line(self, row: int) -> int | None:
+        if self.line_offset is not None:
+            return row + self.line_offset
+        return self.line_of(row) if self.line_of is not None else None
 
     def fail(self, column: str | None, pos: int | None, what: str,
              frame: pd.DataFrame | None = None) -> NoReturn:
@@ -54,7 +61,29 @@ class _Context:
         key = ""
         if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
             key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
-        raise DataError(f"{_where(self.source, column, row, self.line_offset)}: {what}{key}")
+        line = None if row is None else self.line(row)
+        raise DataError(f"{_where(self.source, column, row, line)}: {what}{key}")
+
+
+# The range of datetime64[ns], the contract's timestamp type.
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+_RANGE = f"outside the supported range {_NS_MIN.date()} .. {_NS_MAX.date()}"
+
+
+_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _as_ns(out: pd.Series, ctx: _Context) -> pd.Series:
+    """UTC datetimes of any unit as ``datetime64[ns, UTC]``, refusing values out of its range."""
+    unit = out.dtype.unit
+    if unit != "ns":
+        f = _UNIT_NS[unit]
+        raw = out.dt.tz_localize(None).to_numpy().view(np.int64)
+        bad = (raw < -(-_NS_MIN.value // f)) | (raw > _NS_MAX.value // f)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            ctx.fail("timestamp", pos, f"timestamp {out.iat[pos]} is {_RANGE}")
+    return out.astype("datetime64[ns, UTC]")
 
 
 def _parse_timestamps(values: pd.Series, ctx: _Context) -> pd.Series:
@@ -70,18 +99,120 @@ def _parse_timestamps(values: pd.Series, ctx: _Context) -> pd.Series:
         missing = values.isna().to_numpy()
         if missing.any():
             ctx.fail("timestamp", int(np.flatnonzero(missing)[0]), "missing timestamp")
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
         try:
             out = pd.to_datetime(values, utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError):
-            out = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            try:
+                out = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            except (ValueError, TypeError, OverflowError) as exc:
+                ctx.fail("timestamp", None, f"cannot parse timestamps of dtype {values.dtype} "
+                                            f"({exc})")
         bad = out.isna().to_numpy()
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            ctx.fail("timestamp", pos,
-                     f"cannot parse timestamp {values.iat[pos]!r} (expected ISO 8601)")
+            ctx.fail("timestamp", pos, f"cannot parse timestamp {values.iat[pos]!r} "
+                                       f"(expected ISO 8601{_out_of_range(values.iat[pos])})")
     if out.isna().any():
         ctx.fail("timestamp", int(np.flatnonzero(out.isna().to_numpy())[0]), "missing timestamp")
-    return out.astype("datetime64[ns, UTC]")
+    return _as_ns(out, ctx)
+
+
+def _out_of_range(value: object) -> str:
+    """A hint for a timestamp that parses but is out of the ns range (year 3024)."""
+    try:
+        pd.Timestamp(value)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        return f"; it is {_RANGE}"
+    except (ValueError, TypeError):
+        pass
+    return ""
+
+
+def _is_real_dtype(dtype: object) -> bool:
+    """int, uint or float (numpy, nullable or Arrow-backed); not bool, complex or datetimes."""
+    return (not pd.api.types.is_bool_dtype(dtype)
+            and not isinstance(dtype, pd.CategoricalDtype)
+            and getattr(dtype, "kind", "O") in "iuf")
+
+
+def _is_text_dtype(dtype: object) -> bool:
+    """str or object columns (not categoricals, whose kind is also "O")."""
+    return isinstance(dtype, pd.StringDtype) or (
+        not isinstance(dtype, pd.CategoricalDtype) and getattr(dtype, "kind", "") == "O")
+
+
+def _as_float(out: pd.DataFrame, col: str, ctx: _Context) -> np.ndarray:
+    """A price or volume column as float64: real numbers or numeric text, never booleans."""
+    series = out[col]
+    dtype = series.dtype
+    if _is_real_dtype(dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_bool_dtype(dtype):
+        ctx.fail(col, 0, f"boolean values ({dtype}) are not numbers", out)
+    if not _is_text_dtype(dtype):
+        ctx.fail(col, None, f"expected numbers, got dtype {dtype}")
+    if hasattr(series.array, "__arrow_array__"):
+        # Fast path for Arrow-backed text (CSV files); anything it refuses is looked at below.
+        try:
+            arr = pa.array(series.array).cast(pa.float64())
+            return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+            pass
+    values = series.to_numpy(dtype=object)
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("boolean", "mixed", "mixed-integer", "mixed-integer-float", "complex",
+                "bytes", "datetime", "date", "timedelta", "time", "period", "interval",
+                "decimal", "unknown-array", "empty"):
+        for pos, v in enumerate(values):
+            if isinstance(v, (bool, np.bool_)):
+                ctx.fail(col, pos, f"boolean value {v!r} is not a number", out)
+            if v is None or (isinstance(v, float) and v != v):
+                continue
+            if not isinstance(v, (str, int, float, np.integer, np.floating, Decimal)):
+                ctx.fail(col, pos, f"not a number: {type(v).__name__} {v!r}", out)
+    try:
+        converted = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    except (TypeError, ValueError, OverflowError):
+        converted = pd.Series([_to_float(v) for v in values], dtype=np.float64)
+    converted = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    for pos in np.flatnonzero(np.isnan(converted) & pd.notna(values)):
+        v = values[pos]
+        if isinstance(v, str) and v.strip().lower() == "nan":
+            continue  # a NaN, reported as such by the price and volume checks
+        text = v.strip().lower() if isinstance(v, str) else None
+        what = ("empty value" if text == "" else
+                f"boolean value {v!r} is not a number" if text in ("true", "false") else
+                f"not a number: {v!r}")
+        ctx.fail(col, int(pos), what, out)
+    return converted
+
+
+def _to_float(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def _check_symbols(out: pd.DataFrame, ctx: _Context) -> None:
+    sym = out["symbol"]
+    missing = sym.isna().to_numpy()
+    if missing.any():
+        ctx.fail("symbol", int(np.flatnonzero(missing)[0]), "missing symbol")
+    if _is_text_dtype(sym.dtype):
+        values = sym.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(values, skipna=False) != "string":
+            for pos, v in enumerate(values):
+                if not isinstance(v, str):
+                    ctx.fail("symbol", pos, f"symbol must be text, got {type(v).__name__} {v!r}")
+        blank = (sym.astype(object).str.strip() == "").to_numpy(dtype=bool)
+        if blank.any():
+            pos = int(np.flatnonzero(blank)[0])
+            ctx.fail("symbol", pos, f"empty symbol {sym.iat[pos]!r}")
+    else:
+        out["symbol"] = sym.astype(str)
 
 
 def _check_prices(bars: pd.DataFrame, ctx: _Context) -> None:
@@ -167,10 +298,12 @@ def validate(
     Raises
     ------
     DataError
-        On a missing column, unparseable or missing timestamp, NaN/inf/non-positive
-        price, high below max(open, close), low above min(open, close), negative
-        volume, unsorted rows or duplicate (symbol, timestamp), naming the source,
-        the column and the first offending row (0-based position in the input).
+        On a missing or duplicated column, unparseable, missing or out-of-range
+        (outside ``datetime64[ns]``) timestamp, missing, empty or non-text symbol,
+        boolean or non-numeric price or volume, NaN/inf/non-positive price, high
+        below max(open, close), low above min(open, close), negative volume,
+        unsorted rows or duplicate (symbol, timestamp), naming the source, the
+        column and the first offending row (0-based position in the input).
 
     Examples
     --------
@@ -185,12 +318,22 @@ def validate(
     ...
     alphatrade_lab.errors.DataError: <frame>, column 'high', row 0: high 10.1 < max(open, close) ...
     """
+    return _validate(bars, source=source, sort=sort, drop_duplicates=drop_duplicates,
+                     ctx=_Context(source, line_offset), stacklevel=3)
+
+
+def _validate(bars: pd.DataFrame, *, source: str, sort: bool, drop_duplicates: DuplicatePolicy,
+              ctx: _Context, stacklevel: int) -> pd.DataFrame:
+    """:func:`validate`, with a context that may map rows to the lines of a file."""
     if drop_duplicates not in (None, "first", "last"):
         raise ValueError("drop_duplicates must be None, 'first' or 'last', "
                          f"not {drop_duplicates!r}")
-    ctx = _Context(source, line_offset)
     if not isinstance(bars, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame of bars, got {type(bars).__name__}")
+    dup_cols = bars.columns[bars.columns.duplicated()].unique().tolist()
+    if dup_cols:
+        raise DataError(f"{source}, column '{dup_cols[0]}': duplicate column name "
+                        f"(duplicated: {dup_cols}); keep one column of each name")
     missing = [c for c in BAR_COLUMNS if c not in bars.columns]
     if missing:
         raise DataError(f"{source}, column '{missing[0]}': missing column "
@@ -199,20 +342,9 @@ def validate(
     extra = [c for c in bars.columns if c not in BAR_COLUMNS]
     out = bars.loc[:, [*BAR_COLUMNS, *extra]].reset_index(drop=True)
     out["timestamp"] = _parse_timestamps(out["timestamp"], ctx)
-    sym_missing = out["symbol"].isna().to_numpy()
-    if sym_missing.any():
-        ctx.fail("symbol", int(np.flatnonzero(sym_missing)[0]), "missing symbol")
-    if not (isinstance(out["symbol"].dtype, pd.StringDtype) or out["symbol"].dtype == object):
-        out["symbol"] = out["symbol"].astype(str)
+    _check_symbols(out, ctx)
     for col in (*PRICE_COLUMNS, "volume"):
-        if not pd.api.types.is_numeric_dtype(out[col].dtype):
-            converted = pd.to_numeric(out[col], errors="coerce")
-            bad = converted.isna().to_numpy() & out[col].notna().to_numpy()
-            if bad.any():
-                pos = int(np.flatnonzero(bad)[0])
-                ctx.fail(col, pos, f"not a number: {out[col].iat[pos]!r}", out)
-            out[col] = converted
-        out[col] = out[col].astype(np.float64)
+        out[col] = _as_float(out, col, ctx)
     _check_prices(out, ctx)
     _check_volume(out, ctx)
 
@@ -248,7 +380,7 @@ def validate(
             repairs.append(f"dropped {int(drop.sum())} duplicate (symbol, timestamp) rows, "
                            f"keeping the {drop_duplicates}")
     if repairs:
-        warnings.warn(f"{source}: " + "; ".join(repairs), RepairWarning, stacklevel=2)
+        warnings.warn(f"{source}: " + "; ".join(repairs), RepairWarning, stacklevel=stacklevel)
     out.attrs["repairs"] = repairs
     out.attrs["source"] = source
     return out
