@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 import alphatrade_lab as atl
 
@@ -27,3 +28,10 @@ def small_bars() -> pd.DataFrame:
             c = o + 0.05
             rows.append((t, sym, o, c + 0.2, o - 0.2, c, 10.0 + i))
     return pd.DataFrame(rows, columns=list(atl.data.BAR_COLUMNS))
+
+
+# Property-based tests: the same examples on every run (derandomize, no example database),
+# a bounded number of them, and no per-example deadline (a cold import can be slow).
+settings.register_profile("atl", derandomize=True, database=None, max_examples=150,
+                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("atl")

@@ -187,12 +187,44 @@ def _read_csv(path: Path, rename: dict[str, str] | None
     return frame, _line_finder(data, len(frame))
 
 
+_ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, TypeError, OverflowError,
+                 MemoryError)
+
+
+def _bad_text_row(column: pa.ChunkedArray) -> int | None:
+    """Position of the first value of a string column that is not valid UTF-8."""
+    offset = 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            for i, value in enumerate(chunk.cast(pa.binary()).to_pylist()):
+                try:
+                    if value is not None:
+                        value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return offset + i
+        offset += len(chunk)
+    return None
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError, EOFError, ValueError, TypeError, OverflowError,
-            MemoryError) as exc:
+        table = pq.read_table(path)
+        names = table.column_names  # decoding a damaged name fails here
+    except _ARROW_ERRORS as exc:
         raise DataError(f"{path}: cannot read as Parquet ({exc})") from exc
+    # Parquet readers do not check that text is UTF-8; a damaged file must not carry
+    # invalid strings into pandas, where they fail later with raw Arrow errors.
+    for name, column in zip(names, table.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            row = _bad_text_row(column)
+            if row is not None:
+                raise DataError(f"{path}, column '{name}', row {row}: not UTF-8 text")
+    try:
+        return table.to_pandas()
+    except (*_ARROW_ERRORS, KeyError, IndexError) as exc:  # also damaged pandas metadata
+        raise DataError(f"{path}: cannot convert the Parquet data ({exc})") from exc
 
 
 def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
