@@ -9,11 +9,18 @@
 """
 
 from alphatrade_lab.risk.demo import demo_step
-from alphatrade_lab.risk.limits import BREACH_COLUMNS, LIMIT_NAMES, Limit, RiskLimits
+from alphatrade_lab.risk.limits import (
+    BREACH_COLUMNS,
+    INVALID_NAMES,
+    LIMIT_NAMES,
+    Limit,
+    RiskLimits,
+)
 from alphatrade_lab.risk.manager import Breach, RiskManager, drift_alerts
 
 __all__ = [
     "BREACH_COLUMNS",
+    "INVALID_NAMES",
     "LIMIT_NAMES",
     "Breach",
     "Limit",

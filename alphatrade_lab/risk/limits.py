@@ -16,7 +16,16 @@ Five measures, each a non-negative number compared with a limit (a breach is
     The largest ``|position × price|`` of one column over equity (``symbol`` says which).
 ``consecutive_losses``
     Closed trades in a row with ``pnl < 0``, counted at each trade's exit time (in exit
-    order; a trade with ``pnl >= 0`` resets the count).
+    order; a trade with ``pnl >= 0`` resets the count, a NaN pnl leaves it as it is).
+
+Missing or invalid inputs never switch a limit off. They are reported as breaches of
+three checks that are always on (severity ``critical``, threshold NaN, value the offending
+number): ``invalid_equity`` (equity NaN, missing or infinite: that observation is left out
+of the running peak and the daily reference, so the limits go on being checked against the
+last valid equity), ``invalid_pnl`` (a closed trade's pnl is NaN) and ``invalid_position``
+(a position's value is NaN, for one ``symbol``). An equity of zero or below is valid: it
+is a loss of 100% or more of the running peak (``inf`` when there is no positive
+reference yet), and exposures over it are ``inf`` unless every position is flat.
 
 Every limit has a critical ``threshold`` and an optional lower ``warning`` threshold. A
 breach is an *episode*: it starts at the first bar where the value exceeds the threshold
@@ -47,6 +56,7 @@ import pandas as pd
 
 __all__ = [
     "BREACH_COLUMNS",
+    "INVALID_NAMES",
     "LIMIT_NAMES",
     "Limit",
     "RiskLimits",
@@ -55,10 +65,14 @@ __all__ = [
     "drawdown",
     "episodes",
     "exposures",
+    "invalid_episodes",
+    "loss_fraction",
+    "valid_equity",
 ]
 
 LIMIT_NAMES = ("max_drawdown", "daily_loss", "gross_exposure", "position_size",
                "consecutive_losses")
+INVALID_NAMES = ("invalid_equity", "invalid_position", "invalid_pnl")
 BREACH_COLUMNS = ["limit", "portfolio", "symbol", "severity", "timestamp", "value",
                   "threshold", "worst", "worst_time", "end", "observations"]
 _SEVERITIES = ("warning", "critical")
@@ -96,12 +110,18 @@ class Limit:
         return found
 
 
-def _as_limit(value: Any) -> Limit | None:
+def _as_limit(name: str, value: Any) -> Limit | None:
     if value is None or isinstance(value, Limit):
         return value
-    if isinstance(value, tuple | list):
-        return Limit(float(value[0]), None if value[1] is None else float(value[1]))
-    return Limit(float(value))
+    try:
+        if isinstance(value, tuple | list):
+            if len(value) != 2:
+                raise ValueError(f"expected (threshold, warning), got {len(value)} values")
+            return Limit(float(value[0]), None if value[1] is None else float(value[1]))
+        return Limit(float(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"risk limit {name}: {value!r} is not a Limit, a number or "
+                         f"(threshold, warning): {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -125,7 +145,7 @@ class RiskLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _as_limit(getattr(self, f.name)))
+            object.__setattr__(self, f.name, _as_limit(f.name, getattr(self, f.name)))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RiskLimits:
@@ -144,33 +164,72 @@ class RiskLimits:
 
 
 # ----------------------------------------------------------------------------- measures
+def loss_fraction(equity: Any, reference: Any) -> Any:
+    """``1 - equity / reference``; where ``reference <= 0``, ``inf`` if ``equity <= 0``
+    (still no money) and ``-inf`` otherwise; NaN where either is NaN.
+
+    >>> loss_fraction(np.array([90.0, 0.0, 0.0, 5.0]), np.array([100.0, 100.0, 0.0, -1.0]))
+    array([ 0.1,  1. ,  inf, -inf])
+    """
+    eq, ref = np.asarray(equity, dtype=float), np.asarray(reference, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(ref > 0, 1.0 - eq / ref, np.where(eq <= 0, np.inf, -np.inf))
+    out = np.where(np.isnan(eq) | np.isnan(ref), np.nan, out)
+    return out if out.ndim else float(out)
+
+
+def _ratio(total: Any, equity: Any) -> Any:
+    """``total / equity`` for ``total >= 0``; ``inf`` (or 0 for a zero total) where
+    ``equity <= 0``; NaN where equity is NaN."""
+    tot, eq = np.asarray(total, dtype=float), np.asarray(equity, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(eq > 0, tot / eq, np.where(tot > 0, np.inf, 0.0))
+    out = np.where(np.isnan(eq), np.nan, out)
+    return out if out.ndim else float(out)
+
+
+def valid_equity(equity: pd.DataFrame) -> pd.DataFrame:
+    """``equity`` with its non-finite values (NaN, ``±inf``) as NaN."""
+    return equity.where(np.isfinite(equity.to_numpy(dtype=float)))
+
+
 def drawdown(equity: pd.DataFrame) -> pd.DataFrame:
-    """``1 - equity / running peak`` per column (0 at a new high)."""
-    return 1.0 - equity / equity.cummax()
+    """``1 - equity / running peak`` per column (0 at a new high; see
+    :func:`loss_fraction`); non-finite equity gives NaN and stays out of the peak."""
+    eq = valid_equity(equity)
+    return pd.DataFrame(loss_fraction(eq.to_numpy(), eq.cummax().to_numpy()),
+                        index=equity.index, columns=equity.columns)
 
 
 def daily_loss(equity: pd.DataFrame, init_cash: Any) -> pd.DataFrame:
-    """``1 - equity / previous UTC day's last equity`` (``init_cash`` on the first day)."""
-    day = equity.index.floor("D") if isinstance(equity.index, pd.DatetimeIndex) else \
-        pd.Index(np.zeros(len(equity), dtype=np.int64))
-    last = equity.groupby(day).last()
+    """``1 - equity / previous UTC day's last valid equity`` (``init_cash`` on the first
+    day; after a day without any valid equity, the last valid one before it)."""
+    eq = valid_equity(equity)
+    day = eq.index.floor("D") if isinstance(eq.index, pd.DatetimeIndex) else \
+        pd.Index(np.zeros(len(eq), dtype=np.int64))
+    last = eq.groupby(day).last()
     ref_by_day = last.shift(1)
     ref_by_day.iloc[0] = np.broadcast_to(np.asarray(init_cash, dtype=float),
-                                         (equity.shape[1],))
-    ref = ref_by_day.reindex(day).to_numpy()
-    return pd.DataFrame(1.0 - equity.to_numpy() / ref, index=equity.index,
+                                         (eq.shape[1],))
+    ref = ref_by_day.ffill().reindex(day).to_numpy()
+    return pd.DataFrame(loss_fraction(eq.to_numpy(), ref), index=equity.index,
                         columns=equity.columns)
 
 
 def exposures(values: pd.DataFrame, equity: pd.Series) -> tuple[pd.Series, pd.Series,
                                                                  pd.Series]:
     """Gross exposure, largest single position (fractions of ``equity``) and its column,
-    from signed position values (``position × price``) of one group's columns."""
+    from signed position values (``position × price``) of one group's columns.
+
+    NaN values count as flat here (report them with :func:`invalid_episodes`); an
+    ``equity <= 0`` gives ``inf`` unless every position is flat, a non-finite one NaN.
+    """
     absval = values.abs().fillna(0.0)
-    eq = equity.to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gross = absval.sum(axis=1).to_numpy() / eq
-        top = absval.max(axis=1).to_numpy() / eq
+    eq = equity.to_numpy(dtype=float)
+    eq = np.where(np.isfinite(eq), eq, np.nan)
+    gross = _ratio(absval.sum(axis=1).to_numpy(), eq)
+    top = _ratio(absval.max(axis=1).to_numpy(), eq) if absval.shape[1] else \
+        np.where(np.isnan(eq), np.nan, 0.0)
     arr = absval.to_numpy()
     which = np.asarray(values.columns)[arr.argmax(axis=1)] if arr.shape[1] else \
         np.full(len(arr), None)
@@ -179,15 +238,45 @@ def exposures(values: pd.DataFrame, equity: pd.Series) -> tuple[pd.Series, pd.Se
 
 
 def consecutive_losses(pnl: pd.Series) -> pd.Series:
-    """Running count of losing trades in a row (``pnl`` in exit order).
+    """Running count of losing trades in a row (``pnl`` in exit order; a NaN pnl neither
+    extends nor resets the count).
 
-    >>> consecutive_losses(pd.Series([-1.0, -2, 3, -1, -1, -1])).tolist()
-    [1, 2, 0, 1, 2, 3]
+    >>> consecutive_losses(pd.Series([-1.0, -2, 3, -1, np.nan, -1, -1])).tolist()
+    [1, 2, 0, 1, 1, 2, 3]
     """
-    loss = (pnl.to_numpy() < 0).astype(np.int64)
-    groups = np.cumsum(1 - loss)
+    p = pnl.to_numpy(dtype=float)
+    loss = (p < 0).astype(np.int64)
+    groups = np.cumsum(p >= 0)
     out = pd.Series(loss).groupby(groups).cumsum().to_numpy()
     return pd.Series(out, index=pnl.index, dtype=np.int64)
+
+
+def invalid_episodes(values: pd.Series | pd.DataFrame, invalid: pd.Series | pd.DataFrame,
+                     limit_name: str, *, symbols: pd.Series | pd.DataFrame | None = None
+                     ) -> pd.DataFrame:
+    """Breach rows (critical, threshold NaN) for each run of ``invalid`` observations;
+    ``value`` and ``worst`` are the offending values where the run starts."""
+    frame = values.to_frame() if isinstance(values, pd.Series) else values
+    bad = invalid.to_frame() if isinstance(invalid, pd.Series) else invalid
+    sym = symbols.to_frame() if isinstance(symbols, pd.Series) else symbols
+    rows = []
+    idx = frame.index
+    for j, name in enumerate(frame.columns):
+        over = np.asarray(bad.iloc[:, j], dtype=bool)
+        if not over.any():
+            continue
+        v = frame.iloc[:, j].to_numpy(dtype=float)
+        ids = np.cumsum(over & ~np.concatenate([[False], over[:-1]]))
+        for k in np.unique(ids[over]):
+            pos = np.flatnonzero(over & (ids == k))
+            s, e = pos[0], pos[-1]
+            rows.append({
+                "limit": limit_name, "portfolio": name,
+                "symbol": None if sym is None else sym.iloc[s, j],
+                "severity": "critical", "timestamp": idx[s], "value": v[s],
+                "threshold": np.nan, "worst": v[s], "worst_time": idx[s], "end": idx[e],
+                "observations": len(pos)})
+    return breaches_frame(rows)
 
 
 def episodes(values: pd.Series | pd.DataFrame, limit_name: str, limit: Limit, *,

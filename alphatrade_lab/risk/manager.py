@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.alerts import Alert, AlertLevel, AlertManager, AlertResult
+from alphatrade_lab.errors import DataError
 from alphatrade_lab.risk.limits import (
+    INVALID_NAMES,
     Limit,
     RiskLimits,
     breaches_frame,
@@ -34,6 +36,9 @@ from alphatrade_lab.risk.limits import (
     drawdown,
     episodes,
     exposures,
+    invalid_episodes,
+    loss_fraction,
+    valid_equity,
 )
 
 __all__ = ["Breach", "RiskManager", "drift_alerts"]
@@ -62,9 +67,10 @@ class _State:
     peak: float | None = None
     day: pd.Timestamp | None = None
     day_ref: float | None = None
-    last_equity: float | None = None
+    last_equity: float | None = None  # the last valid (finite) equity
+    last_ts: pd.Timestamp | None = None
     streak: int = 0
-    active: dict[tuple[str, str], bool] = field(default_factory=dict)
+    active: dict[tuple[str, Any], bool] = field(default_factory=dict)
 
 
 def _fmt(limit: str, value: float) -> str:
@@ -73,9 +79,29 @@ def _fmt(limit: str, value: float) -> str:
     return f"{value:g}"
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
+def _utc(ts: Any, portfolio: str) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(ts)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"risk update for portfolio {portfolio!r}: timestamp {ts!r} is not "
+                        f"a time ({exc})") from None
+    if pd.isna(t):
+        raise DataError(f"risk update for portfolio {portfolio!r}: the timestamp is missing "
+                        f"({ts!r})")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _number(value: Any, what: str, portfolio: str, ts: pd.Timestamp) -> float:
+    """``value`` as a float (None is NaN); DataError for what is not a number."""
+    if value is None:
+        return float("nan")
+    try:
+        if isinstance(value, bool | str | bytes):
+            raise TypeError(type(value).__name__)
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"risk update for portfolio {portfolio!r} at {ts}: {what} "
+                        f"{value!r} is not a number ({exc})") from None
 
 
 class RiskManager:
@@ -90,7 +116,20 @@ class RiskManager:
         breach to it without waiting (see :meth:`wait`), and :meth:`send` uses it.
     start_equity
         The streaming state's reference for the first day's loss (default: the first
-        equity seen), as ``init_cash`` is for a backtest.
+        valid equity seen), as ``init_cash`` is for a backtest; finite and positive.
+
+    Notes
+    -----
+    Missing or invalid inputs are reported, never skipped, the same way by
+    :meth:`update` and :meth:`evaluate`: a NaN, missing or infinite equity is a
+    ``critical`` breach of ``invalid_equity`` (a NaN pnl: ``invalid_pnl``; a NaN position
+    value: ``invalid_position``, with its ``symbol``), with a NaN threshold; the invalid
+    observation stays out of the running peak, the daily reference and the losing streak,
+    so the next valid one is checked as if it had not happened. Equity at or below zero is
+    valid (a loss of 100% or more; see :func:`~alphatrade_lab.risk.limits.loss_fraction`).
+    Input that is not a number at all, a missing timestamp, or time going backwards (in
+    :meth:`update`, or an unsorted equity index in :meth:`evaluate`) raises
+    :class:`~alphatrade_lab.errors.DataError` and leaves the state unchanged.
     """
 
     def __init__(self, limits: RiskLimits | Mapping[str, Any] | None = None, *,
@@ -101,6 +140,11 @@ class RiskManager:
             limits = RiskLimits.from_dict(limits)
         self.limits = limits
         self.manager = manager
+        if start_equity is not None:
+            start_equity = float(start_equity)
+            if not (np.isfinite(start_equity) and start_equity > 0):
+                raise ValueError(f"start_equity must be a finite number > 0, got "
+                                 f"{start_equity}")
         self.start_equity = start_equity
         self._states: dict[str, _State] = {}
         self.pending: list[concurrent.futures.Future] = []
@@ -117,12 +161,23 @@ class RiskManager:
         behind a ``position_size`` breach), ``severity`` (``warning``/``critical``),
         ``timestamp`` and ``value`` where the episode starts, ``threshold``, ``worst``
         and ``worst_time``, ``end`` (last observation above the threshold) and
-        ``observations`` (bars, or trades for ``consecutive_losses``).
+        ``observations`` (bars, or trades for ``consecutive_losses``). Bars with a
+        non-finite equity, NaN position values or trades with a NaN pnl give
+        ``invalid_equity`` / ``invalid_position`` / ``invalid_pnl`` rows (critical,
+        threshold NaN; see the class notes); an equity index out of time order raises
+        :class:`~alphatrade_lab.errors.DataError`.
         """
         eq = pf.equity
         eq = eq.to_frame("portfolio" if eq.name is None else eq.name) \
             if isinstance(eq, pd.Series) else eq
-        frames = []
+        if not eq.index.is_monotonic_increasing:
+            bad = int(np.flatnonzero(np.asarray(eq.index[1:] < eq.index[:-1]))[0])
+            raise DataError(f"risk evaluate: the portfolio's equity is not in time order "
+                            f"(row {bad + 1}: {eq.index[bad + 1]} after {eq.index[bad]})")
+        invalid = ~np.isfinite(eq.to_numpy(dtype=float))
+        frames = [invalid_episodes(eq, pd.DataFrame(invalid, index=eq.index,
+                                                    columns=eq.columns), "invalid_equity")]
+        eq_valid = valid_equity(eq)
         lim = self.limits
         if lim.max_drawdown is not None:
             frames.append(episodes(drawdown(eq), "max_drawdown", lim.max_drawdown))
@@ -137,7 +192,16 @@ class RiskManager:
             values = self._position_values(pf)
             gross, top, which = {}, {}, {}
             for g, cols in groups.items():
-                gross[g], top[g], which[g] = exposures(values[cols], eq[g])
+                gross[g], top[g], which[g] = exposures(values[cols], eq_valid[g])
+                bad = values[cols].isna()
+                if bad.to_numpy().any():
+                    first = bad.to_numpy().argmax(axis=1)
+                    frames.append(invalid_episodes(
+                        pd.Series(np.nan, index=eq.index, name=g),
+                        pd.Series(bad.any(axis=1).to_numpy(), index=eq.index),
+                        "invalid_position",
+                        symbols=pd.Series(np.asarray(cols, dtype=object)[first],
+                                          index=eq.index)))
             if lim.gross_exposure is not None:
                 frames.append(episodes(pd.DataFrame(gross, index=eq.index), "gross_exposure",
                                        lim.gross_exposure))
@@ -163,10 +227,12 @@ class RiskManager:
 
     @staticmethod
     def _position_values(pf: Any) -> pd.DataFrame:
+        """``position × last valid close``; 0 for a flat position, NaN where a held
+        position has no price (or the position itself is NaN)."""
         pos = pf.positions
         pos = pos.to_frame() if isinstance(pos, pd.Series) else pos
         close = pd.DataFrame(pf._close.values, index=pos.index, columns=pos.columns).ffill()
-        return pos * close
+        return (pos * close).mask(pos == 0, 0.0)
 
     @staticmethod
     def _streaks(pf: Any, groups: dict[Any, list[Any]], limit: Limit) -> pd.DataFrame:
@@ -178,8 +244,10 @@ class RiskManager:
                 ["exit_time", "entry_time"], kind="stable")
             if t.empty:
                 continue
-            streak = consecutive_losses(t["pnl"].set_axis(pd.Index(t["exit_time"])))
+            pnl = t["pnl"].astype(float).set_axis(pd.Index(t["exit_time"]))
+            streak = consecutive_losses(pnl)
             out.append(episodes(streak.rename(g).astype(float), "consecutive_losses", limit))
+            out.append(invalid_episodes(pnl.rename(g), pnl.isna(), "invalid_pnl"))
         return breaches_frame([r for f in out for r in f.to_dict("records")])
 
     # ----------------------------------------------------------- streaming
@@ -197,51 +265,105 @@ class RiskManager:
         :meth:`evaluate` counts episodes. With a ``manager``, each breach is also sent
         (without waiting; see :meth:`wait`).
         """
-        ts = _utc(timestamp)
-        equity = float(equity)
+        ts = _utc(timestamp, portfolio)
+        eq = _number(equity, "equity", portfolio, ts)
         st = self._states.setdefault(portfolio, _State())
+        if st.last_ts is not None and ts < st.last_ts:
+            raise DataError(f"risk update for portfolio {portfolio!r}: timestamp {ts} is "
+                            f"before the previous update's {st.last_ts}; updates must come "
+                            "in time order")
+        values, bad_positions = self._stream_positions(positions, prices, portfolio, ts)
+        if closed_trade_pnl is None:
+            pnls = []
+        else:
+            raw = [closed_trade_pnl] if np.isscalar(closed_trade_pnl) else closed_trade_pnl
+            pnls = [_number(p, "closed_trade_pnl", portfolio, ts) for p in raw]
+        st.last_ts = ts
         out: list[Breach] = []
         lim = self.limits
         day = ts.floor("D")
-        if st.day is None:
-            st.day_ref = equity if self.start_equity is None else float(self.start_equity)
-        elif day != st.day:
-            st.day_ref = st.last_equity
+        if st.day is not None and day != st.day:
+            st.day_ref = st.last_equity  # the last valid equity of an earlier day
             for sev in ("warning", "critical"):
                 st.active.pop(("daily_loss", sev), None)
         st.day = day
-        st.peak = equity if st.peak is None else max(st.peak, equity)
-        st.last_equity = equity
-        if lim.max_drawdown is not None:
-            self._check(st, out, "max_drawdown", lim.max_drawdown, 1.0 - equity / st.peak,
-                        ts, portfolio)
-        if lim.daily_loss is not None and st.day_ref:
-            self._check(st, out, "daily_loss", lim.daily_loss, 1.0 - equity / st.day_ref,
-                        ts, portfolio)
-        if positions is not None and (lim.gross_exposure is not None
-                                      or lim.position_size is not None):
-            values = {k: float(v) * (1.0 if prices is None else float(prices[k]))
-                      for k, v in positions.items()}
-            absval = {k: abs(v) for k, v in values.items() if v == v}
-            gross = sum(absval.values()) / equity if equity else np.inf
+        valid = bool(np.isfinite(eq))
+        self._flag(st, out, "invalid_equity", not valid, eq, ts, portfolio)
+        if valid:
+            if st.day_ref is None:
+                st.day_ref = eq if self.start_equity is None else self.start_equity
+            st.peak = eq if st.peak is None else max(st.peak, eq)
+            st.last_equity = eq
+            if lim.max_drawdown is not None:
+                self._check(st, out, "max_drawdown", lim.max_drawdown,
+                            loss_fraction(eq, st.peak), ts, portfolio)
+            if lim.daily_loss is not None:
+                self._check(st, out, "daily_loss", lim.daily_loss,
+                            loss_fraction(eq, st.day_ref), ts, portfolio)
+        if positions is not None:
+            for key in [k for k in st.active if k[0] == "invalid_position"]:
+                if key[1] not in bad_positions:  # per symbol: re-armed once valid again
+                    st.active[key] = False
+            for sym, value in bad_positions.items():
+                self._flag(st, out, "invalid_position", True, value, ts, portfolio, sym,
+                           key=("invalid_position", sym))
+        if valid and positions is not None and (lim.gross_exposure is not None
+                                                or lim.position_size is not None):
+            absval = {k: abs(v) for k, v in values.items()}
             top_sym = max(absval, key=absval.get) if absval else None
-            top = absval[top_sym] / equity if absval and equity else 0.0
+            gross, top = exposures(pd.DataFrame([absval], columns=list(absval)),
+                                   pd.Series([eq]))[:2]
             if lim.gross_exposure is not None:
-                self._check(st, out, "gross_exposure", lim.gross_exposure, gross, ts,
-                            portfolio)
+                self._check(st, out, "gross_exposure", lim.gross_exposure,
+                            float(gross.iloc[0]), ts, portfolio)
             if lim.position_size is not None:
-                self._check(st, out, "position_size", lim.position_size, top, ts,
-                            portfolio, top_sym)
-        if closed_trade_pnl is not None and lim.consecutive_losses is not None:
-            pnls = [closed_trade_pnl] if np.isscalar(closed_trade_pnl) else closed_trade_pnl
-            for pnl in pnls:
-                st.streak = st.streak + 1 if float(pnl) < 0 else 0
+                self._check(st, out, "position_size", lim.position_size,
+                            float(top.iloc[0]), ts, portfolio, top_sym)
+        for pnl in pnls:
+            if pnl != pnl:
+                self._flag(st, out, "invalid_pnl", True, pnl, ts, portfolio)
+                continue  # an unknown outcome neither extends nor resets the streak
+            self._flag(st, out, "invalid_pnl", False, pnl, ts, portfolio)
+            st.streak = st.streak + 1 if pnl < 0 else 0
+            if lim.consecutive_losses is not None:
                 self._check(st, out, "consecutive_losses", lim.consecutive_losses,
                             float(st.streak), ts, portfolio)
         if self.manager is not None:
             for b in out:
                 self.pending.append(self.manager.submit(self.alert_for(b)))
         return out
+
+    @staticmethod
+    def _stream_positions(positions: Mapping[Any, float] | None,
+                          prices: Mapping[Any, float] | None, portfolio: str,
+                          ts: pd.Timestamp) -> tuple[dict[Any, float], dict[Any, float]]:
+        """Signed position values (0 for a flat position, whatever its price) and, apart,
+        those that are NaN."""
+        values: dict[Any, float] = {}
+        bad: dict[Any, float] = {}
+        for k, v in (positions or {}).items():
+            size = _number(v, f"position of {k!r}", portfolio, ts)
+            if prices is not None:
+                if k not in prices:
+                    raise DataError(f"risk update for portfolio {portfolio!r} at {ts}: no "
+                                    f"price for position {k!r} in prices")
+                price = _number(prices[k], f"price of {k!r}", portfolio, ts)
+                value = 0.0 if size == 0 else size * price
+            else:
+                value = size
+            (bad if value != value else values)[k] = value
+        return values, bad
+
+    @staticmethod
+    def _flag(st: _State, out: list[Breach], name: str, bad: bool, value: float,
+              ts: pd.Timestamp, portfolio: str, symbol: Any = None,
+              key: tuple[str, Any] | None = None) -> None:
+        """An ``invalid_*`` check: a critical breach when an episode of bad input starts."""
+        key = key or (name, "critical")
+        if bad and not st.active.get(key, False):
+            out.append(Breach(name, portfolio, "critical", ts, float(value), float("nan"),
+                              symbol))
+        st.active[key] = bad
 
     @staticmethod
     def _check(st: _State, out: list[Breach], name: str, limit: Limit, value: float,
@@ -260,9 +382,19 @@ class RiskManager:
             self._states.pop(portfolio, None)
 
     def wait(self, timeout: float | None = None) -> list[AlertResult]:
-        """Wait for the alerts :meth:`update` handed to the manager; their results."""
-        done, self.pending = self.pending, []
-        return [f.result(timeout=timeout) for f in done]
+        """Wait (at most ``timeout`` seconds in all) for the alerts :meth:`update` handed
+        to the manager; their results, in order.
+
+        Raises :class:`TimeoutError` if some are still in flight then; those stay in
+        :attr:`pending` for the next call.
+        """
+        pending = list(self.pending)
+        _, not_done = concurrent.futures.wait(pending, timeout=timeout)
+        if not_done:
+            raise TimeoutError(f"{len(not_done)} of {len(pending)} risk alerts still in "
+                               f"flight after {timeout:g} s")
+        self.pending = self.pending[len(pending):]
+        return [f.result() for f in pending]
 
     # ----------------------------------------------------------- alerts
     @staticmethod
@@ -279,9 +411,15 @@ class RiskManager:
             data["symbol"] = b["symbol"]
         if "worst" in b and b["worst"] == b["worst"]:
             data["worst"] = float(b["worst"])
-        return Alert(level, f"Risk Alert: {limit}",
-                     f"Current value: {_fmt(limit, value)}, threshold {_fmt(limit, thr)} "
-                     "exceeded", data)
+        if limit in INVALID_NAMES:
+            what = {"invalid_equity": "equity", "invalid_pnl": "a closed trade's pnl",
+                    "invalid_position": f"the position value of {b.get('symbol')!r}"}[limit]
+            message = (f"{what} is {value:g}, not a finite number: the risk limits cannot "
+                       "be checked on it (missing or bad data)")
+        else:
+            message = (f"Current value: {_fmt(limit, value)}, threshold "
+                       f"{_fmt(limit, thr)} exceeded")
+        return Alert(level, f"Risk Alert: {limit}", message, data)
 
     def alerts(self, breaches: pd.DataFrame | Iterable[Breach]) -> list[Alert]:
         """One alert per breach (rows of :meth:`evaluate` or :meth:`update`'s list)."""
