@@ -49,6 +49,7 @@ from alphatrade_lab.alerts.sinks import (
     WebhookAlerter,
     scrub,
 )
+from alphatrade_lab.redact import register_env_secrets
 
 __all__ = ["AlertManager", "AlertResult"]
 
@@ -173,6 +174,7 @@ class AlertManager:
         ['discord', 'log']
         """
         env = os.environ if env is None else env
+        register_env_secrets(env)
         sink_options: dict[str, Any] = dict(options.pop("sink_options", {}) or {})
         if env.get("ALERT_TIMEOUT"):
             sink_options.setdefault("timeout", float(env["ALERT_TIMEOUT"]))

@@ -26,6 +26,7 @@ TelegramAlerter(api_base='https://api.telegram.org', bot_token='[REDACTED]', cha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import random
@@ -46,7 +47,7 @@ from alphatrade_lab.alerts.formatting import (
     webhook_payload,
 )
 from alphatrade_lab.alerts.levels import Alert, AlertLevel
-from alphatrade_lab.store.redact import REDACTED, redact
+from alphatrade_lab.redact import REDACTED, redact, redact_truncate, register_secret
 
 __all__ = [
     "AlertDeliveryError",
@@ -63,30 +64,24 @@ __all__ = [
 log = logging.getLogger("alphatrade_lab.alerts")
 
 # ----------------------------------------------------------------------------- secrets
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-
-def _register(*secrets: str | None) -> None:
-    with _SECRETS_LOCK:
-        _SECRETS.update(s for s in secrets if s and len(s) >= 6)
-
-
 def scrub(text: Any, extra: Iterable[str | None] = ()) -> str:
-    """``text`` without any registered secret (bot tokens, webhook URLs and paths), the
-    ``extra`` strings, or anything :func:`alphatrade_lab.store.redact` recognises.
+    """``str(text)`` without the ``extra`` strings or anything
+    :func:`alphatrade_lab.redact.redact` removes (registered and environment secrets,
+    bot tokens, webhook paths...).
 
-    >>> _register("sEcReT-tOkEn-123")
+    >>> register_secret("sEcReT-tOkEn-123")
     >>> scrub("POST https://example.com/hook/sEcReT-tOkEn-123 failed")
     'POST https://example.com/hook/[REDACTED] failed'
     """
-    text = str(text)
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS.union(s for s in extra if s), key=len, reverse=True)
-    for s in secrets:
-        if s in text:
-            text = text.replace(s, REDACTED)
-    return redact(text)
+    return redact(str(text), extra)
+
+
+def _redacted(alert: Alert, extra: Iterable[str | None]) -> Alert:
+    """A copy of ``alert`` whose title, message and data are redacted."""
+    extra = tuple(extra)
+    return dataclasses.replace(alert, title=redact(alert.title, extra),
+                               message=redact(alert.message, extra),
+                               data=redact(alert.data, extra))
 
 
 class _ScrubFilter(logging.Filter):
@@ -336,7 +331,8 @@ class HttpSink(Sink):
             return _Outcome(False, "HTTP 429 rate limited", wait)
         if resp.status_code >= 500:
             return _Outcome(False, f"HTTP {resp.status_code}")
-        return _Outcome(False, f"HTTP {resp.status_code}: {resp.text[:200]}", final=True)
+        return _Outcome(False, f"HTTP {resp.status_code}: "
+                        f"{redact_truncate(resp.text, 200, self._secrets())}", final=True)
 
     def _delay(self, attempt: int) -> float:
         base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
@@ -403,7 +399,7 @@ class HttpSink(Sink):
         own = client is None
         client = client or httpx.AsyncClient()
         try:
-            for url, body in self._requests(alert):
+            for url, body in self._requests(_redacted(alert, self._secrets())):
                 await self._send_one(client, url, body)
         finally:
             if own:
@@ -435,7 +431,7 @@ class TelegramAlerter(HttpSink):
         super().__init__(name, min_level, **options)
         self._token, self._chat_id = str(bot_token), str(chat_id)
         self.api_base = api_base.rstrip("/")
-        _register(self._token, f"bot{self._token}", self._url())
+        register_secret(self._token, f"bot{self._token}", self._url())
 
     def _url(self) -> str:
         return f"{self.api_base}/bot{self._token}/sendMessage"
@@ -464,7 +460,8 @@ class TelegramAlerter(HttpSink):
             # the message may have been posted: do not retry (no duplicates)
             return _Outcome(False, f"HTTP {resp.status_code} with a malformed body "
                             "(expected {\"ok\": true})", final=True)
-        desc = body.get("description", "") if isinstance(body, dict) else resp.text[:200]
+        desc = body.get("description", "") if isinstance(body, dict) else resp.text
+        desc = redact_truncate(desc, 200, self._secrets())
         if resp.status_code == 429:
             params = body.get("parameters") if isinstance(body, dict) else None
             wait = _float(params.get("retry_after")) if isinstance(params, dict) else None
@@ -490,7 +487,7 @@ class DiscordAlerter(HttpSink):
         super().__init__(name, min_level, **options)
         self._url, self.username = str(webhook_url), username
         path = urlsplit(self._url).path
-        _register(self._url, path if len(path) > 1 else None,
+        register_secret(self._url, path if len(path) > 1 else None,
                   path.rpartition("/api/webhooks/")[2] or None)
 
     def _secrets(self) -> tuple[str, ...]:
@@ -531,7 +528,7 @@ class WebhookAlerter(HttpSink):
         self._url, self._headers = str(url), dict(headers or {})
         parts = urlsplit(self._url)
         tail = parts.path + (f"?{parts.query}" if parts.query else "")
-        _register(self._url, tail if len(tail) > 1 else None, *self._headers.values())
+        register_secret(self._url, tail if len(tail) > 1 else None, *self._headers.values())
 
     def _secrets(self) -> tuple[str, ...]:
         return (self._url, *self._headers.values())

@@ -21,7 +21,6 @@ from alphatrade_lab.store.convert import (
 )
 from alphatrade_lab.store.demo import demo_step
 from alphatrade_lab.store.migrations import MIGRATIONS, SchemaVersionError, migrate
-from alphatrade_lab.store.redact import redact
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
 from alphatrade_lab.store.store import LabStore, StoreLockedError, code_version
 
@@ -38,7 +37,6 @@ __all__ = [
     "demo_step",
     "fingerprint",
     "migrate",
-    "redact",
     "signals_from_wide",
     "trades_from_portfolio",
 ]

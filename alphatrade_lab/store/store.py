@@ -285,7 +285,7 @@ class LabStore:
             "data_fingerprint": [data_fingerprint],
             "notes": [notes],
         })
-        return run_id, to_arrow("runs", row, text_redact=("notes",))
+        return run_id, to_arrow("runs", row)
 
     def record_run(self, kind: str = "manual", params: Mapping[str, Any] | None = None, *,
                    run_id: str | None = None, created_at: Any = None,
@@ -335,10 +335,9 @@ class LabStore:
         self._write(batches)
         return run_id
 
-    def _record(self, table: str, frame: pd.DataFrame, defaults: Mapping[str, Any],
-                text_redact: tuple[str, ...] = ()) -> int:
+    def _record(self, table: str, frame: pd.DataFrame, defaults: Mapping[str, Any]) -> int:
         defaults = {k: v for k, v in defaults.items() if v is not None}
-        rows = to_arrow(table, frame, defaults, text_redact)
+        rows = to_arrow(table, frame, defaults)
         self._write([(table, rows)])
         return rows.num_rows
 
@@ -420,7 +419,7 @@ class LabStore:
             "delivered_sinks": [list(delivered)], "failed_sinks": [list(failed)],
             "run_id": [run_id],
         })
-        self._write([("alerts", to_arrow("alerts", row, text_redact=("title", "message")))])
+        self._write([("alerts", to_arrow("alerts", row))])
 
     # ----------------------------------------------------------- readers
     def _read(self, sql: str, params: Any = None) -> pd.DataFrame:

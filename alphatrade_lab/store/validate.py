@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alphatrade_lab.errors import DataError
-from alphatrade_lab.store.redact import redact
+from alphatrade_lab.redact import Redactor
 from alphatrade_lab.store.schema import TABLES, Column
 
 __all__ = ["to_arrow"]
@@ -47,6 +47,10 @@ _RANGES = {("signals", "confidence"): (0.0, 1.0), ("trades", "confidence"): (0.0
            ("daily_performance", "trades_count"): (0, np.inf),
            ("daily_performance", "win_count"): (0, np.inf)}
 _CHOICES = {("trades", "side"): ("long", "short"), ("trades", "status"): ("open", "closed")}
+# Every str and JSON column is redacted, except these keys: rewriting a run id or a symbol
+# would silently split or merge the rows it identifies, so a key that holds a credential
+# is refused instead (DataError, whose message is redacted as well).
+_KEYS = frozenset({"run_id", "symbol"})
 
 
 def _where(frame: pd.DataFrame, table: str, col: str, mask: np.ndarray) -> str:
@@ -62,7 +66,8 @@ def _fail(frame, table, col, mask, what: str) -> None:
         raise DataError(f"{_where(frame, table, col, mask)} is {value!r}; {what}")
 
 
-def _json_text(value: Any, table: str, col: str, row: int, label: Any) -> str | None:
+def _json_text(value: Any, table: str, col: str, row: int, label: Any,
+               redact: Redactor) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, str):
@@ -92,7 +97,23 @@ def _numeric(frame, table, col, kind) -> np.ndarray:
     return values
 
 
-def _column(frame: pd.DataFrame, table: str, c: Column) -> pa.Array:
+def _redact_strings(arr: pa.Array, table: str, col: str, redact: Redactor) -> pa.Array:
+    """``arr`` with every value redacted (each distinct value once)."""
+    uniq = pc.unique(arr).to_pylist()
+    changed = {v: r for v in uniq if v is not None and (r := redact.text(v)) != v}
+    if not changed:
+        return arr
+    bad = pc.is_in(arr, value_set=pa.array(list(changed), pa.string()))
+    if col in _KEYS:
+        i = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{table}: column {col!r} row {i} holds what looks like a credential "
+                        f"({changed[arr[i].as_py()]!r}); a {col} is never rewritten, so "
+                        "the rows are refused")
+    idx = pc.index_in(arr, value_set=pa.array(list(changed), pa.string()))
+    return pc.if_else(bad, pc.take(pa.array(list(changed.values()), pa.string()), idx), arr)
+
+
+def _column(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.Array:
     col, kind, s = c.name, c.kind, frame[c.name]
     if kind in ("float", "int", "direction"):
         values = _numeric(frame, table, col, kind)
@@ -142,7 +163,7 @@ def _column(frame: pd.DataFrame, table: str, c: Column) -> pa.Array:
     if kind == "json":
         if s.isna().all():
             return pa.nulls(len(s), pa.string())
-        return pa.array([_json_text(v, table, col, i, frame.index[i])
+        return pa.array([_json_text(v, table, col, i, frame.index[i], redact)
                          for i, v in enumerate(s.to_numpy(dtype=object))], type=pa.string())
     # str: build the Arrow array first (zero-copy for pandas' Arrow-backed strings)
     if isinstance(s.dtype, pd.StringDtype) or pd.api.types.infer_dtype(
@@ -156,6 +177,7 @@ def _column(frame: pd.DataFrame, table: str, c: Column) -> pa.Array:
     na = arr.is_null().to_numpy(zero_copy_only=False)
     if not c.nullable:
         _fail(frame, table, col, na, "NULL is not allowed")
+    arr = _redact_strings(arr, table, col, redact)
     choices = _CHOICES.get((table, col))
     if choices is not None:
         ok = pc.is_in(arr, value_set=pa.array(choices)).to_numpy(zero_copy_only=False)
@@ -163,14 +185,15 @@ def _column(frame: pd.DataFrame, table: str, c: Column) -> pa.Array:
     return arr
 
 
-def to_arrow(table: str, frame: pd.DataFrame, defaults: Mapping[str, Any] | None = None,
-             text_redact: tuple[str, ...] = ()) -> pa.Table:
+def to_arrow(table: str, frame: pd.DataFrame, defaults: Mapping[str, Any] | None = None
+             ) -> pa.Table:
     """Validate ``frame`` against ``table``'s columns and return it as an Arrow table.
 
     ``defaults`` fill columns the frame lacks (a scalar for every row). Missing required
     columns, unknown columns, wrong types, NaN/NULL in NOT NULL columns, values out of
-    range and bad directions raise DataError. Free-text columns named in ``text_redact``
-    and every JSON column pass through :func:`~alphatrade_lab.store.redact.redact`.
+    range and bad directions raise DataError. Every text and JSON column passes through
+    :func:`~alphatrade_lab.redact.redact`; a ``run_id`` or ``symbol`` that holds a
+    credential raises DataError (a key is never rewritten).
     """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{table}: expected a pandas DataFrame, got {type(frame).__name__}")
@@ -192,11 +215,10 @@ def to_arrow(table: str, frame: pd.DataFrame, defaults: Mapping[str, Any] | None
     if missing:
         raise DataError(f"{table}: missing required column(s) {missing}")
     arrays, fields = [], []
+    redact = Redactor()
     for c in cols:
         if c.name not in frame.columns:
             continue
-        if c.name in text_redact and c.kind == "str":
-            frame[c.name] = frame[c.name].map(redact, na_action="ignore")
-        arrays.append(_column(frame, table, c))
+        arrays.append(_column(frame, table, c, redact))
         fields.append(pa.field(c.name, _ARROW[c.kind], nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
