@@ -33,16 +33,61 @@ def _label(index: pd.Index, row: int) -> str:
     return f"row {row} ({index[row]})" if isinstance(index, pd.DatetimeIndex) else f"row {row}"
 
 
+def _check_time_axis(index: pd.Index, name: str) -> None:
+    """Rows must be in strictly increasing time order: no NaT, no repeats, no shuffling."""
+    if index.is_monotonic_increasing and index.is_unique:
+        return
+    if isinstance(index, pd.DatetimeIndex) and index.hasnans:
+        row = int(np.flatnonzero(index.isna())[0])
+        raise DataError(f"{name}: row {row}: missing timestamp (NaT) in the index")
+    try:
+        later = np.asarray(index[1:] > index[:-1], dtype=bool)
+    except TypeError as exc:
+        raise DataError(f"{name}: the index cannot be ordered ({exc}); use the bar "
+                        "timestamps as the index") from None
+    row = int(np.flatnonzero(~later)[0]) + 1
+    what = "duplicate timestamp" if index[row] == index[row - 1] else \
+        "rows are not in time order"
+    raise DataError(f"{name}: {_label(index, row)}: {what} (after {index[row - 1]}); "
+                    "sort the rows and keep one per timestamp")
+
+
+def _check_unique_columns(columns: pd.Index, name: str) -> None:
+    if not columns.is_unique:
+        dup = columns[columns.duplicated()].unique().tolist()
+        raise DataError(f"{name}: duplicate column names {dup}; keep one column per symbol")
+
+
+def _real_dtype(dtype: Any) -> bool:
+    """int, uint or float: not bool, complex, datetimes, timedeltas or objects."""
+    return not pd.api.types.is_bool_dtype(dtype) and getattr(dtype, "kind", "O") in "iuf"
+
+
+def _price_values(x: pd.DataFrame, name: str) -> np.ndarray:
+    for col, dtype in x.dtypes.items():
+        if not _real_dtype(dtype):
+            what = "boolean" if pd.api.types.is_bool_dtype(dtype) else "not numeric"
+            raise DataError(f"{name}: column {col!r}: prices must be numbers, got dtype {dtype} "
+                            f"({what})")
+    return x.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def as_prices(x: Any, name: str) -> Frame:
     """A price input as a float64 (n, k) view; rejects non-positive and infinite prices.
 
-    NaN is allowed (a missing bar: nothing fills there).
+    NaN is allowed (a missing bar: nothing fills there). Labelled inputs must have
+    rows in strictly increasing index (time) order and unique column names; prices
+    must be real numbers (booleans, objects, complex and datetimes are refused).
     """
     if isinstance(x, pd.Series):
-        values, index, columns, kind = x.to_numpy(), x.index, pd.Index([x.name]), "series"
-        values = values.reshape(-1, 1) if values.ndim == 1 else values
+        if not _real_dtype(x.dtype):
+            raise DataError(f"{name}: prices must be numbers, got dtype {x.dtype}")
+        values, index, columns, kind = x.to_numpy(dtype=np.float64, na_value=np.nan), x.index, \
+            pd.Index([x.name]), "series"
+        values = values.reshape(-1, 1)
     elif isinstance(x, pd.DataFrame):
-        values, index, columns, kind = x.to_numpy(), x.index, x.columns, "frame"
+        _check_unique_columns(x.columns, name)
+        values, index, columns, kind = _price_values(x, name), x.index, x.columns, "frame"
     else:
         values = np.asarray(x)
         if values.ndim == 1:
@@ -54,11 +99,12 @@ def as_prices(x: Any, name: str) -> Frame:
             raise ValueError(f"{name} must be 1-D or 2-D, got shape {values.shape}")
         index, columns = pd.RangeIndex(values.shape[0]), pd.RangeIndex(values.shape[1])
     if values.dtype != np.float64:
-        if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-            raise DataError(f"{name}: prices must be numeric, got dtype {values.dtype}")
+        if not _real_dtype(values.dtype):
+            raise DataError(f"{name}: prices must be numbers, got dtype {values.dtype}")
         values = values.astype(np.float64)
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {values.shape})")
+    _check_time_axis(index, name)
     row, col = K.first_bad_price_nb(values)
     if row >= 0:
         raise DataError(f"{name}: column {columns[col]!r}, {_label(index, row)}: price "
@@ -99,6 +145,13 @@ def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarra
         x = False if dtype is bool else np.nan
     if isinstance(x, pd.DataFrame):
         _check_index(x.index, ref, name)
+        _check_unique_columns(x.columns, name)
+        # A one-column frame broadcasts only onto unlabelled close arrays: its label would
+        # otherwise silently apply to every symbol (pass a Series to broadcast).
+        if x.shape[1] == 1 and ref.values.shape[1] > 1 and ref.kind == "frame":
+            raise DataError(f"{name}: one column {x.columns[0]!r} for close's {k} columns; "
+                            "a labelled frame is not broadcast to other symbols: give one "
+                            "column per symbol, or a Series to apply to all")
         if x.shape[1] != 1 or ref.values.shape[1] == 1:
             _check_columns(x.columns, ref, name)
         arr = x.to_numpy()
@@ -121,7 +174,7 @@ def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarra
         if arr.dtype != np.bool_:
             raise DataError(f"{name}: signals must be boolean, got dtype {arr.dtype}")
     else:
-        if not np.issubdtype(arr.dtype, np.number):
+        if not _real_dtype(arr.dtype):
             raise DataError(f"{name}: must be numeric, got dtype {arr.dtype}")
         arr = arr.astype(np.float64, copy=False)
         row, col = K.first_inf_nb(arr)

@@ -212,11 +212,15 @@ def from_signals(
     Parameters
     ----------
     close
-        Close prices: Series, DataFrame (timestamp × symbol) or 1-/2-D array.
+        Close prices: Series, DataFrame (timestamp × symbol) or 1-/2-D array of
+        real numbers (not booleans). Labelled rows must be in strictly increasing
+        time order (no duplicate timestamps) and column names unique.
     entries, exits
-        Boolean signals broadcastable to ``close`` (scalar, Series, one column,
-        or a frame/array of close's shape); labelled inputs must share close's
-        index and columns.
+        Boolean signals broadcastable to ``close``: a scalar, a Series or 1-D
+        array (applied to every column), a one-column array, or a frame/array of
+        close's shape. Labelled inputs must share close's index, and a frame
+        close's columns: a one-column frame is not broadcast onto a frame with
+        other symbols.
     init_cash
         Starting cash of each column (or of the shared pool with ``cash_sharing``).
     fees, fixed_fees, slippage
@@ -415,7 +419,8 @@ def from_weights(
     close
         Close prices (DataFrame timestamp × symbol, or 2-D array).
     weights
-        Target weights, broadcastable to close (labelled: same index/columns).
+        Target weights (real numbers), broadcastable to close as the signals of
+        :func:`from_signals` are (labelled: same index and columns).
     init_cash, fees, slippage, freq, record
         As in :func:`from_signals`.
 
