@@ -18,6 +18,7 @@ from alphatrade_lab.alerts import (
     Reply,
     TelegramAlerter,
     WebhookAlerter,
+    scrub,
 )
 from alphatrade_lab.store import LabStore
 
@@ -148,3 +149,69 @@ def test_end_to_end_from_env_against_local_servers():
             res = m.send("warning", "hello")
         assert sorted(res.delivered) == ["discord", "log", "telegram"]
         assert len(rx.requests(f"/bot{TOKEN}/")) == 1 and len(rx.requests(HOOK)) == 1
+
+
+def leaked(text: str, secret: str) -> bool:
+    """The secret, or any 8-character piece of it, is in ``text``."""
+    return secret in text or any(secret[i:i + 8] in text for i in range(len(secret) - 7))
+
+
+def test_a_webhook_url_in_alert_data_reaches_neither_discord_nor_the_store(caplog):
+    caplog.set_level(logging.DEBUG)
+    v10 = "V10HookTokenInAlertData_Q1w2E3r4T5y6U7i8O9p0"
+    slack = "SlackHookPartInData9z8y7x6w"
+    data = {"target": f"https://discord.com/api/v10/webhooks/99887766/{v10}",
+            "backup": f"https://hooks.slack.com/services/T01/B02/{slack}",
+            "error": "{'api_key': 'sk_live_51DataDictRepr0123abcd'} refused",
+            "feature": "macd_signal", "sigma": 0.2}
+    store = LabStore(":memory:")
+    with LocalReceiver() as rx:
+        opts = {"backoff": 0.01, "attempts": 1, "rate": None}
+        sinks = [DiscordAlerter(rx.url + HOOK, **opts),
+                 WebhookAlerter(rx.url + "/ingest", **opts),
+                 TelegramAlerter(TOKEN, CHAT, api_base=rx.url, **opts)]
+        with AlertManager(sinks, store=store) as m:
+            res = m.send("warning", f"macd_signal: drifted, see {data['target']}",
+                         "psi 0.31 > 0.2", data)
+        bodies = [r.body.decode() for r in rx.requests()]
+    assert sorted(res.delivered) == ["discord", "log", "telegram", "webhook"]
+    assert len(bodies) == 3
+    posted = " ".join(bodies)
+    stored = store.alerts().to_json(date_format="iso")
+    for text in (posted, stored, caplog.text):
+        for secret in (v10, slack, "sk_live_51DataDictRepr0123abcd"):
+            assert not leaked(text, secret), secret
+    embed = next(json.loads(b) for b in bodies if "embeds" in b)["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["feature"] == "macd_signal" and fields["sigma"] == "0.2"
+    assert fields["target"] == "https://discord.com/api/v10/webhooks/[REDACTED]"
+    assert embed["title"].endswith("macd_signal: drifted, see "
+                                   "https://discord.com/api/v10/webhooks/[REDACTED]")
+
+
+@pytest.mark.parametrize("pad", [160, 170, 180])   # the token straddles the cut
+def test_a_4xx_body_cut_at_200_characters_leaks_no_part_of_a_secret(caplog, pad):
+    caplog.set_level(logging.DEBUG)
+    tg = "555666777:AAE-CutInHalfTokenQwErTyUiOp0123456"
+    body = "e" * pad + f" rejected {tg} and more text after it"
+    store = LabStore(":memory:")
+    with LocalReceiver() as rx:
+        rx.default("/", Reply(400, body))
+        opts = {"backoff": 0.01, "attempts": 1, "rate": None}
+        with AlertManager([DiscordAlerter(rx.url + HOOK, **opts),
+                           TelegramAlerter(TOKEN, CHAT, api_base=rx.url, **opts)],
+                          store=store) as m:
+            res = m.send("critical", "t")
+    assert sorted(res.failed) == ["discord", "telegram"]
+    text = (" ".join(res.failed.values()) + caplog.text
+            + store.alerts().to_json(date_format="iso"))
+    assert not leaked(text, tg)
+    assert all(err.startswith(f"{name}: HTTP 400") and "eeee" in err
+               for name, err in res.failed.items())
+
+
+def test_secrets_in_a_from_env_mapping_are_redacted_everywhere():
+    secret = "FromEnvMappingSecret7Yx3"      # no recognisable shape
+    AlertManager.from_env({"EXCHANGE_API_SECRET": secret, "LOG_LEVEL": "debug"}).close()
+    assert secret not in str(__import__("alphatrade_lab").errors.DataError(f"bad {secret}"))
+    assert scrub(f"order rejected: {secret}") == "order rejected: [REDACTED]"
