@@ -1,0 +1,156 @@
+"""Opening DuckDB files that may come from anyone, and checking SQL that may come from anyone.
+
+A DuckDB file stores SQL: views and macros run when a table is read. A hostile file can
+define ``bars`` as ``SELECT content FROM read_blob('/proc/self/environ')``, or read any
+local file, write files with ``COPY``, attach other databases, install and load
+extensions, or scan the caller's Python variables (pandas replacement scans). Every
+connection made here therefore runs with
+
+* ``enable_external_access = false``: no file, directory, network, extension or Python
+  object access from SQL (explicitly registered Arrow tables still work);
+* ``autoload_known_extensions``, ``autoinstall_known_extensions`` and
+  ``allow_community_extensions`` off, ``allow_unsigned_extensions`` off;
+* ``lock_configuration = true`` once the session is set up (``TimeZone = 'UTC'``), so SQL
+  cannot switch any of this back on (DuckDB also refuses to re-enable external access
+  while a database is running).
+
+The file lock and DuckDB's per-process instance cache still apply: when this process
+already has the file open through a connection with another configuration (a plain
+``duckdb.connect``), :func:`connect` raises :class:`ConfigConflictError` rather than
+reuse that connection's unrestricted database.
+
+>>> con = connect(":memory:")
+>>> con.execute("SELECT current_setting('enable_external_access')").fetchone()
+(False,)
+>>> quote_identifier('we"ird')
+'"we""ird"'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+__all__ = ["SAFE_CONFIG", "ConfigConflictError", "check_select", "connect",
+           "quote_identifier"]
+
+#: Connection settings applied when the database is opened (they cannot change later).
+SAFE_CONFIG: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+}
+
+#: Query-tree node types a read statement may contain; anything else (``DELETE_QUERY_NODE``
+#: in a ``WITH`` clause, ...) changes data.
+_READ_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"}
+
+
+class ConfigConflictError(duckdb.ConnectionException):
+    """This process already has the file open through a connection with other settings."""
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def connect(path: str | Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` (or ``":memory:"``) with external access and extensions disabled.
+
+    The session's time zone is UTC and the configuration is locked before the connection
+    is returned.
+
+    Parameters
+    ----------
+    path
+        The database file, or ``":memory:"`` for a new private in-memory database.
+    read_only
+        Open the file read-only (ignored for ``":memory:"``).
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+
+    Raises
+    ------
+    ConfigConflictError
+        This process already holds the file through a connection with other settings.
+    duckdb.Error
+        DuckDB's own errors (file lock held by another process, not a DuckDB file, ...),
+        for the caller to name in its own terms.
+    """
+    memory = str(path) == ":memory:"
+    try:
+        con = duckdb.connect(":memory:" if memory else str(path),
+                             read_only=read_only and not memory, config=dict(SAFE_CONFIG))
+    except duckdb.ConnectionException as exc:
+        if "different configuration" in str(exc):
+            raise ConfigConflictError(str(exc)) from None
+        raise
+    try:
+        # A database instance shared with an earlier connection is already set up (and
+        # locked); icu is statically linked, so LOAD reads nothing from disk.
+        locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]
+        if not locked:
+            con.execute("LOAD icu")
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            con.execute("SET GLOBAL lock_configuration = true")
+        elif con.execute("SELECT current_setting('TimeZone')").fetchone()[0] != "UTC":
+            raise ConfigConflictError(f"{path}: the open database is not set to UTC")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _query_nodes(tree: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if isinstance(kind, str) and kind.endswith("_NODE"):
+                found.add(kind)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def check_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise ``ValueError`` unless ``sql`` is exactly one statement that only reads.
+
+    The statement is judged by its parse tree, not its first keyword: it must be a
+    ``SELECT`` (``EXPLAIN``, which can ``ANALYZE`` any statement, ``PRAGMA``, ``SET``,
+    ``CALL``, ``ATTACH``, ``COPY``, DDL and DML are refused), and no part of it (a ``WITH``
+    clause, a subquery) may be an ``INSERT``, ``UPDATE`` or ``DELETE``. Table functions
+    that write are not visible in the tree: run the statement in a read-only transaction
+    on a connection from :func:`connect` as well.
+    """
+    if not isinstance(sql, str):
+        raise ValueError(f"query: expected SQL text, got {type(sql).__name__}")
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ValueError(f"query: cannot parse the SQL ({exc})") from None
+    if len(statements) != 1:
+        raise ValueError(f"query: expected one SQL statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ValueError(f"query: only SELECT statements are allowed, got {kind.name}; "
+                         "use the record_* methods to write")
+    tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise ValueError(f"query: not a plain SELECT ({tree.get('error_message')})")
+    writes = sorted(_query_nodes(tree) - _READ_NODES)
+    if writes:
+        raise ValueError("query: the SELECT contains a statement that changes data "
+                         f"({', '.join(w.removesuffix('_QUERY_NODE') for w in writes)}); "
+                         "only reads are allowed")
