@@ -19,6 +19,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import zstandard
 
+from alphatrade_lab.data.duckdb_io import ConfigConflictError, quote_identifier
+from alphatrade_lab.data.duckdb_io import connect as _duckdb_connect
 from alphatrade_lab.data.schema import BAR_COLUMNS, DuplicatePolicy, _Context, _validate
 from alphatrade_lab.errors import DataError
 
@@ -228,17 +230,29 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
+    # The file is untrusted: its views and macros run with external access disabled,
+    # read-only (see alphatrade_lab.data.duckdb_io).
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = _duckdb_connect(path, read_only=True)
+    except ConfigConflictError:
+        raise DataError(f"{path}: this process already has the file open through another "
+                        "DuckDB connection; close it before loading") from None
     except duckdb.Error as exc:
-        raise DataError(f"{path}: cannot open as a DuckDB database ({exc})") from exc
+        raise DataError(f"{path}: cannot open as a DuckDB database ({exc})") from None
     try:
         tables = {row[0] for row in con.execute(
-            "select table_name from information_schema.tables").fetchall()}
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() AND table_schema = current_schema()"
+        ).fetchall()}
         if table not in tables:
-            raise DataError(f"{path}: no table {table!r} (tables: {sorted(tables)})")
-        # The table name is checked against the catalogue above, so quoting it is safe.
-        return con.execute(f'select * from "{table}"').df()
+            listed = sorted(tables)
+            more = f" and {len(listed) - 20} more" if len(listed) > 20 else ""
+            raise DataError(f"{path}: no table {table!r} (tables: {listed[:20]}{more})")
+        try:
+            return con.execute(f"SELECT * FROM {quote_identifier(table)}").df()
+        except duckdb.Error as exc:
+            raise DataError(f"{path}: cannot read table {table!r} "
+                            f"({type(exc).__name__}: {exc})") from None
     finally:
         con.close()
 
