@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alphatrade_lab.errors import DataError
-from alphatrade_lab.redact import Redactor
+from alphatrade_lab.redact import TRIGGER, Redactor
 from alphatrade_lab.store.schema import TABLES, Column
 
 __all__ = ["to_arrow"]
@@ -98,9 +98,13 @@ def _numeric(frame, table, col, kind) -> np.ndarray:
 
 
 def _redact_strings(arr: pa.Array, table: str, col: str, redact: Redactor) -> pa.Array:
-    """``arr`` with every value redacted (each distinct value once)."""
-    uniq = pc.unique(arr).to_pylist()
-    changed = {v: r for v in uniq if v is not None and (r := redact.text(v)) != v}
+    """``arr`` with every value redacted (each distinct value once; only the values that
+    can hold a credential go through Python)."""
+    maybe = pc.match_substring_regex(arr, TRIGGER)
+    for secret in redact.secrets:
+        maybe = pc.or_(maybe, pc.match_substring(arr, secret))
+    candidates = pc.unique(arr.filter(pc.fill_null(maybe, False))).to_pylist()
+    changed = {v: r for v in candidates if (r := redact.text(v)) != v}
     if not changed:
         return arr
     bad = pc.is_in(arr, value_set=pa.array(list(changed), pa.string()))
