@@ -6,7 +6,7 @@ from typing import Any
 
 from alphatrade_lab.redact import redact
 
-__all__ = ["DataError", "RepairWarning"]
+__all__ = ["DataError", "RepairWarning", "StoreError"]
 
 
 class DataError(ValueError):
@@ -20,6 +20,11 @@ class DataError(ValueError):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+
+
+
+class StoreError(DataError):
+    """A lab store file cannot be used: corrupt, not a database, unreadable or unwritable."""
 
 
 class RepairWarning(UserWarning):
