@@ -22,7 +22,6 @@ class DataError(ValueError):
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
-
 class StoreError(DataError):
     """A lab store file cannot be used: corrupt, not a database, unreadable or unwritable."""
 
