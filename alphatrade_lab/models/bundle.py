@@ -15,20 +15,25 @@ One zip file (suffix of your choice, ``.atlb`` by convention) with two members:
 
 Security
 --------
-Loading never unpickles a bundle: the model is read with :func:`skops.io.loads`, which
-only rebuilds types it is told to trust. Before that, :func:`load_bundle` checks
-``model_sha256`` (a corrupted or edited model member is refused) and lists the types
-the model needs: any type outside skops' defaults, :data:`TRUSTED_TYPES` and the
-caller's ``trusted_types`` is refused with :class:`UntrustedBundleError` naming it.
-The whole file is also checked against ``sha256=`` or, when present, the sidecar
-``<path>.sha256`` that :func:`save_bundle` writes. The hashes alone would not protect
-against a malicious file (whoever edits the file can edit the hashes); the explicit
-trusted-type list does.
+A model file is untrusted input. Loading never unpickles a bundle: the model is read with
+:func:`skops.io.loads`, which only rebuilds types it is told to trust. Before that,
+:func:`load_bundle` reads the zip within limits (each member's declared size and
+compression ratio are checked before it is read, and reads stop at a hard byte count:
+see :mod:`alphatrade_lab.models._archive`), checks every field of ``bundle.json`` (a bad
+one is a :class:`~alphatrade_lab.errors.DataError` naming the file and the field), checks
+``model_sha256`` (a corrupted or edited model member is refused) and lists the types the
+model needs: any type outside skops' defaults, :data:`TRUSTED_TYPES` and the caller's
+``trusted_types`` is refused with :class:`UntrustedBundleError` naming it. The whole file
+is also checked against ``sha256=`` and against the sidecar ``<path>.sha256`` that
+:func:`save_bundle` writes, when there is one (an empty or unreadable sidecar is refused,
+not skipped). The hashes only catch accidents: whoever edits the file can edit the hashes
+next to it. The explicit trusted-type list is what protects against a malicious file.
 
 Legacy files (what older code saved with pickle/joblib: a dict with a ``"model"`` key,
-or a bare estimator) can run arbitrary code when unpickled. They are loaded only with
-``allow_pickle=True``, or when their SHA-256 matches ``sha256=`` or a sidecar file
-``<path>.sha256`` (as written by ``sha256sum``) that you made after vetting the file.
+or a bare estimator) can run arbitrary code when unpickled. They are unpickled only with
+``allow_pickle=True``, or when their SHA-256 matches the ``sha256=`` the caller passes
+after vetting the file. A sidecar ``<path>.sha256`` never allows unpickling (whoever can
+write the file can write its sidecar); with one of those opt-ins it is checked as well.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import platform
+import stat
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -50,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError
+from alphatrade_lab.models import _archive, _metadata
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -72,6 +80,7 @@ NAN_POLICIES: tuple[str, ...] = ("mean", "zero", "passthrough", "error")
 _KEYS = ("timestamp", "symbol")
 _META = "bundle.json"
 _MODEL = "model.skops"
+_SIDECAR_BYTES = 2**16
 
 #: Types trusted on top of skops' defaults (exact names, as listed by
 #: ``skops.io.get_untrusted_types``): the tree structures of scikit-learn's forests and
@@ -101,11 +110,11 @@ class LegacyBundleWarning(UserWarning):
     """A file in the old pickle/joblib format was loaded (no feature spec, maybe no means)."""
 
 
-class UntrustedBundleError(ValueError):
+class UntrustedBundleError(DataError):
     """A bundle needs types that are not trusted, or a legacy pickle was not vouched for."""
 
 
-class BundleIntegrityError(ValueError):
+class BundleIntegrityError(DataError):
     """A bundle's content does not match the SHA-256 recorded at export."""
 
 
@@ -430,17 +439,27 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------- loading
-def _load_skops(data: bytes, trusted_types: Sequence[str], where: str) -> Any:
+def _load_skops(data: bytes, trusted_types: Sequence[str], where: str, max_bytes: int) -> Any:
+    """The estimator of an untrusted skops archive (checked and rebuilt within limits)."""
     import skops.io as sio
 
-    needed = sio.get_untrusted_types(data=data)
-    allowed = set(TRUSTED_TYPES) | {str(t) for t in trusted_types}
+    data = _archive.safe_skops(data, where, max_bytes)
+    try:
+        needed = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # whatever skops raises on a damaged schema
+        raise DataError(f"{where}: the skops model cannot be read "
+                        f"({type(exc).__name__}: {exc})") from None
+    allowed = set(TRUSTED_TYPES) | set(trusted_types)
     refused = [t for t in needed if t not in allowed]
     if refused:
         raise UntrustedBundleError(f"{where}: the model needs types that are not trusted: "
                                    f"{refused}. Inspect the file; if you trust them, pass "
                                    "trusted_types=[...] to load_bundle")
-    return sio.loads(data, trusted=needed)
+    try:
+        return sio.loads(data, trusted=needed)
+    except Exception as exc:
+        raise DataError(f"{where}: the skops model cannot be rebuilt "
+                        f"({type(exc).__name__}: {exc})") from None
 
 
 def _check_version(saved: str | None, where: str) -> None:
@@ -453,30 +472,87 @@ def _check_version(saved: str | None, where: str) -> None:
 
 
 def _sidecar_hash(path: Path) -> str | None:
+    """The SHA-256 that ``<path>.sha256`` records for ``path``, None without a sidecar.
+
+    A sidecar that exists but is empty, unreadable or not in ``sha256sum`` format is a
+    :class:`BundleIntegrityError`: it was meant to check the file, so it is not skipped.
+    """
     side = Path(str(path) + ".sha256")
-    if side.is_file():
-        text = side.read_text().split()
-        return text[0].lower() if text else None
-    return None
+    where = f"{path}: the sidecar {side.name}"
+    try:
+        st = os.stat(side)
+    except FileNotFoundError:
+        if os.path.islink(side):
+            raise BundleIntegrityError(f"{where} is a broken link") from None
+        return None
+    except OSError as exc:
+        raise BundleIntegrityError(f"{where} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleIntegrityError(f"{where} is not a regular file")
+    try:
+        with side.open("rb") as f:
+            raw = f.read(_SIDECAR_BYTES + 1)
+        text = raw.decode("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleIntegrityError(f"{where} is not a readable sha256sum file "
+                                   f"({exc})") from None
+    if len(raw) > _SIDECAR_BYTES:
+        raise BundleIntegrityError(f"{where} is larger than {_SIDECAR_BYTES:,} bytes")
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if not _is_sha256(parts[0]):
+            raise BundleIntegrityError(f"{where} does not hold a SHA-256 (64 hex digits) "
+                                       "in sha256sum format")
+        name = parts[1].strip().removeprefix("*") if len(parts) > 1 else None
+        entries.append((parts[0].lower(), name))
+    if not entries:
+        raise BundleIntegrityError(f"{where} is empty")
+    named = [h for h, name in entries if name == path.name]
+    if named:
+        return named[0]
+    if len(entries) == 1:  # one hash, maybe recorded under the name before a rename
+        return entries[0][0]
+    raise BundleIntegrityError(f"{where} lists {len(entries)} files but not {path.name}")
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _check_integrity(path: Path, digest: str, sha256: str | None, side: str | None,
+                     caller_error: type[DataError]) -> None:
+    if sha256 is not None and digest != sha256:
+        raise caller_error(f"{path}: its SHA-256 {digest} does not match the expected "
+                           f"{sha256}")
+    if side is not None and digest != side:
+        raise BundleIntegrityError(f"{path}: SHA-256 {digest} does not match the sidecar "
+                                   f"{path.name}.sha256: {side}")
 
 
 def _load_legacy(path: Path, data: bytes, allow_pickle: bool, sha256: str | None,
                  feature_names: Sequence[str] | None) -> ModelBundle:
     digest = _sha256(data)
-    vouched = sha256 if sha256 is not None else _sidecar_hash(path)
-    if not allow_pickle and (vouched is None or vouched.lower() != digest):
-        why = "no sha256 was given and there is no sidecar file" if vouched is None else \
-            f"its SHA-256 {digest} does not match the expected {vouched}"
+    if not allow_pickle and sha256 is None:
         raise UntrustedBundleError(
             f"{path} is a legacy pickle/joblib file, which can run arbitrary code when loaded; "
-            f"it was refused because {why}. Pass allow_pickle=True only for a file you trust, "
-            "or sha256='<hex>' of the vetted file")
+            "it was refused because neither allow_pickle=True nor sha256= was given (a "
+            f"sidecar {path.name}.sha256 does not vouch for it: whoever can write the file "
+            "can write the sidecar). Pass allow_pickle=True only for a file you trust, or "
+            "sha256='<hex>' of the file you vetted")
+    _check_integrity(path, digest, sha256, _sidecar_hash(path), UntrustedBundleError)
     import joblib
     from sklearn.exceptions import InconsistentVersionWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        obj = joblib.load(io.BytesIO(data))
+        try:
+            obj = joblib.load(io.BytesIO(data))
+        except Exception as exc:  # pickle, joblib and numpy raise many kinds on bad bytes
+            raise DataError(f"{path}: not a readable pickle/joblib model file "
+                            f"({type(exc).__name__}: {exc})") from None
     for w in caught:
         if issubclass(w.category, InconsistentVersionWarning):
             _check_version(w.message.original_sklearn_version, str(path))
@@ -487,7 +563,8 @@ def _load_legacy(path: Path, data: bytes, allow_pickle: bool, sha256: str | None
     extras: dict[str, Any] = {}
     if isinstance(obj, dict):
         if "model" not in obj:
-            raise DataError(f"{path}: legacy dict has no 'model' key (keys: {sorted(obj)})")
+            raise DataError(f"{path}: legacy dict has no 'model' key (keys: "
+                            f"{sorted(map(str, obj))})")
         model = obj["model"]
         extras = {k: v for k, v in obj.items() if k != "model"}
     else:
@@ -509,35 +586,69 @@ def _load_legacy(path: Path, data: bytes, allow_pickle: bool, sha256: str | None
     warnings.warn(f"{path} is a legacy model file: no feature spec or label spec"
                   + ("" if means is not None else ", no training means (missing features "
                      "cannot be filled)"), LegacyBundleWarning, stacklevel=3)
-    return ModelBundle(model=model, feature_names=names,
-                       means=np.asarray(means, dtype=np.float64) if means is not None
-                       else np.full(k, np.nan), stds=np.full(k, np.nan),
-                       classes=list(getattr(model, "classes_", [])),
-                       meta={"legacy": True, "source": str(path), "sha256": digest},
-                       versions={})
+    try:
+        means = np.asarray(means, dtype=np.float64) if means is not None else np.full(k, np.nan)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the legacy training means are not numbers ({exc})") from None
+    bundle = ModelBundle(model=model, feature_names=names, means=means,
+                         stds=np.full(k, np.nan), classes=list(getattr(model, "classes_", [])),
+                         meta={"legacy": True, "source": str(path), "sha256": digest},
+                         versions={})
+    _check_model(bundle, str(path))
+    return bundle
+
+
+def _check_model(bundle: ModelBundle, where: str) -> None:
+    """The estimator agrees with the bundle's names, width and classes (checked at load,
+    so a mismatch is not found only when predicting)."""
+    model = bundle.model
+    if not callable(getattr(model, "predict_proba", None)):
+        raise DataError(f"{where}: the model {type(model).__name__} has no predict_proba")
+    names_in = getattr(model, "feature_names_in_", None)
+    if (names_in is not None and bundle.feature_names is not None
+            and [str(n) for n in names_in] != bundle.feature_names):
+        raise DataError(f"{where}: feature_names {bundle.feature_names} differ from the "
+                        f"names the model was fitted with {[str(n) for n in names_in]}")
+    n_in = getattr(model, "n_features_in_", None)
+    if n_in is not None and bundle.feature_names is not None and int(n_in) != bundle.n_features:
+        raise DataError(f"{where}: {bundle.n_features} feature_names for a model fitted on "
+                        f"{int(n_in)} features")
+    if len(bundle.means) != bundle.n_features or len(bundle.stds) != bundle.n_features:
+        raise DataError(f"{where}: {len(bundle.means)} training means for "
+                        f"{bundle.n_features} features")
+    model_classes = getattr(model, "classes_", None)
+    if model_classes is not None:
+        got = [c.item() if isinstance(c, np.generic) else c for c in model_classes]
+        if len(got) != len(bundle.classes) or any(c not in bundle.classes for c in got):
+            raise DataError(f"{where}: classes {bundle.classes} differ from the model's "
+                            f"classes {got}")
 
 
 def load_bundle(path: str | Path, *, trusted_types: Sequence[str] = (),
                 allow_pickle: bool = False, sha256: str | None = None,
-                feature_names: Sequence[str] | None = None) -> ModelBundle:
+                feature_names: Sequence[str] | None = None,
+                max_bytes: int = _archive.MAX_MODEL_BYTES) -> ModelBundle:
     """Read a bundle written by :func:`save_bundle`, or a legacy model file.
 
     Parameters
     ----------
     path
-        The file.
+        The file (untrusted: see the module's Security section).
     trusted_types
         Extra type names (as listed in the error) the skops model may contain, on top of
         skops' defaults and :data:`TRUSTED_TYPES`.
     allow_pickle
-        Unpickle a legacy pickle/joblib file without a hash check. Only for files you
-        trust: unpickling can run arbitrary code.
+        Unpickle a legacy pickle/joblib file. Only for files you trust: unpickling can run
+        arbitrary code.
     sha256
-        Expected SHA-256 (hex) of the whole file; the file is refused if it differs.
-        Without it, a sidecar ``<path>.sha256`` (written by :func:`save_bundle`) is
-        checked when present. For legacy files, a match allows unpickling.
+        Expected SHA-256 (64 hex digits) of the whole file; the file is refused if it
+        differs. For legacy files, a match allows unpickling. Independently, a sidecar
+        ``<path>.sha256`` (written by :func:`save_bundle`) is checked when present; it
+        never allows unpickling.
     feature_names
         Feature names of a legacy model saved without them.
+    max_bytes
+        Largest file, and largest uncompressed model, accepted (default 512 MiB).
 
     Returns
     -------
@@ -549,51 +660,60 @@ def load_bundle(path: str | Path, *, trusted_types: Sequence[str] = (),
     Raises
     ------
     BundleIntegrityError
-        The model member or the file does not match its recorded SHA-256.
+        The model member or the file does not match its recorded SHA-256, or the sidecar
+        is empty or unreadable.
     UntrustedBundleError
         The model needs untrusted types, or a legacy file was not vouched for.
     DataError
-        Not a bundle, or one from a newer format version.
+        Not a bundle, a damaged archive, a member over its size or compression limit, a
+        bad ``bundle.json`` field (named), or a newer format version. The two errors
+        above are DataErrors too.
 
     Warns
     -----
     VersionMismatchWarning
         The file was saved with another scikit-learn version (both are named).
     """
+    if isinstance(trusted_types, str):
+        raise TypeError("trusted_types must be a sequence of type names, not a string")
+    trusted = tuple(str(t) for t in trusted_types)
+    if sha256 is not None:
+        if not isinstance(sha256, str) or not _is_sha256(sha256):
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+        sha256 = sha256.lower()
     path = Path(path)
-    data = path.read_bytes()
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+    data = _archive.read_file(path, max_bytes)
+    if not data:
+        raise DataError(f"{path}: empty file")
+    if not _archive.is_zip(data):
         return _load_legacy(path, data, allow_pickle, sha256, feature_names)
-    expected = sha256 if sha256 is not None else _sidecar_hash(path)
-    if expected is not None and _sha256(data) != expected.lower():
-        source = "the expected" if sha256 is not None else f"the sidecar {path.name}.sha256:"
-        raise BundleIntegrityError(f"{path}: SHA-256 {_sha256(data)} does not match "
-                                   f"{source} {expected}")
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    _check_integrity(path, _sha256(data), sha256, _sidecar_hash(path), BundleIntegrityError)
+    where = str(path)
+    with _archive.open_zip(data, where) as zf:
         names = zf.namelist()
         if _META not in names:
             if "schema.json" in names:  # a bare skops file
-                model = _load_skops(data, trusted_types, str(path))
+                model = _load_skops(data, trusted, where, max_bytes)
                 return _load_legacy_model(model, path, feature_names)
             raise DataError(f"{path}: not a model bundle (zip without {_META})")
-        meta = json.loads(zf.read(_META))
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise DataError(f"{path}: not a model bundle (format {meta.get('format')!r})")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > BUNDLE_VERSION:
-            raise DataError(f"{path}: bundle format version {version!r} is newer than this "
-                            f"alphatrade_lab supports ({BUNDLE_VERSION}); upgrade it")
-        model_bytes = zf.read(meta.get("model_file", _MODEL))
-    if _sha256(model_bytes) != meta.get("model_sha256"):
+        members = _archive.read_members(zf, where, {_META: _archive.MAX_METADATA_BYTES,
+                                                    _MODEL: max_bytes})
+    meta = _metadata.parse_metadata(members[_META], where, format_name=BUNDLE_FORMAT,
+                                    version=BUNDLE_VERSION, nan_policies=NAN_POLICIES,
+                                    model_member=_MODEL)
+    model_bytes = members.get(_MODEL)
+    if model_bytes is None:
+        raise DataError(f"{path}: the bundle has no {_MODEL} member")
+    if _sha256(model_bytes) != meta["model_sha256"]:
         raise BundleIntegrityError(f"{path}: the model does not match the SHA-256 recorded at "
                                    "export (the file was corrupted or edited)")
-    _check_version(meta.get("versions", {}).get("scikit-learn"), str(path))
-    model = _load_skops(model_bytes, trusted_types, str(path))
+    _check_version(meta["versions"].get("scikit-learn"), where)
+    model = _load_skops(model_bytes, trusted, f"{path}, member {_MODEL}", max_bytes)
     fields = {f.name for f in dataclasses.fields(ModelBundle)}
     kwargs = {k: v for k, v in meta.items() if k in fields and k != "model"}
-    kwargs["means"] = np.asarray(kwargs.get("means", []), dtype=np.float64)
-    kwargs["stds"] = np.asarray(kwargs.get("stds", []), dtype=np.float64)
-    return ModelBundle(model=model, **kwargs)
+    bundle = ModelBundle(model=model, **kwargs)
+    _check_model(bundle, where)
+    return bundle
 
 
 def _load_legacy_model(model: Any, path: Path, feature_names: Sequence[str] | None
@@ -603,6 +723,8 @@ def _load_legacy_model(model: Any, path: Path, feature_names: Sequence[str] | No
     k = len(names) if names is not None else int(getattr(model, "n_features_in_", 0))
     warnings.warn(f"{path} is a bare skops model: no feature spec, label spec or training "
                   "means", LegacyBundleWarning, stacklevel=3)
-    return ModelBundle(model=model, feature_names=names, means=np.full(k, np.nan),
-                       stds=np.full(k, np.nan), classes=list(getattr(model, "classes_", [])),
-                       meta={"legacy": True, "source": str(path)}, versions={})
+    bundle = ModelBundle(model=model, feature_names=names, means=np.full(k, np.nan),
+                         stds=np.full(k, np.nan), classes=list(getattr(model, "classes_", [])),
+                         meta={"legacy": True, "source": str(path)}, versions={})
+    _check_model(bundle, str(path))
+    return bundle
