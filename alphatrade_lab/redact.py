@@ -137,6 +137,12 @@ _VERSION = [0]
 
 
 @lru_cache(maxsize=1024)
+def _token_like(text: str, n: int) -> bool:
+    """At least ``n`` characters with a digit and a letter: a generated token, not a word
+    or a plain path (``/api/alerts``), which must stay readable everywhere else."""
+    return len(text) >= n and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
 def _variants(value: str) -> frozenset[str]:
     """``value`` and the parts of it that are secret on their own."""
     value = value.strip()
@@ -148,21 +154,25 @@ def _variants(value: str) -> frozenset[str]:
             parts = None
         if parts is not None:
             tail = parts.path + (f"?{parts.query}" if parts.query else "")
-            out.add(tail)
+            if _token_like(tail, 16):
+                out.add(tail)
             if "/webhooks/" in parts.path:
                 out.add(parts.path.split("/webhooks/", 1)[1])
             last = parts.path.rstrip("/").rpartition("/")[2]
-            if len(last) >= 12 and not last.isalpha():
+            if _token_like(last, 12):
                 out.add(last)
             if parts.password:
                 out.add(parts.password)
             if parts.username and parts.password is None:
                 out.add(parts.username)
-            out.update(v for _, v in parse_qsl(parts.query))
+            out.update(v for k, v in parse_qsl(parts.query)
+                       if _is_query_secret(k) or _token_like(v, 16))
             if parts.path.startswith("/bot"):
                 out.update(_variants(parts.path[4:].partition("/")[0]))
     elif re.fullmatch(r"\d{5,}:[\w-]{20,}", value):
         out.add(value.partition(":")[2])
+    elif (m := _SCHEME.match(value)) and " " not in value[m.end():]:
+        out.add(value[m.end():])            # an Authorization header: "Bearer <token>"
     return frozenset(v for v in out if len(v) >= MIN_SECRET_LENGTH)
 
 
@@ -212,7 +222,8 @@ def known_secrets() -> frozenset[str]:
     return frozenset(out)
 
 
-_CACHE: dict[str, Any] = {"key": None, "regex": None, "secrets": ()}
+# (key, regex, secrets), replaced as one tuple so that threads never see a mix
+_CACHE: list[tuple[Any, re.Pattern[str] | None, tuple[str, ...]] | None] = [None]
 
 
 @lru_cache(maxsize=64)
@@ -223,13 +234,17 @@ def _compile(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
 def _known_regex() -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
     # the environment is re-read on every call (a few microseconds); the regex is rebuilt
     # only when it or the registered set changed
-    key = (_VERSION[0], _env_secrets())
-    cache = _CACHE
-    if cache["key"] != key:
-        secrets = tuple(sorted(known_secrets(), key=lambda s: (-len(s), s)))
-        regex = _compile(secrets)
-        cache.update(key=key, regex=regex, secrets=secrets)
-    return cache["regex"], cache["secrets"]
+    env = _env_secrets()
+    key = (_VERSION[0], env)
+    cached = _CACHE[0]
+    if cached is None or cached[0] != key:
+        with _LOCK:
+            found = set(_REGISTERED)
+        for _, v in env:
+            found |= _variants(v)
+        secrets = tuple(sorted(found, key=lambda s: (-len(s), s)))
+        cached = _CACHE[0] = (key, _compile(secrets), secrets)
+    return cached[1], cached[2]
 
 
 # ----------------------------------------------------------------------------- patterns

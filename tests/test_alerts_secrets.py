@@ -215,3 +215,12 @@ def test_secrets_in_a_from_env_mapping_are_redacted_everywhere():
     AlertManager.from_env({"EXCHANGE_API_SECRET": secret, "LOG_LEVEL": "debug"}).close()
     assert secret not in str(__import__("alphatrade_lab").errors.DataError(f"bad {secret}"))
     assert scrub(f"order rejected: {secret}") == "order rejected: [REDACTED]"
+
+
+def test_a_sink_registers_its_secret_parts_but_not_plain_paths_or_words():
+    WebhookAlerter("http://dash.example:8000/api/alerts?channel=alerts&sig=Sg7Hk2Lm9Qw4",
+                   headers={"Authorization": "Bearer HeaderOnlyTok3n77"})
+    text = "GET /api/alerts?limit=5 -> 200; alerts channel ok"
+    assert scrub(text) == text
+    assert scrub("retry with HeaderOnlyTok3n77 and Sg7Hk2Lm9Qw4") == \
+        "retry with [REDACTED] and [REDACTED]"

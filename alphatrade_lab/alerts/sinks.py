@@ -526,9 +526,9 @@ class WebhookAlerter(HttpSink):
             raise ValueError("WebhookAlerter needs a URL")
         super().__init__(name, min_level, **options)
         self._url, self._headers = str(url), dict(headers or {})
-        parts = urlsplit(self._url)
-        tail = parts.path + (f"?{parts.query}" if parts.query else "")
-        register_secret(self._url, tail if len(tail) > 1 else None, *self._headers.values())
+        # the URL's token-like path, query secrets and "Bearer <token>" parts are included;
+        # a plain path such as /api/alerts is not (it would be redacted in every log line)
+        register_secret(self._url, *self._headers.values())
 
     def _secrets(self) -> tuple[str, ...]:
         return (self._url, *self._headers.values())
