@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.data.schema import BAR_COLUMNS, timestamps_ns
+from alphatrade_lab.data.schema import BAR_COLUMNS, PRICE_COLUMNS, check_bars
+from alphatrade_lab.errors import DataError
 
 __all__ = ["bar_length", "resample", "to_wide"]
 
@@ -17,8 +18,8 @@ def bar_length(bars: pd.DataFrame) -> pd.Timedelta:
     >>> bar_length(atl.data.load_sample(["AAA"]))
     Timedelta('0 days 00:01:00')
     """
-    ts = timestamps_ns(bars)
-    same = bars["symbol"].to_numpy()[1:] == bars["symbol"].to_numpy()[:-1]
+    codes, _, ts = check_bars(bars, "bar_length")
+    same = codes[1:] == codes[:-1]
     diffs = np.diff(ts)[same]
     diffs = diffs[diffs > 0]
     if diffs.size == 0:
@@ -64,6 +65,13 @@ def resample(
     pandas.DataFrame
         Long-form bars, same columns, sorted by (symbol, timestamp).
 
+    Raises
+    ------
+    DataError
+        If ``bars`` are not sorted by (symbol, timestamp), repeat a (symbol,
+        timestamp), lack a column, or hold non-numeric (or boolean) prices or volume:
+        the windows would silently mix rows otherwise.
+
     Examples
     --------
     >>> import alphatrade_lab as atl
@@ -71,6 +79,7 @@ def resample(
     >>> hourly["timestamp"].diff().dropna().min()
     Timedelta('0 days 01:00:00')
     """
+    codes, _, ts = check_bars(bars, "resample", (*PRICE_COLUMNS, "volume"))
     step = pd.Timedelta(rule)
     base_len = pd.Timedelta(base) if base is not None else bar_length(bars)
     if step <= pd.Timedelta(0) or step % base_len != pd.Timedelta(0):
@@ -78,10 +87,8 @@ def resample(
                          f"{base_len}")
     if len(bars) == 0:
         return bars.loc[:, list(BAR_COLUMNS)].copy()
-    ts = timestamps_ns(bars)
     width = step.value
     window = ts - ts % width
-    codes, uniques = pd.factorize(bars["symbol"])
     # Bars are sorted by (symbol, timestamp), so each (symbol, window) is a contiguous run.
     new = np.empty(len(ts), dtype=bool)
     new[0] = True
@@ -108,13 +115,20 @@ def resample(
 def to_wide(bars: pd.DataFrame, field: str = "close") -> pd.DataFrame:
     """One field of long-form bars as a timestamp × symbol frame (NaN where a bar is missing).
 
+    Raises :class:`KeyError` if ``field`` is not a column, and
+    :class:`~alphatrade_lab.errors.DataError` on a duplicated column or a repeated
+    (symbol, timestamp) (which has no single value).
+
     >>> import alphatrade_lab as atl
     >>> close = to_wide(atl.data.load_sample(), "close")
     >>> close.columns.tolist()
     ['AAA', 'BBB', 'CCC', 'DDD', 'EEE']
     """
+    check_bars(bars, "to_wide", need_sorted=False)
     if field not in bars.columns:
         raise KeyError(f"no column {field!r} in bars (columns: {list(bars.columns)})")
+    if (bars.columns == field).sum() > 1:
+        raise DataError(f"to_wide, column '{field}': duplicate column name")
     wide = bars.pivot(index="timestamp", columns="symbol", values=field)
     wide.columns = wide.columns.astype(object)
     wide.columns.name = "symbol"

@@ -256,6 +256,67 @@ def timestamps_ns(bars: pd.DataFrame) -> np.ndarray:
     return bars["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
+def check_bars(bars: object, where: str, fields: tuple[str, ...] = (), *,
+               need_sorted: bool = True) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+    """The structural checks of functions that take already validated bars.
+
+    ``bars`` must be a DataFrame with unique ``timestamp``, ``symbol`` and ``fields``
+    columns, datetime timestamps, real-number ``fields`` (not booleans) and no
+    duplicate (symbol, timestamp); with ``need_sorted``, rows sorted by (symbol,
+    timestamp). Cheaper than :func:`validate` (no copy, no price checks).
+
+    Returns
+    -------
+    tuple
+        Symbol codes in order of first appearance, the symbols, int64 ns timestamps.
+    """
+    if not isinstance(bars, pd.DataFrame):
+        raise DataError(f"{where}: expected a pandas DataFrame of bars, got {type(bars).__name__}")
+    ctx = _Context(where)
+    for col in ("timestamp", "symbol", *fields):
+        if col not in bars.columns:
+            ctx.fail(col, None, f"missing column (found {list(map(str, bars.columns))})")
+        if (bars.columns == col).sum() > 1:
+            ctx.fail(col, None, "duplicate column name")
+    if not pd.api.types.is_datetime64_any_dtype(bars["timestamp"].dtype):
+        ctx.fail("timestamp", None, f"expected datetimes, got dtype {bars['timestamp'].dtype} "
+                                    "(load or validate the bars first)")
+    for col in fields:
+        if not _is_real_dtype(bars[col].dtype):
+            ctx.fail(col, None, f"expected numbers, got dtype {bars[col].dtype}")
+    if bars["timestamp"].isna().any():
+        ctx.fail("timestamp", int(np.flatnonzero(bars["timestamp"].isna().to_numpy())[0]),
+                 "missing timestamp")
+    codes, uniques = pd.factorize(bars["symbol"], use_na_sentinel=True)
+    if (codes < 0).any():
+        ctx.fail("symbol", int(np.flatnonzero(codes < 0)[0]), "missing symbol")
+    ts = timestamps_ns(bars)
+    same = codes[1:] == codes[:-1]
+    if need_sorted:
+        # First-appearance codes only grow when each symbol's rows are contiguous.
+        bad = (codes[1:] < codes[:-1]) | (same & (ts[1:] < ts[:-1]))
+        for pos in np.flatnonzero(codes[1:] > codes[:-1]) + 1:  # where a new symbol starts
+            try:
+                ordered = bool(uniques[codes[pos]] > uniques[codes[pos - 1]])
+            except TypeError:
+                ordered = False
+            if not ordered:
+                bad[pos - 1] = True
+                break
+        if bad.any():
+            ctx.fail("timestamp", int(np.flatnonzero(bad)[0]) + 1,
+                     "rows are not sorted by (symbol, timestamp); sort them first "
+                     "(atl.data.validate(bars, sort=True))", bars)
+        dup = np.flatnonzero(same & (ts[1:] == ts[:-1])) + 1
+    else:
+        dup = np.flatnonzero(pd.DataFrame({"c": codes, "t": ts}).duplicated().to_numpy())
+    if dup.size:
+        ctx.fail("timestamp", int(dup[0]), "duplicate (symbol, timestamp); keep one "
+                                           "(atl.data.validate(bars, drop_duplicates=...))",
+                 bars)
+    return codes, uniques, ts
+
+
 def _order_keys(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes for symbol (in sorted order) and int64 nanoseconds for time."""
     codes, _ = pd.factorize(bars["symbol"], sort=True)

@@ -43,6 +43,9 @@ def require_frame(frame: object, columns: Sequence[str], where: str) -> pd.DataF
     if missing:
         raise _fail(where, missing[0], None, f"missing column (missing {missing}; found "
                                              f"{list(map(str, frame.columns))})")
+    for c in columns:
+        if (frame.columns == c).sum() > 1:
+            raise _fail(where, c, None, "duplicate column name; keep one")
     return frame
 
 
@@ -54,7 +57,11 @@ def timestamps_ns(frame: pd.DataFrame, where: str) -> np.ndarray:
     if ts.isna().any():
         raise _fail(where, "timestamp", int(np.flatnonzero(ts.isna().to_numpy())[0]),
                     "missing timestamp")
-    return ts.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    try:
+        return ts.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise _fail(where, "timestamp", None, f"timestamps outside the datetime64[ns] range "
+                                              f"({exc})") from None
 
 
 def _changes(sym: pd.Series) -> np.ndarray:
@@ -94,7 +101,11 @@ def symbol_groups(frame: pd.DataFrame, ts: np.ndarray, where: str) -> Groups:
     unsorted = "rows are not sorted by (symbol, timestamp); sort them first " \
                "(atl.data.validate(bars, sort=True))"
     for k in range(len(symbols) - 1):
-        if not symbols[k] < symbols[k + 1]:
+        try:
+            ordered = bool(symbols[k] < symbols[k + 1])
+        except TypeError:
+            ordered = False
+        if not ordered:
             raise _fail(where, "symbol", int(starts[k + 1]), unsorted, frame)
     dt = np.diff(ts)
     bad = ~change & (dt <= 0)
@@ -116,8 +127,11 @@ def check_bars(bars: object, columns: Sequence[str], where: str
     ts = timestamps_ns(frame, where)
     arrays: dict[str, np.ndarray] = {}
     for col in columns:
-        if not pd.api.types.is_numeric_dtype(frame[col].dtype):
-            raise _fail(where, col, None, f"expected numbers, got dtype {frame[col].dtype}")
+        dtype = frame[col].dtype
+        # Booleans count as numbers to pandas; True would silently become a price of 1.0.
+        if (not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+                or pd.api.types.is_complex_dtype(dtype)):
+            raise _fail(where, col, None, f"expected numbers, got dtype {dtype}")
         values = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
         ok = np.isfinite(values) & ((values > 0) if col in PRICES else (values >= 0))
         if not ok.all():
