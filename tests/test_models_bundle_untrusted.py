@@ -208,6 +208,9 @@ def bombs(saved, tmp_path_factory):
         # honest headers: 1 MB files that declare 1 GiB members
         "model": [_stored("bundle.json", meta_bytes), ("model.skops", 8, gib, gib_crc, GIB)],
         "json": [("bundle.json", 8, gib, gib_crc, GIB), _stored("model.skops", model)],
+        # within the size limit, but a ratio of about 1,000
+        "ratio": [_stored("bundle.json", meta_bytes),
+                  ("model.skops", 8, _zeros_deflate(400), _zeros_crc(400), 400 * 2**20)],
         # lying header: declares 1 MiB (ratio 1), the data inflates to 1 GiB
         "lying": [_stored("bundle.json", meta_bytes), ("model.skops", 8, gib, mib_crc, 2**20)],
     }
@@ -244,6 +247,7 @@ def bombs(saved, tmp_path_factory):
 @pytest.mark.parametrize(("key", "member", "match"), [
     ("model", "model.skops", "ratio|limit"),
     ("json", "bundle.json", "ratio|limit"),
+    ("ratio", "model.skops", "ratio"),
     ("lying", "model.skops", ""),
     ("inner", "schema.json", ""),
 ])
@@ -426,3 +430,20 @@ def test_nan_statistics_are_allowed(saved, tmp_path):
     meta["means"] = [float("nan"), 0.0, 0.0]
     b = load_bundle(_write(tmp_path / "nan.atlb", meta, model))
     assert np.isnan(b.means[0])
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"means": [0.0, 1.0]}, "'means'"),
+    ({"classes": [0, 2]}, "classes"),
+    ({"feature_names": ["a", "a", "b"]}, "duplicate"),
+    ({"fingerprint": "not a hash"}, "'fingerprint'"),
+])
+def test_save_refuses_what_load_would_refuse(small_model, tmp_path, change, match):
+    model, X = small_model
+    fields = {"model": model, "feature_names": ["a", "b", "c"], "means": X.mean(),
+              "stds": X.std(), "classes": [0, 1]}
+    with pytest.raises(DataError, match=match):
+        save_bundle(ModelBundle(**{**fields, **change}), tmp_path / "m.atlb")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    save_bundle(ModelBundle(**fields), tmp_path / "m.atlb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.atlb", "m.atlb.sha256"]

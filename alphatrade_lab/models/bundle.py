@@ -389,7 +389,14 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
     -------
     pathlib.Path
         The path written. Its SHA-256 is also written to ``<path>.sha256``
-        (``sha256sum`` format) so the file can be checked before it is shipped.
+        (``sha256sum`` format) so the file can be checked before it is shipped. Both
+        are replaced atomically.
+
+    Raises
+    ------
+    DataError
+        The bundle would not load back (a field :func:`load_bundle` refuses, or names,
+        width or classes that differ from the model's); nothing is written.
 
     Examples
     --------
@@ -428,14 +435,30 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
         "model_file": _MODEL,
         "model_sha256": _sha256(model_bytes),
     }
+    meta_text = json.dumps(_jsonable(meta), indent=1, sort_keys=True)
+    # Refuse now what load_bundle would refuse later.
+    _metadata.parse_metadata(meta_text.encode(), f"save_bundle({path})",
+                             format_name=BUNDLE_FORMAT, version=BUNDLE_VERSION,
+                             nan_policies=NAN_POLICIES, model_member=_MODEL)
+    _check_model(bundle, f"save_bundle({path})")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(_META, json.dumps(_jsonable(meta), indent=1, sort_keys=True))
+        zf.writestr(_META, meta_text)
         zf.writestr(_MODEL, model_bytes)
     data = buf.getvalue()
-    path.write_bytes(data)
-    Path(str(path) + ".sha256").write_text(f"{_sha256(data)}  {path.name}\n")
+    _write_atomic(path, data)
+    _write_atomic(Path(str(path) + ".sha256"), f"{_sha256(data)}  {path.name}\n".encode())
     return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one step: a crash leaves the old file or the new, not a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- loading
