@@ -356,6 +356,7 @@ BAD_METADATA = [
     ("not_object", b"[1, 2, 3]", "JSON object"),
     ("deep_nesting", b"[" * 200_000 + b"]" * 200_000, "cannot be parsed"),
     ("huge_integer", b'{"format": ' + b"9" * 5000 + b"}", "cannot be parsed"),
+    ("duplicate_key", b'{"format_version": 1, "format_version": 99}', "'format_version' twice"),
     ("format_missing", _drop("format"), "'format'"),
     ("format_other", _set(format="sklearn"), "'format'"),
     ("version_true", _set(format_version=True), "'format_version'"),

@@ -39,9 +39,11 @@ __all__ = [
 
 #: Default largest model: the file, and the model's total uncompressed size.
 MAX_MODEL_BYTES = 512 * 2**20
-#: Largest ``bundle.json`` (its text; parsed JSON takes a small multiple of it).
-MAX_METADATA_BYTES = 4 * 2**20
-#: Largest ``schema.json`` inside a skops model (about 3 KB per fitted tree).
+#: Largest ``bundle.json`` (a few KB for tens of features). Parsed JSON can take up to
+#: about 25 times its text (``[{}, {}, ...]``), so this also bounds the parser's memory.
+MAX_METADATA_BYTES = 2 * 2**20
+#: Largest ``schema.json`` inside a skops model (about 3 KB per fitted tree); skops parses
+#: it with ``json.loads``, with the same amplification.
 MAX_SCHEMA_BYTES = 64 * 2**20
 #: Largest uncompressed/compressed ratio of a member above :data:`_RATIO_FLOOR` bytes.
 MAX_COMPRESSION_RATIO = 100
@@ -205,7 +207,8 @@ def safe_skops(data: bytes, where: str, max_bytes: int) -> bytes:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst:
             for info in infos:
-                limit = MAX_SCHEMA_BYTES if info.filename == "schema.json" else max_bytes
+                limit = (min(MAX_SCHEMA_BYTES, max_bytes) if info.filename == "schema.json"
+                         else max_bytes)
                 if info.file_size > limit:
                     raise DataError(f"{where}, member {info.filename!r}: declares "
                                     f"{_mib(info.file_size)}, more than the limit of "

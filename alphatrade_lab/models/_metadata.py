@@ -87,8 +87,15 @@ def _decode(raw: bytes, where: str) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: bundle.json is not UTF-8 text (byte {exc.start})") from None
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):  # parsers disagree on which value wins
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise DataError(f"{where}: bundle.json has the key {dup!r} twice in one object")
+        return dict(pairs)
+
     try:
-        meta = json.loads(text)
+        meta = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: bundle.json is not valid JSON ({exc.msg} at line "
                         f"{exc.lineno}, column {exc.colno})") from None
