@@ -2,8 +2,10 @@
 
 * Telegram: MarkdownV2, where ``_ * [ ] ( ) ~ ` > # + - = | { } . !`` and ``\\`` must
   all be escaped (plain Markdown breaks on the ``_`` in ``BTC_USDT`` and the ``.`` and
-  ``-`` in numbers); a message holds at most 4096 characters, so long alerts are split
-  on line breaks (never inside an escape) into a few messages, then truncated.
+  ``-`` in numbers); a message holds at most 4096 characters, counted here as UTF-16
+  code units (as Telegram does: an emoji outside the BMP counts twice), so long alerts
+  are split on line breaks (never inside an escape or a character) into a few messages,
+  then truncated, in time linear in the alert's length.
 * Discord: one embed within Discord's limits (title 256, description 4096, 25 fields of
   256/1024, 6000 characters in all), coloured by level, with the data as fields.
 * Generic webhook: the alert as plain JSON.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+import numpy as np
 
 from alphatrade_lab.alerts.levels import Alert
 
@@ -54,14 +58,25 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def _prefix_fitting(text: str, limit: int, start: int = 0) -> int:
+    """The largest ``end`` such that ``text[start:end]`` holds at most ``limit`` UTF-16
+    units (an astral character, two units, is never split). Reads at most ``limit``
+    characters."""
+    if limit <= 0:
+        return start
+    window = text[start:start + limit]
+    if window.isascii():
+        return start + len(window)
+    units = np.frombuffer(window.encode("utf-32-le"), dtype=np.uint32) > 0xFFFF
+    cum = np.cumsum(units.astype(np.int64) + 1)
+    return start + int(np.searchsorted(cum, limit, side="right"))
+
+
 def _cut(text: str, limit: int) -> str:
     """``text`` shortened to ``limit`` UTF-16 units, ending in an ellipsis if cut."""
-    if utf16_len(text) <= limit:
+    if len(text) <= limit // 2 or utf16_len(text) <= limit:
         return text
-    out = text[:limit]
-    while utf16_len(out) > limit - 1:
-        out = out[:-1]
-    return out + _ELLIPSIS
+    return text[:_prefix_fitting(text, limit - 1)] + _ELLIPSIS
 
 
 def _value_text(value: Any) -> str:
@@ -88,32 +103,66 @@ def format_text(alert: Alert) -> str:
     return out
 
 
-def _safe_split(line: str, limit: int) -> list[str]:
-    """Split an escaped line into pieces of at most ``limit`` UTF-16 units, never
-    between a backslash and the character it escapes."""
-    pieces = []
-    while utf16_len(line) > limit:
-        cut = min(len(line), limit)
-        while utf16_len(line[:cut]) > limit:
-            cut -= 1
-        # count trailing backslashes: an odd number means we would split an escape
-        n = 0
-        while n < cut and line[cut - 1 - n] == "\\":
-            n += 1
-        if n % 2 == 1:
-            cut -= 1
-        pieces.append(line[:cut])
-        line = line[cut:]
-    pieces.append(line)
-    return pieces
+def _safe_end(line: str, start: int, limit: int) -> int:
+    """Where the first piece of ``line[start:]`` of at most ``limit`` UTF-16 units ends,
+    never between a backslash and the character it escapes (an odd run of backslashes
+    before the cut moves it back by one)."""
+    cut = _prefix_fitting(line, limit, start)
+    run = cut - start - len(line[start:cut].rstrip("\\"))
+    return cut - 1 if run % 2 == 1 else cut
+
+
+class _Chunks:
+    """Messages being filled with lines, counting UTF-16 units as it goes."""
+
+    def __init__(self, limit: int, max_parts: int):
+        self.limit, self.max_parts = limit, max_parts
+        self.done: list[str] = []
+        self.parts: list[str] = []   # pieces of the current message, joined by nothing
+        self.units = 0
+
+    @property
+    def full(self) -> bool:
+        """``max_parts`` messages are complete: what follows is truncated anyway."""
+        return len(self.done) >= self.max_parts
+
+    def close(self) -> None:
+        self.done.append("".join(self.parts))
+        self.parts, self.units = [], 0
+
+    def add(self, line: str) -> None:
+        """Append a line, as the first one of the message or after a line break: a line
+        that fits whole in a new message starts one, a longer one fills this message
+        first and goes on in the next ones."""
+        limit = self.limit
+        start, rest_units = 0, utf16_len(line)
+        while not self.full:
+            sep = "\n" if self.units else ""  # an empty message so far takes no break
+            room = limit - self.units - len(sep)
+            if rest_units <= room:
+                self.parts += [sep, line[start:] if start else line]
+                self.units += len(sep) + rest_units
+                return
+            if rest_units <= limit or room < 2:
+                self.close()
+                continue
+            end = _safe_end(line, start, room)
+            piece = line[start:end]
+            self.parts += [sep, piece]
+            rest_units -= utf16_len(piece)
+            start = end
+            self.close()
 
 
 def telegram_messages(alert: Alert, limit: int = TELEGRAM_LIMIT,
                       max_parts: int = 4) -> list[str]:
     """MarkdownV2 messages for one alert: a bold header, the message, then the data.
 
-    Text longer than ``limit`` is split on line breaks into at most ``max_parts``
-    messages; what is left after that is dropped and marked ``(truncated)``.
+    Text longer than ``limit`` UTF-16 units (as Telegram counts) is split on line breaks
+    into at most ``max_parts`` messages (a line longer than a message is cut, never
+    inside an escape); what is left after that is dropped and marked ``(truncated)``.
+    Linear in the length of the alert: splitting stops once ``max_parts`` messages are
+    full.
     """
     header = escape_markdown_v2(f"{alert.level.emoji} {alert.level.name}: "
                                 f"{_cut(alert.title, 256)}")
@@ -130,32 +179,18 @@ def telegram_messages(alert: Alert, limit: int = TELEGRAM_LIMIT,
     if utf16_len(text) <= limit:
         return [text]
     marker = "\n" + escape_markdown_v2(f"{_ELLIPSIS} (truncated)")
-    chunks: list[str] = []
-    current = ""
+    chunks = _Chunks(limit, max_parts)
     for line in lines:
-        rest = line
-        while True:
-            sep = "\n" if current else ""
-            room = limit - utf16_len(current) - len(sep)
-            if utf16_len(rest) <= room:
-                current += sep + rest
-                break
-            if utf16_len(rest) <= limit or room < 2:
-                chunks.append(current)  # break at the line end when the line fits alone
-                current = ""
-                continue
-            piece = _safe_split(rest, room)[0]  # a long line: fill this message first
-            current += sep + piece
-            rest = rest[len(piece):]
-            chunks.append(current)
-            current = ""
-    chunks.append(current)
-    if len(chunks) > max_parts:
-        last = chunks[max_parts - 1]
-        room = limit - utf16_len(marker)
-        last = _safe_split(last, room)[0] if utf16_len(last) > room else last
-        chunks = [*chunks[:max_parts - 1], last + marker]
-    return chunks
+        chunks.add(line)
+        if chunks.full:
+            break
+    if not chunks.full:
+        chunks.close()
+        return chunks.done
+    last = chunks.done[max_parts - 1]
+    room = limit - utf16_len(marker)
+    last = last[:_safe_end(last, 0, room)] if utf16_len(last) > room else last
+    return [*chunks.done[:max_parts - 1], last + marker]
 
 
 def discord_payload(alert: Alert, username: str | None = "alphatrade_lab") -> dict[str, Any]:
@@ -176,14 +211,14 @@ def discord_payload(alert: Alert, username: str | None = "alphatrade_lab") -> di
         fields[-1] = {"name": "\u2026", "value": f"{len(items) - lim['fields'] + 1} more",
                       "inline": False}
 
-    def total() -> int:
-        return (utf16_len(title) + utf16_len(description) + utf16_len(footer)
-                + sum(utf16_len(f["name"]) + utf16_len(f["value"]) for f in fields))
-
-    while total() > lim["total"] and fields:
+    sizes = [utf16_len(f["name"]) + utf16_len(f["value"]) for f in fields]
+    fixed = utf16_len(title) + utf16_len(footer)
+    total = fixed + utf16_len(description) + sum(sizes)
+    while total > lim["total"] and fields:
         fields.pop()
-    if total() > lim["total"]:
-        description = _cut(description, lim["total"] - (total() - utf16_len(description)))
+        total -= sizes.pop()
+    if total > lim["total"]:
+        description = _cut(description, lim["total"] - fixed)
     embed = {"title": title, "description": description, "color": alert.level.color,
              "fields": fields, "footer": {"text": footer}, "timestamp": alert.ts.isoformat()}
     body: dict[str, Any] = {"embeds": [embed], "allowed_mentions": {"parse": []}}
