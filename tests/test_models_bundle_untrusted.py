@@ -270,6 +270,11 @@ def test_declared_sizes_are_checked_before_reading(saved, tmp_path):
     with pytest.raises(DataError, match="limit"):
         load_bundle(path, max_bytes=len(model) // 2)
     assert load_bundle(path).feature_names == ["a", "b", "c"]
+    # metadata of 3 MiB, stored (ratio 1): over its own limit, refused before parsing
+    big = b"[" + b"{}," * 2**20 + b"{}]"
+    path.write_bytes(_raw_zip([_stored("bundle.json", big), _stored("model.skops", model)]))
+    with pytest.raises(DataError, match="'bundle.json'.*limit"):
+        load_bundle(path)
 
 
 @pytest.mark.parametrize("case", ["bzip2", "extra", "duplicate", "encrypted", "npy_shape",
