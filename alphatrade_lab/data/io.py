@@ -270,8 +270,11 @@ def load(
     Parameters
     ----------
     path
-        ``.csv`` (optionally ``.gz``/``.zst``), ``.parquet``/``.pq`` or a DuckDB
-        database (``.duckdb``/``.db``/``.ddb``).
+        ``.csv``/``.txt`` (UTF-8, optionally ``.csv.gz``/``.csv.zst``),
+        ``.parquet``/``.pq`` (a file or a directory dataset) or a DuckDB database
+        (``.duckdb``/``.db``/``.ddb``). CSV cells are read as text without
+        missing-value conversion, so tickers such as ``NA`` or ``NULL`` stay
+        symbols; extra columns become numbers when every non-empty cell is one.
     table
         Table to read from a DuckDB database.
     sort, drop_duplicates
@@ -279,7 +282,9 @@ def load(
         unsorted or duplicated rows are an error.
     rename
         Map of source column names to the standard ones, applied before the
-        names are stripped and lower-cased (``{"Date": "timestamp"}``).
+        names are stripped and lower-cased (``{"Date": "timestamp"}``). Two
+        source columns that end up with one name (``Close`` and ``close``) are
+        an error, never silently renamed.
 
     Returns
     -------
@@ -289,9 +294,13 @@ def load(
     Raises
     ------
     DataError
-        If the file cannot be read or its bars break the contract; the message
-        names the file, the column and the first offending row. For CSV files
-        the line number is given too (the header is line 1).
+        If the file is missing, not a regular file, unreadable, empty, of an
+        unknown type, truncated or corrupt (compressed data, Parquet), not UTF-8,
+        has rows with the wrong number of fields or duplicate column names, or if
+        its bars break the contract; the message names the file, and the column
+        and first offending row where there is one. For CSV files the line where
+        that record starts is given too (the header is line 1; blank lines and
+        quoted multi-line fields are counted).
 
     Examples
     --------

@@ -202,12 +202,14 @@ def _check_symbols(out: pd.DataFrame, ctx: _Context) -> None:
     if missing.any():
         ctx.fail("symbol", int(np.flatnonzero(missing)[0]), "missing symbol")
     if _is_text_dtype(sym.dtype):
-        values = sym.to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(values, skipna=False) != "string":
-            for pos, v in enumerate(values):
-                if not isinstance(v, str):
-                    ctx.fail("symbol", pos, f"symbol must be text, got {type(v).__name__} {v!r}")
-        blank = (sym.astype(object).str.strip() == "").to_numpy(dtype=bool)
+        if not isinstance(sym.dtype, pd.StringDtype):  # object: any Python values
+            values = sym.to_numpy(dtype=object)
+            if pd.api.types.infer_dtype(values, skipna=False) != "string":
+                for pos, v in enumerate(values):
+                    if not isinstance(v, str):
+                        ctx.fail("symbol", pos,
+                                 f"symbol must be text, got {type(v).__name__} {v!r}")
+        blank = (sym.str.strip() == "").to_numpy(dtype=bool)
         if blank.any():
             pos = int(np.flatnonzero(blank)[0])
             ctx.fail("symbol", pos, f"empty symbol {sym.iat[pos]!r}")
