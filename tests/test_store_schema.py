@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
+from alphatrade_lab.errors import StoreError
 from alphatrade_lab.store import LabStore, SchemaVersionError, migrations
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
 
@@ -157,7 +158,7 @@ def test_failed_migration_step_leaves_the_previous_version(tmp_path, monkeypatch
     shutil.copy(FIXTURE, path)
     broken = migrations.Migration(2, "broken", migrations.V2_SQL[:5] + ("SELECT nope",))
     monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.MIGRATIONS[0], broken))
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match=r"lab\.db: cannot set up the lab store schema"):
         LabStore(path)
     with duckdb.connect(str(path), read_only=True) as con:
         assert migrations.current_version(con) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,8 +169,8 @@ def test_database_constraint_failure_rolls_back_the_whole_write(tmp_path, pf):
     store = LabStore(tmp_path / "lab.duckdb")
     run = store.record_backtest(pf)
     before = store.counts()
-    with pytest.raises(duckdb.ConstraintException):  # duplicate run id: runs insert fails
-        store.record_backtest(pf, run_id=run)
+    with pytest.raises(DataError, match=f"runs: run_id '{run}' is already in .*lab.duckdb"):
+        store.record_backtest(pf, run_id=run)  # duplicate run id: nothing of it is written
     signals = pd.DataFrame({"timestamp": pf.index[:3], "symbol": "AAA", "direction": 1})
     with pytest.raises(DataError, match="signals: run_id 'nope' is not in runs"):
         store.record_signals(signals, run_id="nope")
@@ -255,7 +254,7 @@ def test_query_binds_parameters_and_never_formats_them(store):
     assert store.trades(symbol=evil)["entry_price"].tolist() == [10.0]
     assert store.trades(symbol=[evil, "BBB"]).shape[0] == 2
     assert store.counts()["trades"] == 2  # the table is still there
-    with pytest.raises(ValueError, match="only read statements"):
+    with pytest.raises(ValueError, match="only SELECT statements"):
         store.query("DELETE FROM trades")
     with pytest.raises(ValueError, match="one SQL statement"):
         store.query("SELECT 1; DROP TABLE trades")

@@ -25,6 +25,20 @@ check that a referenced ``run_id`` exists runs inside the transaction.
 
 ``":memory:"`` keeps one connection for the store's lifetime (there is nothing to share).
 
+Untrusted files
+---------------
+A store file may come from someone else, and DuckDB files hold SQL (views, macros) that
+runs when a table is read. Every connection is opened through
+:func:`alphatrade_lab.data.duckdb_io.connect`: external access (files, network, extensions,
+Python objects) is off and the configuration locked, for the store's own statements and
+for :meth:`LabStore.query`. A file this process already holds through another DuckDB
+connection (with DuckDB's default settings) is refused with :class:`StoreError` rather
+than read through that unrestricted connection.
+
+:meth:`LabStore.query` accepts one ``SELECT`` whose parse tree holds no ``INSERT``,
+``UPDATE`` or ``DELETE`` (``WITH d AS (DELETE ... RETURNING *)``), and runs it in a
+read-only transaction that is always rolled back, on a read-only connection for files.
+
 >>> import pandas as pd
 >>> store = LabStore(":memory:")
 >>> run = store.record_run("manual", {"note": "doctest"})
@@ -38,6 +52,8 @@ check that a referenced ``run_id`` exists runs inside the transaction.
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 import threading
 import time
@@ -52,18 +68,19 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.data.duckdb_io import ConfigConflictError, check_select
+from alphatrade_lab.data.duckdb_io import connect as safe_connect
+from alphatrade_lab.errors import DataError, StoreError
 from alphatrade_lab.store.convert import daily_performance, fingerprint, trades_from_portfolio
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
 
-__all__ = ["LabStore", "StoreLockedError", "code_version"]
+__all__ = ["LabStore", "StoreError", "StoreLockedError", "code_version"]
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
-_READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 class StoreLockedError(TimeoutError):
@@ -124,7 +141,15 @@ class LabStore:
     read_only
         Refuse writes; open the file only with read-only connections.
     lock_timeout
-        Seconds to keep retrying when another process holds the file (0: fail at once).
+        Seconds to keep retrying when another process holds the file (0: fail at once);
+        a finite number >= 0.
+
+    Raises
+    ------
+    StoreError
+        The file is not a DuckDB database (corrupt, empty), cannot be created or written
+        (read-only file or folder, a parent that is a file), or this process holds it
+        open through another DuckDB connection. The message names the path.
 
     Writers return the run id they wrote to; readers return DataFrames with UTC
     timestamps, dates as ``datetime64`` and JSON columns as text (``json.loads`` them).
@@ -135,15 +160,20 @@ class LabStore:
         self.memory = str(path) == ":memory:"
         self.path: str | Path = ":memory:" if self.memory else Path(path)
         self.read_only = read_only
+        if (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, numbers.Real)
+                or not math.isfinite(lock_timeout) or lock_timeout < 0):
+            raise ValueError(f"LabStore({str(path)!r}): lock_timeout must be a finite number "
+                             f"of seconds >= 0, got {lock_timeout!r}")
         self.lock_timeout = float(lock_timeout)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._released = -1.0
         if self.memory:
-            self._con = duckdb.connect(":memory:")
-            self._con.execute("SET TimeZone = 'UTC'")
+            self._con = safe_connect(":memory:")
             self.migrated_from = migrate(self._con)[0]
             return
         path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a lab store file")
         if read_only:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no lab store there (read_only=True)")
@@ -158,9 +188,17 @@ class LabStore:
                     f"{SCHEMA_VERSION}; upgrade alphatrade_lab")
             self.migrated_from = version
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create its folder {path.parent} "
+                             f"({exc.strerror or exc})") from None
         with self._connect(read_only=False) as con:
-            self.migrated_from = migrate(con)[0]
+            try:
+                self.migrated_from = migrate(con)[0]
+            except duckdb.Error as exc:
+                raise StoreError(f"{path}: cannot set up the lab store schema "
+                                 f"({type(exc).__name__}: {exc})") from None
 
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
@@ -195,7 +233,6 @@ class LabStore:
                 time.sleep(random.uniform(0.005, 0.03))
             con = self._open(key, read_only)
             try:
-                con.execute("SET TimeZone = 'UTC'")
                 yield con
             finally:
                 con.close()
@@ -206,16 +243,19 @@ class LabStore:
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(key, read_only=read_only)
-            except duckdb.ConnectionException as exc:
-                # this process holds the file through another (user) connection with
-                # the other mode: reuse that database instance in its mode
-                if "different configuration" in str(exc) and read_only:
-                    return duckdb.connect(key, read_only=False)
-                raise
-            except duckdb.IOException as exc:
-                if not any(m in str(exc) for m in _LOCK_MARKERS):
-                    raise
+                return safe_connect(key, read_only=read_only)
+            except ConfigConflictError:
+                # reusing that connection's database would run our SQL, and the file's,
+                # with its settings (external access on, writable)
+                raise StoreError(
+                    f"{self.path}: this process already has the file open through another "
+                    "DuckDB connection; close it first (the store opens the file itself, "
+                    "with external access disabled)") from None
+            except duckdb.Error as exc:
+                if not (isinstance(exc, duckdb.IOException)
+                        and any(m in str(exc) for m in _LOCK_MARKERS)):
+                    raise StoreError(f"{self.path}: cannot open the lab store "
+                                     f"({type(exc).__name__}: {exc})") from None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise StoreLockedError(
@@ -231,16 +271,23 @@ class LabStore:
         if self.read_only:
             raise PermissionError(f"{self}: the store was opened read-only")
         with self._connect(read_only=False) as con:
-            con.execute("BEGIN TRANSACTION")
             try:
-                yield con
-            except BaseException:
+                con.execute("BEGIN TRANSACTION")
                 try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            con.execute("COMMIT")
+                    yield con
+                except BaseException:
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    raise
+                con.execute("COMMIT")
+            except duckdb.ConstraintException as exc:
+                raise DataError(f"{self.path}: the write broke a table constraint and "
+                                f"nothing was written ({exc})") from None
+            except duckdb.Error as exc:
+                raise StoreError(f"{self.path}: the write failed and nothing was written "
+                                 f"({type(exc).__name__}: {exc})") from None
 
     def _insert(self, con, table: str, rows: pa.Table) -> int:
         """Insert an Arrow table into ``table`` (names are from the schema, never user data)."""
@@ -250,7 +297,14 @@ class LabStore:
         cols = ", ".join(f'"{c}"' for c in rows.column_names)
         con.register(view, rows)
         try:
-            if "run_id" in rows.column_names and table != "runs":
+            if table == "runs":
+                taken = con.execute(
+                    f"SELECT i.run_id FROM {view} i JOIN runs r ON i.run_id = r.run_id "
+                    "LIMIT 1").fetchone()
+                if taken is not None:
+                    raise DataError(f"runs: run_id {taken[0]!r} is already in {self.path}; "
+                                    "nothing was written (run ids are never overwritten)")
+            elif "run_id" in rows.column_names:
                 missing = con.execute(
                     f"SELECT DISTINCT i.run_id FROM {view} i LEFT JOIN runs r "
                     "ON i.run_id = r.run_id WHERE i.run_id IS NOT NULL AND r.run_id IS NULL "
@@ -422,30 +476,39 @@ class LabStore:
         self._write([("alerts", to_arrow("alerts", row))])
 
     # ----------------------------------------------------------- readers
-    def _read(self, sql: str, params: Any = None) -> pd.DataFrame:
+    def _read(self, sql: str, params: Any = None, *, check: bool = False) -> pd.DataFrame:
         with self._connect(read_only=True) as con:
-            rel = con.sql(sql, params=params)
-            if rel is None:
-                raise DataError("query: the statement returned no result set")
-            return _to_pandas(rel.to_arrow_table())
+            if check:
+                check_select(con, sql)
+            # a read-only transaction, always rolled back: nothing the statement does stays
+            con.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                rel = con.sql(sql, params=params)
+                if rel is None:
+                    raise DataError("query: the statement returned no result set")
+                return _to_pandas(rel.to_arrow_table())
+            except duckdb.Error as exc:
+                raise DataError(f"query on {self.path} failed "
+                                f"({type(exc).__name__}: {exc})") from None
+            finally:
+                con.execute("ROLLBACK")
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
               ) -> pd.DataFrame:
         """Run one read-only SQL statement with bound parameters; return a DataFrame.
 
         Use ``?`` or ``$1`` placeholders with a list, or ``$name`` with a dict; values are
-        bound by DuckDB, never formatted into the SQL. Statements that write are refused
-        (ValueError); use the ``record_*`` methods.
+        bound by DuckDB, never formatted into the SQL.
+
+        Only one ``SELECT`` is accepted, judged by its parse tree: ``EXPLAIN`` (``ANALYZE``
+        runs its statement), ``PRAGMA``, ``SET``, ``CALL``, ``ATTACH``, ``COPY``, DDL and
+        DML are refused with ``ValueError``, and so is a ``SELECT`` holding an ``INSERT``,
+        ``UPDATE`` or ``DELETE`` (in a ``WITH`` clause); use the ``record_*`` methods to
+        write. The statement runs in a read-only transaction that is rolled back, with
+        external access (files, network, extensions) disabled: ``read_csv``, ``read_blob``
+        and the like raise. A failing statement raises :class:`DataError`.
         """
-        with self._connect(read_only=True) as con:
-            statements = con.extract_statements(sql)
-            if len(statements) != 1:
-                raise ValueError(f"query: expected one SQL statement, got {len(statements)}")
-            if statements[0].type not in _READ_ONLY_TYPES:
-                raise ValueError(f"query: only read statements are allowed, got "
-                                 f"{statements[0].type.name}; use the record_* methods")
-            rel = con.sql(sql, params=params)
-            return _to_pandas(rel.to_arrow_table())
+        return self._read(sql, params, check=True)
 
     def _select(self, table: str, order: str | None, time_col: str | None = None,
                 start: Any = None, end: Any = None, **filters: Any) -> pd.DataFrame:
