@@ -308,3 +308,17 @@ def test_extra_columns_keep_their_values(tmp_path, small_bars):
     assert out["note"].tolist() == ["a\nb"] * len(bars)
     assert out["trades"].tolist() == list(range(len(bars)))
     np.testing.assert_array_equal(out["vwap"].to_numpy(), bars["vwap"].to_numpy())
+
+
+def test_records_longer_than_a_read_block(tmp_path, small_bars):
+    """A legitimate file with a 3 MB cell loads, and line numbers still count its lines."""
+    bars = small_bars.assign(note="x" * 3_000_000)
+    bars.loc[1, "note"] = "line\n" * 200_000
+    path = tmp_path / "long.csv"
+    bars.to_csv(path, index=False)
+    out = atl.data.load(path)
+    assert out["note"].str.len().tolist() == [3_000_000, 1_000_000, *[3_000_000] * 10]
+    bars.loc[2, "high"] = 1.0
+    bars.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'high', row 2 \(line 200004\)"):
+        atl.data.load(path)

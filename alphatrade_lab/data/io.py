@@ -113,10 +113,16 @@ def _records(data: bytes):
     stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
     reader = csv.reader(stream)
     end = 0
-    for fields in reader:
-        start, end = end + 1, reader.line_num
-        if fields:
-            yield start, fields
+    # The csv module refuses fields over 128 KiB by default; the Arrow reader does not.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, min(len(data) + 1, 2**31 - 1)))
+    try:
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            if fields:
+                yield start, fields
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _line_finder(data: bytes, n_rows: int) -> Callable[[int], int | None]:
@@ -173,10 +179,18 @@ def _read_csv(path: Path, rename: dict[str, str] | None
     # stay symbols, and validation names the row of any cell that is not a number.
     options = pa_csv.ConvertOptions(column_types={h: pa.string() for h in header},
                                     strings_can_be_null=False)
+    parse = pa_csv.ParseOptions(newlines_in_values=True)
     try:
-        table = pa_csv.read_csv(pa.BufferReader(data),
-                                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                                convert_options=options)
+        try:
+            table = pa_csv.read_csv(pa.BufferReader(data), parse_options=parse,
+                                    convert_options=options)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # A record longer than a block (1 MiB): read the file as a single block.
+            whole = pa_csv.ReadOptions(block_size=min(len(data) + 1, 2**31 - 1))
+            table = pa_csv.read_csv(pa.BufferReader(data), read_options=whole,
+                                    parse_options=parse, convert_options=options)
     except pa.ArrowException as exc:
         raise _parse_error(path, data, len(header), exc) from exc
     if table.column_names != header:
