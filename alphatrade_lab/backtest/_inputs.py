@@ -69,7 +69,9 @@ def _price_values(x: pd.DataFrame, name: str) -> np.ndarray:
             what = "boolean" if pd.api.types.is_bool_dtype(dtype) else "not numeric"
             raise DataError(f"{name}: column {col!r}: prices must be numbers, got dtype {dtype} "
                             f"({what})")
-    return x.to_numpy(dtype=np.float64, na_value=np.nan)
+    if all(isinstance(dtype, np.dtype) for dtype in x.dtypes):
+        return x.to_numpy(dtype=np.float64)  # no copy for a float64 frame
+    return x.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable dtypes: pd.NA -> NaN
 
 
 def as_prices(x: Any, name: str) -> Frame:
@@ -82,8 +84,9 @@ def as_prices(x: Any, name: str) -> Frame:
     if isinstance(x, pd.Series):
         if not _real_dtype(x.dtype):
             raise DataError(f"{name}: prices must be numbers, got dtype {x.dtype}")
-        values, index, columns, kind = x.to_numpy(dtype=np.float64, na_value=np.nan), x.index, \
-            pd.Index([x.name]), "series"
+        values = x.to_numpy(dtype=np.float64) if isinstance(x.dtype, np.dtype) else \
+            x.to_numpy(dtype=np.float64, na_value=np.nan)
+        index, columns, kind = x.index, pd.Index([x.name]), "series"
         values = values.reshape(-1, 1)
     elif isinstance(x, pd.DataFrame):
         _check_unique_columns(x.columns, name)
