@@ -430,6 +430,18 @@ def test_bad_metadata_is_named_at_load_time(saved, tmp_path, edit, match):
     assert str(path) in str(info.value)
 
 
+def test_a_secret_in_a_bad_field_is_not_echoed(saved, tmp_path, monkeypatch):
+    """Values quoted in metadata errors are redacted before they are cut short."""
+    secret = "Q7fZ2mX9kL4pR8sT1vW6yB3nH5jD0cA"
+    monkeypatch.setenv("VENDOR_API_KEY", secret)   # a known secret, configured
+    meta, model = _members(saved)
+    meta["format_version"] = "v" * 20 + secret   # cut inside the secret
+    with pytest.raises(DataError, match="'format_version'") as info:
+        load_bundle(_write(tmp_path / "leaky.atlb", meta, model))
+    text = str(info.value)
+    assert not any(secret[i:i + 8] in text for i in range(len(secret) - 7)), text
+
+
 def test_nan_statistics_are_allowed(saved, tmp_path):
     """``save_bundle`` writes NaN for unknown means (JSON's NaN literal): still valid."""
     meta, model = _members(saved)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from alphatrade_lab.errors import DataError
+from alphatrade_lab.redact import redact_truncate
 
 __all__ = ["FIELDS", "parse_metadata"]
 
@@ -78,8 +79,9 @@ class _Checker:
 
 
 def _short(value: Any) -> str:
+    # redacted before the cut, so a secret in a metadata field cannot leak its prefix
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return redact_truncate(text, 40)
 
 
 def _decode(raw: bytes, where: str) -> dict:
