@@ -10,8 +10,9 @@ Every HTTP sink posts through the manager's pooled :class:`httpx.AsyncClient` wi
   ``Retry-After`` header), unless that is longer than ``max_wait``; other 4xx are final;
 * a rate limit per destination (Telegram: 1 message a second per chat; Discord: 5
   requests per 2 seconds per webhook), shared by every sink object with the same one;
-* a circuit breaker: after ``trip_after`` failed attempts in a row the sink fails fast
-  for ``cooldown`` seconds, so a dead service costs about one timeout, not one per alert;
+* a circuit breaker: after ``trip_after`` failed attempts in a row (timeouts, connection
+  errors, 5xx and 429s alike) the sink fails fast for ``cooldown`` seconds, so a dead or
+  rate-limiting service costs about one timeout or wait, not one per alert;
 * a cap on concurrent requests (``max_concurrency``, default 4) so one slow service
   cannot take the whole connection pool; keep it >= ``trip_after`` so that a hung
   service trips the breaker within one timeout.
@@ -379,8 +380,12 @@ class HttpSink(Sink):
                 reason = self.scrub(outcome.reason)
                 if outcome.final:
                     break
-                if outcome.wait is None:
-                    self.breaker.failure()
+                # 429s count too: a service that only answers "retry later" is down for
+                # us, and waiting on it once per alert would stall every caller
+                self.breaker.failure()
+                if self.breaker.is_open() and attempt < self.attempts:
+                    reason += "; circuit now open, not retried"
+                    break
                 if attempt == self.attempts:
                     break
                 if outcome.wait is not None:
