@@ -4,6 +4,7 @@ within its timeout (what it cancels is failed and recorded), send() has a total 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -197,3 +198,15 @@ def test_expired_dedupe_entries_are_dropped():
         assert list(m._seen) == [Alert("info", "fresh").key()]
     finally:
         m.close()
+
+
+def test_risk_pending_futures_stay_bounded_without_wait():
+    with AlertManager(log=False, dedupe_window=0) as m:
+        rm = RiskManager(RiskLimits(max_drawdown=None, daily_loss=None,
+                                    consecutive_losses=(1, None)), manager=m)
+        rm.max_pending = 5
+        for i in range(40):
+            concurrent.futures.wait(rm.pending, timeout=5)
+            rm.update(f"2024-01-01 00:{i:02d}", 100.0, closed_trade_pnl=[1.0, -1.0, -1.0])
+            assert len(rm.pending) <= 5
+        assert all(r.ok for r in rm.wait(timeout=5))

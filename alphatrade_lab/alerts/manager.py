@@ -106,6 +106,7 @@ class _StoreWriter:
         self.store, self.counts = store, counts
         self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.stopping = threading.Event()
+        self._count_lock = threading.Lock()  # counts are bumped from two threads
         self._idle = threading.Condition()
         self._busy = 0
         self.thread = threading.Thread(target=self._run, name="alphatrade-alerts-store",
@@ -132,7 +133,8 @@ class _StoreWriter:
     def _lost(self, results: list[AlertResult], why: str) -> None:
         if not results:
             return
-        self.counts["record_errors"] += len(results)
+        with self._count_lock:
+            self.counts["record_errors"] += len(results)
         titles = ", ".join(repr(scrub(r.alert.title)) for r in results[:5])
         more = f" and {len(results) - 5} more" if len(results) > 5 else ""
         log.warning("%d alert%s not recorded in the store (%s): %s%s", len(results),
@@ -159,13 +161,15 @@ class _StoreWriter:
                         delay = min(delay * 2, 1.0)
                         continue
                     except Exception as exc:
-                        self.counts["record_errors"] += 1
+                        with self._count_lock:
+                            self.counts["record_errors"] += 1
                         log.warning("could not record alert %r in the store: %s",
                                     scrub(result.alert.title),
                                     scrub(f"{type(exc).__name__}: {exc}"))
                         break
                     result.recorded = True
-                    self.counts["recorded"] += 1
+                    with self._count_lock:
+                        self.counts["recorded"] += 1
                     break
             finally:
                 with self._idle:

@@ -113,7 +113,9 @@ class RiskManager:
         A :class:`RiskLimits`, a mapping of its field names, or None for the defaults.
     manager
         An :class:`~alphatrade_lab.alerts.AlertManager`: :meth:`update` then hands each
-        breach to it without waiting (see :meth:`wait`), and :meth:`send` uses it.
+        breach to it without waiting (see :meth:`wait`), and :meth:`send` uses it. The
+        futures wait in :attr:`pending`; past :attr:`max_pending` (10,000) the oldest
+        finished ones are dropped, so a loop that never calls :meth:`wait` stays bounded.
     start_equity
         The streaming state's reference for the first day's loss (default: the first
         valid equity seen), as ``init_cash`` is for a backtest; finite and positive.
@@ -148,6 +150,7 @@ class RiskManager:
         self.start_equity = start_equity
         self._states: dict[str, _State] = {}
         self.pending: list[concurrent.futures.Future] = []
+        self.max_pending = 10_000
 
     def __repr__(self) -> str:
         return f"RiskManager({self.limits!r})"
@@ -331,6 +334,12 @@ class RiskManager:
         if self.manager is not None:
             for b in out:
                 self.pending.append(self.manager.submit(self.alert_for(b)))
+            if len(self.pending) > self.max_pending:
+                # nobody calls wait(): keep the unfinished futures, drop the oldest finished
+                # ones (their results are in the log and the store)
+                done = [f for f in self.pending if f.done()]
+                drop = set(done[:len(self.pending) - self.max_pending])
+                self.pending = [f for f in self.pending if f not in drop]
         return out
 
     @staticmethod
