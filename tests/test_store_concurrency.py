@@ -4,6 +4,7 @@ and a writer killed in the middle of a transaction."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,3 +172,41 @@ def _two_trades():
     return pd.DataFrame({"symbol": ["A", "B"], "side": "long", "quantity": 1.0,
                          "entry_time": pd.Timestamp("2024-01-01", tz="UTC"),
                          "entry_price": 1.0})
+
+
+SLOW_OPENER = textwrap.dedent("""
+    import sys
+    from alphatrade_lab.store import LabStore
+    store = LabStore(sys.argv[1], lock_timeout=60)
+    store.record_run("slow", run_id="slow-opener")
+    print("done", flush=True)
+""")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to delay a syscall")
+def test_a_commit_survives_a_process_that_read_the_headers_before_it(tmp_path):
+    """DuckDB reads a file's headers before taking its lock and never again after. The
+    child's every fcntl (its lock attempts) is delayed, as a loaded machine may do, while
+    this process commits: without the store's own lock held across open..close, the child
+    opened on stale headers and one side's committed run vanished (13/15 in the issue)."""
+    path = tmp_path / "lab.duckdb"
+    store = LabStore(path)
+    store.record_run("x", run_id="first")
+    probe = subprocess.run(["strace", "-qq", "-o", "/dev/null", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"strace cannot trace here: {probe.stderr.decode()[:200]}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fcntl",
+         "-e", "inject=fcntl:delay_enter=400000", sys.executable, "-c", SLOW_OPENER, str(path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    written = []
+    deadline = time.monotonic() + 120
+    while child.poll() is None and time.monotonic() < deadline:
+        written.append(store.record_run("fast", run_id=f"fast-{len(written)}"))
+        time.sleep(0.05)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and out.strip() == "done", err
+    assert len(written) > 3  # this process committed while the child was opening
+    runs = set(LabStore(path, read_only=True).runs()["run_id"])
+    assert runs == {"first", "slow-opener", *written}

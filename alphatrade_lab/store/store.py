@@ -16,6 +16,15 @@ so access is not strictly fair). A process that opens the file with plain
 ``duckdb.connect`` and keeps it open blocks everyone else until it closes (that is
 DuckDB, not the store).
 
+The store's own lock file, ``<file>.lock`` beside the database (``flock``: shared for
+reads, exclusive for writes), is held from before ``duckdb.connect`` until after
+``close``. DuckDB reads the file's headers before it takes its own lock and never again
+once it has it: a process that read them and was then delayed (a loaded machine) while
+another process committed and closed used to open the file on stale headers, and one of
+the two processes' committed transactions was lost (``tests/test_store_concurrency.py``
+reproduces it by delaying the child's lock calls). The lock file only orders store
+processes; a process using plain ``duckdb.connect`` is still subject to that DuckDB race.
+
 Atomicity: a write is one transaction; an exception (bad data found by the database,
 Ctrl-C) rolls it back. A killed writer's transaction never reaches the WAL (DuckDB logs
 at commit); blocks a large insert wrote to the file ahead of commit stay unreferenced and
@@ -52,8 +61,10 @@ read-only transaction that is always rolled back, on a read-only connection for 
 
 from __future__ import annotations
 
+import fcntl
 import math
 import numbers
+import os
 import random
 import threading
 import time
@@ -231,15 +242,63 @@ class LabStore:
             since = time.monotonic() - self._released
             if since < 0.05:
                 time.sleep(random.uniform(0.005, 0.03))
-            con = self._open(key, read_only)
-            try:
-                yield con
-            finally:
-                con.close()
-                self._released = time.monotonic()
+            deadline = time.monotonic() + self.lock_timeout
+            with self._sidecar_lock(key, read_only, deadline):
+                con = self._open(key, read_only, deadline)
+                try:
+                    yield con
+                finally:
+                    con.close()
+                    self._released = time.monotonic()
 
-    def _open(self, key: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
+    def _locked_out(self, what: str, detail: str) -> StoreLockedError:
+        return StoreLockedError(
+            f"{self.path}: another process held the {what} for more than "
+            f"lock_timeout={self.lock_timeout:g} s{detail}. DuckDB allows one process at a "
+            "time; retry later or raise lock_timeout.")
+
+    @contextmanager
+    def _sidecar_lock(self, key: str, read_only: bool, deadline: float) -> Iterator[None]:
+        """Hold ``<file>.lock`` (flock: shared to read, exclusive to write) from before
+        ``duckdb.connect`` until after ``close``.
+
+        DuckDB reads the file's headers *before* it takes its own lock and does not read
+        them again once it has it. A process that reads the headers, then waits (a loaded
+        machine) while another process commits, checkpoints and closes, opens the file on
+        stale headers, and its own checkpoint drops the other process's committed
+        transaction. Holding this lock across the whole connection keeps every store
+        process out of the file while another one is between open and close.
+        """
+        lock_path = key + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            try:  # a read-only folder: an existing lock file still works read-only
+                fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                if read_only:  # nobody can write next to it either
+                    yield
+                    return
+                raise StoreError(f"{self.path}: cannot create the lock file {lock_path} "
+                                 f"({exc.strerror or exc})") from None
+        try:
+            mode = (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._locked_out("store's lock file", f" ({lock_path})") from None
+                    time.sleep(min(left, delay * (0.5 + random.random())))
+                    delay = min(delay * 1.5, 0.025)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _open(self, key: str, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.005
         while True:
             try:
@@ -258,11 +317,7 @@ class LabStore:
                                      f"({type(exc).__name__}: {exc})") from None
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise StoreLockedError(
-                        f"{self.path}: another process held the DuckDB file lock for more "
-                        f"than lock_timeout={self.lock_timeout:g} s ({exc}). DuckDB allows "
-                        "one process at a time; retry later or raise lock_timeout."
-                    ) from None
+                    raise self._locked_out("DuckDB file lock", f" ({exc})") from None
                 time.sleep(min(left, delay * (0.5 + random.random())))
                 delay = min(delay * 1.5, 0.025)
 
