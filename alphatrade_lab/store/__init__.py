@@ -22,7 +22,7 @@ from alphatrade_lab.store.convert import (
 from alphatrade_lab.store.demo import demo_step
 from alphatrade_lab.store.migrations import MIGRATIONS, SchemaVersionError, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
-from alphatrade_lab.store.store import LabStore, StoreLockedError, code_version
+from alphatrade_lab.store.store import LabStore, StoreError, StoreLockedError, code_version
 
 __all__ = [
     "MIGRATIONS",
@@ -30,6 +30,7 @@ __all__ = [
     "TABLES",
     "LabStore",
     "SchemaVersionError",
+    "StoreError",
     "StoreLockedError",
     "code_version",
     "create_table_sql",
