@@ -72,7 +72,11 @@ log = logging.getLogger("alphatrade_lab.alerts")
 @dataclass
 class AlertResult:
     """What happened to one alert: sinks that delivered it, failed (with the scrubbed
-    reason), were skipped (below their minimum level); or it was a suppressed repeat."""
+    reason), were skipped (below their minimum level); or it was a suppressed repeat.
+
+    ``recorded`` turns True when the store's background writer has written the alert's
+    row (after :meth:`AlertManager.send` returns; :meth:`AlertManager.close` waits for it).
+    """
 
     alert: Alert
     delivered: list[str] = field(default_factory=list)
