@@ -206,6 +206,28 @@ def test_zstd_file_of_several_frames(tmp_path, small_bars):
     pd.testing.assert_frame_equal(atl.data.load(path), atl.data.validate(small_bars))
 
 
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst"])
+def test_compression_bomb_is_refused_before_it_fills_memory(tmp_path, suffix):
+    """A few hundred KB that inflate to 300 MiB: refused once past the limit (256 MiB,
+    or 200x the file), never inflated whole, and named as what it is."""
+    block = b"0" * 2**20
+    zstd = zstandard.ZstdCompressor()
+    one = gzip.compress(block) if suffix == ".csv.gz" else zstd.compress(block)
+    path = tmp_path / f"bomb{suffix}"
+    path.write_bytes(b"".join([one] * 300))   # 300 members/frames of 1 MiB each
+    assert path.stat().st_size < 2**20
+    with pytest.raises(DataError, match=r"bomb.* inflates to more than 268,435,456 bytes"):
+        atl.data.load(path)
+
+
+def test_max_bytes_bounds_a_compressed_csv(tmp_path, small_bars):
+    path = tmp_path / "bars.csv.gz"
+    path.write_bytes(gzip.compress(_csv(small_bars).encode()))
+    with pytest.raises(DataError, match="inflates to more than 100 bytes"):
+        atl.data.load(path, max_bytes=100)
+    assert len(atl.data.load(path, max_bytes=10**6)) == len(small_bars)
+
+
 # Item 11: silent wrong answers when loading.
 
 @pytest.mark.parametrize("column", ["close", "volume"])

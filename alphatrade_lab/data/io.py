@@ -62,34 +62,63 @@ def _normalise_columns(frame: pd.DataFrame, rename: dict[str, str] | None,
     return frame.set_axis(names, axis=1)
 
 
-def _unzstd(data: bytes) -> bytes:
-    """All frames of a zstd stream; a stream cut inside a frame raises EOFError."""
-    out = []
-    while data:
+# A compressed CSV may inflate to at most this many times its size, and at least to
+# _INFLATE_FLOOR: real bar files compress 5-20x, a bomb thousands of times.
+MAX_INFLATE_RATIO = 200
+_INFLATE_FLOOR = 256 * 2**20
+_STEP = 1 << 20
+
+
+def _inflate(path: Path, data: bytes, codec: str, max_bytes: int | None) -> bytes:
+    """Decompress ``data`` in bounded steps; refuse output past the size limit.
+
+    Output is produced a step at a time so a small file that claims gigabytes (a
+    compression bomb) is refused after ``limit`` bytes, never inflated first.
+    """
+    limit = max_bytes if max_bytes is not None else max(
+        _INFLATE_FLOOR, MAX_INFLATE_RATIO * len(data))
+    out = bytearray()
+
+    def grow(piece: bytes) -> None:
+        out.extend(piece)
+        if len(out) > limit:
+            raise DataError(
+                f"{path}: {codec} data inflates to more than {limit:,} bytes from "
+                f"{len(data):,}; if the file is genuine, pass a larger max_bytes= to load()")
+
+    if codec == "gzip":
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            while piece := f.read(_STEP):
+                grow(piece)
+        return bytes(out)
+    rest = bytes(data)
+    while rest:   # every frame of the stream
         d = zstandard.ZstdDecompressor().decompressobj()
-        out.append(d.decompress(data))
+        # small input steps: one zstd block can inflate 32,000-fold
+        i = 0
+        while not d.eof and i < len(rest):
+            grow(d.decompress(rest[i:i + 1024]))
+            i += 1024
         if not d.eof:
             raise EOFError("compressed data ended before the end of a zstd frame")
-        data = d.unused_data
-    return b"".join(out)
+        rest = d.unused_data + rest[i:]
+    return bytes(out)
 
 
-def _file_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed for ``.gz``/``.zst``."""
+def _file_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, decompressed for ``.gz``/``.zst`` (bounded, see :func:`_inflate`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     name = path.name.lower()
     codec = "gzip" if name.endswith(".gz") else "zstd" if name.endswith(".zst") else None
+    if codec is None:
+        return data
     try:
-        if codec == "gzip":
-            return gzip.decompress(data)
-        if codec == "zstd":
-            return _unzstd(data)
+        return _inflate(path, data, codec, max_bytes)
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
         raise DataError(f"{path}: truncated or corrupt {codec} data ({exc})") from exc
-    return data
 
 
 def _check_utf8(path: Path, data: bytes) -> None:
@@ -163,9 +192,9 @@ def _extra_column(values: pd.Series) -> pd.Series:
         return values
 
 
-def _read_csv(path: Path, rename: dict[str, str] | None
+def _read_csv(path: Path, rename: dict[str, str] | None, max_bytes: int | None = None
               ) -> tuple[pd.DataFrame, Callable[[int], int | None]]:
-    data = _file_bytes(path)
+    data = _file_bytes(path, max_bytes)
     if re.search(rb"\S", data) is None:
         raise DataError(f"{path}: empty file (no header line)")
     _check_utf8(path, data)
@@ -278,6 +307,7 @@ def load(
     sort: bool = False,
     drop_duplicates: DuplicatePolicy = None,
     rename: dict[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> pd.DataFrame:
     """Read and validate long-form bars from a CSV, Parquet or DuckDB file.
 
@@ -299,6 +329,11 @@ def load(
         names are stripped and lower-cased (``{"Date": "timestamp"}``). Two
         source columns that end up with one name (``Close`` and ``close``) are
         an error, never silently renamed.
+    max_bytes
+        Largest decompressed size of a ``.csv.gz``/``.csv.zst`` file. By default
+        ``MAX_INFLATE_RATIO`` (200) times the compressed size, and at least 256 MiB;
+        a file that inflates past it (a compression bomb) is refused before it
+        fills memory.
 
     Returns
     -------
@@ -309,7 +344,8 @@ def load(
     ------
     DataError
         If the file is missing, not a regular file, unreadable, empty, of an
-        unknown type, truncated or corrupt (compressed data, Parquet), not UTF-8,
+        unknown type, truncated or corrupt (compressed data, Parquet), inflates past
+        ``max_bytes``, not UTF-8,
         has rows with the wrong number of fields or duplicate column names, or if
         its bars break the contract; the message names the file, and the column
         and first offending row where there is one. For CSV files the line where
@@ -340,7 +376,7 @@ def load(
         raise DataError(f"{path}: not a regular file")
     line_of = None
     if kind == "csv":
-        frame, line_of = _read_csv(path, rename)
+        frame, line_of = _read_csv(path, rename, max_bytes)
     elif kind == "parquet":
         frame = _normalise_columns(_read_parquet(path), rename, path)
     else:
