@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -173,16 +172,6 @@ def test_unreadable_file_raises_data_error(tmp_path, small_bars, make, message):
     with pytest.raises(DataError, match=message) as info:
         atl.data.load(path)
     assert str(info.value).startswith(str(path))
-
-
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root reads files whatever their mode")
-def test_file_without_read_permission(tmp_path, small_bars):
-    path = tmp_path / "locked.csv"
-    small_bars.to_csv(path, index=False)
-    path.chmod(0)
-    with pytest.raises(DataError, match=r"locked\.csv: cannot read the file \(Permission denied"):
-        atl.data.load(path)
 
 
 @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst", ".txt", ".pq"])
