@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -215,23 +216,37 @@ def test_unusable_paths_are_store_errors_naming_the_path(tmp_path, where):
         LabStore(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only files")
+def _read_only(path: Path, on: bool) -> None:
+    """chmod for a normal user; root ignores modes, so it needs the immutable flag."""
+    if os.geteuid() != 0:
+        path.chmod((0o555 if path.is_dir() else 0o444) if on else 0o755)
+        return
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"root cannot make {path} read-only here: {done.stderr.decode()[:100]}")
+
+
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_read_only_file_or_folder_is_a_store_error(tmp_path, what):
     folder = tmp_path / "d"
     folder.mkdir()
     path = folder / "lab.duckdb"
+    locked = [folder]
     if what == "file":
         LabStore(path).record_run("x", run_id="r1")
-        path.chmod(0o444)
-    folder.chmod(0o555)
+        locked = [path, Path(f"{path}.lock"), folder]
     try:
+        for p in locked:
+            _read_only(p, True)
         with pytest.raises(StoreError, match=r"lab\.duckdb"):
             LabStore(path).record_run("y")
         if what == "file":
             assert LabStore(path, read_only=True).runs()["run_id"].tolist() == ["r1"]
     finally:
-        folder.chmod(0o755)
+        for p in reversed(locked):
+            _read_only(p, False)
+    if what == "file":
+        assert LabStore(path).runs()["run_id"].tolist() == ["r1"]
 
 
 @pytest.mark.parametrize("kind", ["memory", "file"])
