@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from alphatrade_lab.alerts import (
+    Alert,
     AlertDeliveryError,
+    AlertLevel,
     AlertManager,
     DiscordAlerter,
     LocalReceiver,
@@ -20,6 +22,7 @@ from alphatrade_lab.alerts import (
     WebhookAlerter,
     scrub,
 )
+from alphatrade_lab.alerts.manager import AlertResult
 from alphatrade_lab.store import LabStore
 
 TOKEN = "987654321:AAF-secretTokenPartThatIsLong_enough1"
@@ -224,3 +227,13 @@ def test_a_sink_registers_its_secret_parts_but_not_plain_paths_or_words():
     assert scrub(text) == text
     assert scrub("retry with HeaderOnlyTok3n77 and Sg7Hk2Lm9Qw4") == \
         "retry with [REDACTED] and [REDACTED]"
+
+
+def test_alert_and_result_reprs_hide_secrets_in_their_content():
+    hook = "https://discord.com/api/webhooks/123456789012345678/Zq9xWv4RtY7pLm2KjH5gF3dS1a"
+    alert = Alert(AlertLevel.WARNING, "Sink failed", f"posting to {hook}",
+                  data={"target": hook, "password": "correct horse battery"})
+    result = AlertResult(alert, failed={"discord": "HTTP 404"})
+    for text in (repr(alert), repr(result), str([alert])):
+        assert "Zq9xWv4RtY7pLm2KjH5gF3dS1a" not in text and "horse" not in text, text
+        assert "Sink failed" in text

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from alphatrade_lab.redact import redact
+
 __all__ = ["Alert", "AlertLevel"]
 
 
@@ -106,6 +108,12 @@ class Alert:
         self.data = _jsonable(dict(self.data or {}))
         ts = pd.Timestamp(self.ts)
         self.ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+    def __repr__(self) -> str:
+        # an alert's text and data are free-form: a secret in them must not reach a log
+        return redact(f"Alert(level={self.level!r}, title={self.title!r}, "
+                      f"message={self.message!r}, data={self.data!r}, ts={self.ts!r}, "
+                      f"repeat_count={self.repeat_count})")
 
     def key(self) -> str:
         """What makes two alerts identical (level, title, message, data)."""

@@ -62,7 +62,7 @@ from alphatrade_lab.alerts.sinks import (
     WebhookAlerter,
     scrub,
 )
-from alphatrade_lab.redact import register_env_secrets
+from alphatrade_lab.redact import redact, register_env_secrets
 
 __all__ = ["AlertManager", "AlertResult"]
 
@@ -85,6 +85,12 @@ class AlertResult:
     suppressed: bool = False
     recorded: bool = False
     elapsed: float = 0.0
+
+    def __repr__(self) -> str:
+        return redact(f"AlertResult(alert={self.alert!r}, delivered={self.delivered!r}, "
+                      f"failed={self.failed!r}, skipped={self.skipped!r}, "
+                      f"suppressed={self.suppressed}, recorded={self.recorded}, "
+                      f"elapsed={self.elapsed:.3f})")
 
     @property
     def ok(self) -> bool:
