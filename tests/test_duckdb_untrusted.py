@@ -3,10 +3,13 @@ read the environment or local files, load extensions, or break on odd table name
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -154,3 +157,44 @@ def test_a_file_this_process_holds_open_is_refused_not_reused(tmp_path, small_ba
         with pytest.raises(DataError, match=r"held\.duckdb: this process already has"):
             atl.data.load(path)
     assert len(atl.data.load(path)) == len(small_bars)
+
+
+def _hold_lock(path: Path) -> int:
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_load_waits_for_a_store_writer_holding_the_lock_file(tmp_path, small_bars):
+    path = hostile(tmp_path / "lab.duckdb", small_bars, _view())
+    fd = _hold_lock(path)
+    released = threading.Event()
+
+    def release():
+        time.sleep(0.5)
+        released.set()
+        os.close(fd)
+
+    threading.Thread(target=release, daemon=True).start()
+    out = atl.data.load(path)
+    assert released.is_set() and len(out) == len(small_bars)
+
+
+def test_load_names_a_lock_held_too_long(tmp_path, small_bars, monkeypatch):
+    from alphatrade_lab.data import io
+
+    path = hostile(tmp_path / "lab.duckdb", small_bars, _view())
+    monkeypatch.setattr(io, "_DUCKDB_LOCK_WAIT", 0.2)
+    fd = _hold_lock(path)
+    try:
+        with pytest.raises(DataError, match=r"lab\.duckdb: a lab store process kept the file"):
+            atl.data.load(path)
+    finally:
+        os.close(fd)
+    assert len(atl.data.load(path)) == len(small_bars)
+
+
+def test_load_creates_no_lock_file(tmp_path, small_bars):
+    path = hostile(tmp_path / "plain.duckdb", small_bars, _view())
+    atl.data.load(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.duckdb"]

@@ -28,14 +28,20 @@ reuse that connection's unrestricted database.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-__all__ = ["SAFE_CONFIG", "ConfigConflictError", "check_select", "connect",
-           "quote_identifier"]
+__all__ = ["SAFE_CONFIG", "ConfigConflictError", "LockTimeout", "check_select", "connect",
+           "file_lock", "quote_identifier"]
 
 #: Connection settings applied when the database is opened (they cannot change later).
 SAFE_CONFIG: dict[str, Any] = {
@@ -53,6 +59,74 @@ _READ_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_N
 
 class ConfigConflictError(duckdb.ConnectionException):
     """This process already has the file open through a connection with other settings."""
+
+
+class LockTimeout(TimeoutError):
+    """Another process held a lab lock file for longer than the allowed wait."""
+
+
+@contextmanager
+def file_lock(path: str | Path, *, shared: bool, timeout: float,
+              create: bool = True) -> Iterator[bool]:
+    """Hold ``<path>.lock`` (``flock``: shared or exclusive) for the ``with`` block.
+
+    The lab's processes hold it from before ``duckdb.connect`` until after ``close``:
+    DuckDB reads a file's headers *before* it takes its own lock and does not read them
+    again once it has it, so a process delayed between the two (a loaded machine) while
+    another process commits and closes would open the file on stale headers, and its own
+    checkpoint would drop the other's committed transaction.
+
+    Parameters
+    ----------
+    path
+        The database file; the lock file sits beside it.
+    shared
+        Shared (readers) or exclusive (writers).
+    timeout
+        Seconds to retry (jittered backoff, 5 to 25 ms) before :class:`LockTimeout`.
+    create
+        Create the lock file when missing. Without it, or when it cannot be created or
+        opened (a read-only folder) and ``shared`` is true, the block runs unlocked and
+        the context value is ``False``.
+
+    Raises
+    ------
+    LockTimeout
+        The lock was not free within ``timeout``.
+    OSError
+        An exclusive lock file cannot be created or opened.
+    """
+    lock_path = f"{path}.lock"
+    try:
+        if not create:
+            raise FileNotFoundError(lock_path)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError:
+        try:  # an existing lock file works read-only too
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            if not shared:
+                raise
+            yield False
+            return
+    try:
+        deadline = time.monotonic() + timeout
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LockTimeout(f"{lock_path} was held by another process for more "
+                                      f"than {timeout:g} s") from None
+                time.sleep(min(left, delay * (0.5 + random.random())))
+                delay = min(delay * 1.5, 0.025)
+        yield True
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def quote_identifier(name: str) -> str:

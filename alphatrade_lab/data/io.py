@@ -19,7 +19,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import zstandard
 
-from alphatrade_lab.data.duckdb_io import ConfigConflictError, quote_identifier
+from alphatrade_lab.data.duckdb_io import (
+    ConfigConflictError,
+    LockTimeout,
+    file_lock,
+    quote_identifier,
+)
 from alphatrade_lab.data.duckdb_io import connect as _duckdb_connect
 from alphatrade_lab.data.schema import BAR_COLUMNS, DuplicatePolicy, _Context, _validate
 from alphatrade_lab.errors import DataError
@@ -29,6 +34,7 @@ __all__ = ["load"]
 _CSV = (".csv", ".csv.gz", ".csv.zst", ".txt")
 _PARQUET = (".parquet", ".pq")
 _DUCKDB = (".duckdb", ".db", ".ddb")
+_DUCKDB_LOCK_WAIT = 30.0  # seconds load() waits for a lab store writer to finish
 _SLICE = 1 << 24  # bytes decoded at a time when checking that a CSV file is UTF-8
 
 
@@ -273,6 +279,17 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_duckdb(path: Path, table: str) -> pd.DataFrame:
+    # A lab store's lock file, when there is one, is held as the store holds it (see
+    # duckdb_io.file_lock): without it a store committing meanwhile can be read from
+    # stale headers.
+    try:
+        with file_lock(path, shared=True, timeout=_DUCKDB_LOCK_WAIT, create=False):
+            return _read_duckdb_unlocked(path, table)
+    except LockTimeout as exc:
+        raise DataError(f"{path}: a lab store process kept the file locked ({exc})") from None
+
+
+def _read_duckdb_unlocked(path: Path, table: str) -> pd.DataFrame:
     # The file is untrusted: its views and macros run with external access disabled,
     # read-only (see alphatrade_lab.data.duckdb_io).
     try:

@@ -61,16 +61,14 @@ read-only transaction that is always rolled back, on a read-only connection for 
 
 from __future__ import annotations
 
-import fcntl
 import math
 import numbers
-import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +77,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from alphatrade_lab.data.duckdb_io import ConfigConflictError, check_select
+from alphatrade_lab.data.duckdb_io import (
+    ConfigConflictError,
+    LockTimeout,
+    check_select,
+    file_lock,
+)
 from alphatrade_lab.data.duckdb_io import connect as safe_connect
 from alphatrade_lab.errors import DataError, StoreError
 from alphatrade_lab.store.convert import daily_performance, fingerprint, trades_from_portfolio
@@ -259,44 +262,19 @@ class LabStore:
 
     @contextmanager
     def _sidecar_lock(self, key: str, read_only: bool, deadline: float) -> Iterator[None]:
-        """Hold ``<file>.lock`` (flock: shared to read, exclusive to write) from before
-        ``duckdb.connect`` until after ``close``.
-
-        DuckDB reads the file's headers *before* it takes its own lock and does not read
-        them again once it has it. A process that reads the headers, then waits (a loaded
-        machine) while another process commits, checkpoints and closes, opens the file on
-        stale headers, and its own checkpoint drops the other process's committed
-        transaction. Holding this lock across the whole connection keeps every store
-        process out of the file while another one is between open and close.
-        """
-        lock_path = key + ".lock"
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        """Hold ``<file>.lock`` from before ``duckdb.connect`` until after ``close`` (see
+        :func:`alphatrade_lab.data.duckdb_io.file_lock` for why)."""
+        stack = ExitStack()
+        try:  # only taking the lock is guarded here, not the block it holds
+            stack.enter_context(file_lock(key, shared=read_only,
+                                          timeout=max(0.0, deadline - time.monotonic())))
+        except LockTimeout as exc:
+            raise self._locked_out("store's lock file", f" ({exc})") from None
         except OSError as exc:
-            try:  # a read-only folder: an existing lock file still works read-only
-                fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                if read_only:  # nobody can write next to it either
-                    yield
-                    return
-                raise StoreError(f"{self.path}: cannot create the lock file {lock_path} "
-                                 f"({exc.strerror or exc})") from None
-        try:
-            mode = (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, mode)
-                    break
-                except BlockingIOError:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise self._locked_out("store's lock file", f" ({lock_path})") from None
-                    time.sleep(min(left, delay * (0.5 + random.random())))
-                    delay = min(delay * 1.5, 0.025)
+            raise StoreError(f"{self.path}: cannot create the lock file {key}.lock "
+                             f"({exc.strerror or exc})") from None
+        with stack:
             yield
-        finally:
-            os.close(fd)  # releases the flock
 
     def _open(self, key: str, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         delay = 0.005
