@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -35,3 +37,12 @@ def small_bars() -> pd.DataFrame:
 settings.register_profile("atl", derandomize=True, database=None, max_examples=150,
                           deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("atl")
+
+
+@pytest.fixture
+def secret_file(tmp_path):
+    """A local file holding a unique secret: (path, value). Nothing untrusted may read it."""
+    value = f"secret-{uuid.uuid4().hex}"
+    path = tmp_path / "secret.txt"
+    path.write_text(value + "\n")
+    return path, value

@@ -42,14 +42,6 @@ def outcome(path: Path, **kwargs) -> str:
         return f"DataError: {exc} {exc.__cause__!r} {exc.__context__!r}"
 
 
-@pytest.fixture
-def secret_file(tmp_path):
-    value = f"secret-{uuid.uuid4().hex}"
-    path = tmp_path / "secret.txt"
-    path.write_text(value + "\n")
-    return path, value
-
-
 def _view(symbol: str = "symbol", open_: str = "open") -> str:
     return (f"CREATE VIEW bars AS SELECT timestamp, {symbol} AS symbol, {open_} AS open, "
             "high, low, close, volume FROM base")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -34,14 +33,6 @@ def store(request, tmp_path):
     s.record_trades(_trades(), run_id=run)
     yield s
     s.close()
-
-
-@pytest.fixture
-def secret_file(tmp_path):
-    value = f"secret-{uuid.uuid4().hex}"
-    path = tmp_path / "secret.txt"
-    path.write_text(value + "\n")
-    return path, value
 
 
 def _intact(store: LabStore) -> None:
