@@ -40,8 +40,8 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["SAFE_CONFIG", "ConfigConflictError", "LockTimeout", "check_select", "connect",
-           "file_lock", "quote_identifier"]
+__all__ = ["SAFE_CONFIG", "ConfigConflictError", "LockTimeout", "backoff", "check_select",
+           "connect", "file_lock", "quote_identifier"]
 
 #: Connection settings applied when the database is opened (they cannot change later).
 SAFE_CONFIG: dict[str, Any] = {
@@ -63,6 +63,18 @@ class ConfigConflictError(duckdb.ConnectionException):
 
 class LockTimeout(TimeoutError):
     """Another process held a lab lock file for longer than the allowed wait."""
+
+
+def backoff(deadline: float, delay: float) -> float | None:
+    """One wait of a lock retry loop: sleep about ``delay`` s (jittered, never past
+    ``deadline``, a ``time.monotonic()`` value) and return the next, longer delay (at most
+    25 ms, so a freed lock is taken quickly); ``None``, without sleeping, once the deadline
+    has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    time.sleep(min(left, delay * (0.5 + random.random())))
+    return min(delay * 1.5, 0.025)
 
 
 @contextmanager
@@ -118,12 +130,11 @@ def file_lock(path: str | Path, *, shared: bool, timeout: float,
                 fcntl.flock(fd, mode)
                 break
             except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                step = backoff(deadline, delay)
+                if step is None:
                     raise LockTimeout(f"{lock_path} was held by another process for more "
                                       f"than {timeout:g} s") from None
-                time.sleep(min(left, delay * (0.5 + random.random())))
-                delay = min(delay * 1.5, 0.025)
+                delay = step
         yield True
     finally:
         os.close(fd)  # releases the flock

@@ -80,6 +80,7 @@ import pyarrow as pa
 from alphatrade_lab.data.duckdb_io import (
     ConfigConflictError,
     LockTimeout,
+    backoff,
     check_select,
     file_lock,
 )
@@ -293,11 +294,10 @@ class LabStore:
                         and any(m in str(exc) for m in _LOCK_MARKERS)):
                     raise StoreError(f"{self.path}: cannot open the lab store "
                                      f"({type(exc).__name__}: {exc})") from None
-                left = deadline - time.monotonic()
-                if left <= 0:
+                step = backoff(deadline, delay)
+                if step is None:
                     raise self._locked_out("DuckDB file lock", f" ({exc})") from None
-                time.sleep(min(left, delay * (0.5 + random.random())))
-                delay = min(delay * 1.5, 0.025)
+                delay = step
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
