@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.data.schema import is_real_dtype
 from alphatrade_lab.errors import DataError
 
 __all__ = ["Frame", "as_prices", "as_signal", "per_column", "parse_direction",
@@ -58,14 +59,9 @@ def _check_unique_columns(columns: pd.Index, name: str) -> None:
         raise DataError(f"{name}: duplicate column names {dup}; keep one column per symbol")
 
 
-def _real_dtype(dtype: Any) -> bool:
-    """int, uint or float: not bool, complex, datetimes, timedeltas or objects."""
-    return not pd.api.types.is_bool_dtype(dtype) and getattr(dtype, "kind", "O") in "iuf"
-
-
 def _price_values(x: pd.DataFrame, name: str) -> np.ndarray:
     for col, dtype in x.dtypes.items():
-        if not _real_dtype(dtype):
+        if not is_real_dtype(dtype):
             what = "boolean" if pd.api.types.is_bool_dtype(dtype) else "not numeric"
             raise DataError(f"{name}: column {col!r}: prices must be numbers, got dtype {dtype} "
                             f"({what})")
@@ -82,7 +78,7 @@ def as_prices(x: Any, name: str) -> Frame:
     must be real numbers (booleans, objects, complex and datetimes are refused).
     """
     if isinstance(x, pd.Series):
-        if not _real_dtype(x.dtype):
+        if not is_real_dtype(x.dtype):
             raise DataError(f"{name}: prices must be numbers, got dtype {x.dtype}")
         values = x.to_numpy(dtype=np.float64) if isinstance(x.dtype, np.dtype) else \
             x.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -102,7 +98,7 @@ def as_prices(x: Any, name: str) -> Frame:
             raise ValueError(f"{name} must be 1-D or 2-D, got shape {values.shape}")
         index, columns = pd.RangeIndex(values.shape[0]), pd.RangeIndex(values.shape[1])
     if values.dtype != np.float64:
-        if not _real_dtype(values.dtype):
+        if not is_real_dtype(values.dtype):
             raise DataError(f"{name}: prices must be numbers, got dtype {values.dtype}")
         values = values.astype(np.float64)
     if values.shape[0] == 0 or values.shape[1] == 0:
@@ -177,7 +173,7 @@ def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarra
         if arr.dtype != np.bool_:
             raise DataError(f"{name}: signals must be boolean, got dtype {arr.dtype}")
     else:
-        if not _real_dtype(arr.dtype):
+        if not is_real_dtype(arr.dtype):
             raise DataError(f"{name}: must be numeric, got dtype {arr.dtype}")
         arr = arr.astype(np.float64, copy=False)
         row, col = K.first_inf_nb(arr)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from alphatrade_lab.errors import DataError, RepairWarning
 
-__all__ = ["BAR_COLUMNS", "PRICE_COLUMNS", "validate"]
+__all__ = ["BAR_COLUMNS", "PRICE_COLUMNS", "is_real_dtype", "validate"]
 
 BAR_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -130,11 +130,15 @@ def _out_of_range(value: object) -> str:
     return ""
 
 
-def _is_real_dtype(dtype: object) -> bool:
-    """int, uint or float (numpy, nullable or Arrow-backed); not bool, complex or datetimes."""
-    return (not pd.api.types.is_bool_dtype(dtype)
-            and not isinstance(dtype, pd.CategoricalDtype)
-            and getattr(dtype, "kind", "O") in "iuf")
+def is_real_dtype(dtype: object) -> bool:
+    """Whether ``dtype`` holds real numbers: int, uint or float (numpy, nullable or
+    Arrow-backed); not bool, complex, datetimes, timedeltas, categoricals or objects.
+
+    >>> import numpy as np
+    >>> is_real_dtype(np.dtype("float32")), is_real_dtype(np.dtype(bool))
+    (True, False)
+    """
+    return not pd.api.types.is_bool_dtype(dtype) and getattr(dtype, "kind", "O") in "iuf"
 
 
 def _is_text_dtype(dtype: object) -> bool:
@@ -147,7 +151,7 @@ def _as_float(out: pd.DataFrame, col: str, ctx: _Context) -> np.ndarray:
     """A price or volume column as float64: real numbers or numeric text, never booleans."""
     series = out[col]
     dtype = series.dtype
-    if _is_real_dtype(dtype):
+    if is_real_dtype(dtype):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_bool_dtype(dtype):
         ctx.fail(col, 0, f"boolean values ({dtype}) are not numbers", out)
@@ -284,7 +288,7 @@ def check_bars(bars: object, where: str, fields: tuple[str, ...] = (), *,
         ctx.fail("timestamp", None, f"expected datetimes, got dtype {bars['timestamp'].dtype} "
                                     "(load or validate the bars first)")
     for col in fields:
-        if not _is_real_dtype(bars[col].dtype):
+        if not is_real_dtype(bars[col].dtype):
             ctx.fail(col, None, f"expected numbers, got dtype {bars[col].dtype}")
     if bars["timestamp"].isna().any():
         ctx.fail("timestamp", int(np.flatnonzero(bars["timestamp"].isna().to_numpy())[0]),
