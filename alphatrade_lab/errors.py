@@ -6,7 +6,7 @@ from typing import Any
 
 from alphatrade_lab.redact import redact
 
-__all__ = ["DataError", "RepairWarning", "StoreError"]
+__all__ = ["DataError", "RepairWarning", "StoreError", "UnknownNameError"]
 
 
 class DataError(ValueError):
@@ -24,6 +24,30 @@ class DataError(ValueError):
 
 class StoreError(DataError):
     """A lab store file cannot be used: corrupt, not a database, unreadable or unwritable."""
+
+
+class UnknownNameError(DataError, KeyError):
+    """A name (a metric, a column, a group) that is not there.
+
+    Also a ``KeyError``, so code that caught the lookup error keeps working; its
+    message lists the names that are there and the closest match.
+    """
+
+    __str__ = ValueError.__str__
+
+
+def unknown_name(kind: str, name: Any, known: Any, where: str) -> UnknownNameError:
+    """The error for ``name`` missing from ``known``, suggesting a match that differs
+    only in case (``"Sharpe"`` for ``"sharpe"``) or the list of what is there.
+
+    >>> str(unknown_name("metric", "Sharpe", ["total_return", "sharpe"], "the sweep results"))
+    "no metric 'Sharpe' in the sweep results: did you mean 'sharpe'? (there: total_return, sharpe)"
+    """
+    known = [k for k in known]
+    folded = [k for k in known if str(k).lower() == str(name).lower()]
+    hint = f"did you mean {folded[0]!r}? " if folded else ""
+    listed = ", ".join(str(k) for k in known[:30]) + (", ..." if len(known) > 30 else "")
+    return UnknownNameError(f"no {kind} {name!r} in {where}: {hint}(there: {listed})")
 
 
 class RepairWarning(UserWarning):

@@ -24,6 +24,7 @@ from alphatrade_lab.backtest.simulate import from_signals
 from alphatrade_lab.backtest.sweeps import kernels as SK
 from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
 from alphatrade_lab.backtest.sweeps.strategies import MA_CROSS, STRATEGIES, Strategy
+from alphatrade_lab.errors import DataError
 
 __all__ = ["DEFAULT_METRICS", "run_chunk", "shared_arrays", "split_sample", "sweep",
            "sweep_ma_cross"]
@@ -386,7 +387,9 @@ def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.Dat
     Parameters
     ----------
     split
-        Fraction of the bars in sample, or a timestamp / bar position.
+        Fraction of the bars in sample (in (0, 1)), or the first out-of-sample
+        timestamp. Other numbers raise :class:`~alphatrade_lab.errors.DataError`
+        (``split=70`` would otherwise be read as 70 bars).
     metric, top
         Ranking metric (larger is better) and number of rows.
     kwargs
@@ -405,6 +408,12 @@ def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.Dat
     n = frame.values.shape[0]
     if isinstance(split, float) and 0 < split < 1:
         cut = int(math.floor(split * n))
+    elif isinstance(split, int | float | np.integer | np.floating) and not isinstance(split, bool):
+        raise DataError(
+            f"split={split!r}: give the in-sample share as a fraction in (0, 1) "
+            f"(split=0.7 for 70% of the {n} bars) or the first out-of-sample timestamp "
+            f"(split=close.index[{int(split) if float(split).is_integer() else 0}]); "
+            "a bare number is not read as a bar count")
     else:
         cut = _position(split, frame.index, "split", n)
     metrics = list(kwargs.pop("metrics", DEFAULT_METRICS))

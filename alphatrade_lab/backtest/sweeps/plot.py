@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alphatrade_lab.errors import unknown_name
+
 __all__ = ["heatmap", "top_k"]
 
 
@@ -15,9 +17,13 @@ def top_k(results: pd.DataFrame, metric: str = "sharpe", k: int = 10,
     NaN metrics (for example the Sharpe ratio of a combination that never traded)
     sort last.
     """
-    if metric not in results.columns:
-        raise KeyError(f"no metric {metric!r} in the results (metrics: {list(results.columns)})")
+    _check_metric(results, metric)
     return results.sort_values(metric, ascending=ascending, na_position="last").head(k)
+
+
+def _check_metric(results: pd.DataFrame, metric: str) -> None:
+    if metric not in results.columns:
+        raise unknown_name("metric", metric, list(results.columns), "the sweep results")
 
 
 def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
@@ -49,6 +55,7 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
         symbols = data.index.get_level_values("symbol").unique()
         chosen = symbols[0] if symbol is None else symbol
         data = data.xs(chosen, level="symbol")
+    _check_metric(data, metric)
     params = [n for n in data.index.names if n is not None]
     x = x or params[0]
     y = y or params[1]
