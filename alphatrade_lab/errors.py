@@ -43,7 +43,7 @@ def unknown_name(kind: str, name: Any, known: Any, where: str) -> UnknownNameErr
     >>> str(unknown_name("metric", "Sharpe", ["total_return", "sharpe"], "the sweep results"))
     "no metric 'Sharpe' in the sweep results: did you mean 'sharpe'? (there: total_return, sharpe)"
     """
-    known = [k for k in known]
+    known = list(known)
     folded = [k for k in known if str(k).lower() == str(name).lower()]
     hint = f"did you mean {folded[0]!r}? " if folded else ""
     listed = ", ".join(str(k) for k in known[:30]) + (", ..." if len(known) > 30 else "")

@@ -227,7 +227,7 @@ class Portfolio:
         from matplotlib.figure import Figure
 
         if column is not None and column not in self._groups:
-            raise unknown_name("group", column, list(self._groups), "this portfolio")
+            raise unknown_name("group", column, self._groups, "this portfolio")
         g = 0 if column is None else self._groups.get_loc(column)
         c0, c1 = self._group_start[g], self._group_start[g + 1]
         eq = pd.Series(self._equity[:, g], index=self.index)

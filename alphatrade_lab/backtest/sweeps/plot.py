@@ -23,7 +23,7 @@ def top_k(results: pd.DataFrame, metric: str = "sharpe", k: int = 10,
 
 def _check_metric(results: pd.DataFrame, metric: str) -> None:
     if metric not in results.columns:
-        raise unknown_name("metric", metric, list(results.columns), "the sweep results")
+        raise unknown_name("metric", metric, results.columns, "the sweep results")
 
 
 def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
