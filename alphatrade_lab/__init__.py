@@ -20,7 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "models", "monitoring",
-               "risk", "store", "testing")
+               "risk", "signals", "store", "testing")
 
 __all__ = ["DataError", "__version__", *_SUBPACKAGES]
 
