@@ -221,17 +221,18 @@ class Portfolio:
     def plot(self, column: Any = None) -> Figure:
         """Equity, drawdown and the close with trade entry/exit markers for one group.
 
-        Uses :class:`matplotlib.figure.Figure` directly (no pyplot state), so it
-        works headless; returns the Figure.
+        The figure is made without pyplot (no global state, works headless) and shows
+        itself as a PNG when it is a notebook cell's result, with or without
+        ``%matplotlib inline``; returns the Figure.
         """
-        from matplotlib.figure import Figure
+        from alphatrade_lab._figure import NotebookFigure
 
         if column is not None and column not in self._groups:
             raise unknown_name("group", column, self._groups, "this portfolio")
         g = 0 if column is None else self._groups.get_loc(column)
         c0, c1 = self._group_start[g], self._group_start[g + 1]
         eq = pd.Series(self._equity[:, g], index=self.index)
-        fig = Figure(figsize=(10, 7), layout="constrained")
+        fig = NotebookFigure(figsize=(10, 7), layout="constrained")
         ax_eq, ax_dd, ax_px = fig.subplots(3, 1, sharex=True,
                                            gridspec_kw={"height_ratios": [2, 1, 2]})
         ax_eq.plot(eq.index, eq.to_numpy(), color="tab:blue", lw=1)
