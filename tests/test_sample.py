@@ -120,3 +120,75 @@ def test_regimes_leave_their_mark(sample_bars):
         return float((r240**2).sum().sum() / (r1**2).sum().sum())
 
     assert variance_ratio("mean_reversion") < 0.85 * variance_ratio("random_walk")
+
+
+@pytest.fixture(scope="module")
+def xnys_daily():
+    return atl.data.synthetic(n_symbols=2, start="2024-01-01", days=366, freq="1D",
+                              calendar="XNYS", seed=3, return_regimes=True)
+
+
+def test_daily_bars_on_an_exchange_calendar_are_its_sessions(xnys_daily):
+    import exchange_calendars as xcals
+
+    bars, regimes = xnys_daily
+    cal = xcals.get_calendar("XNYS", start="2023-12-01", end="2025-01-31")
+    sessions = cal.sessions_in_range("2024-01-02", "2024-12-31")
+    assert len(sessions) == 252  # 2024: 262 weekdays, 10 NYSE holidays (Good Friday included)
+    for _, g in bars.groupby("symbol"):
+        stamps = pd.DatetimeIndex(g["timestamp"])
+        # Stamped at the session close in UTC: 21:00 in winter, 20:00 in summer, 18:00 on half days.
+        pd.testing.assert_index_equal(stamps, pd.DatetimeIndex(cal.closes[sessions]),
+                                      check_names=False)
+        days = stamps.normalize().tz_localize(None)
+        assert (days == sessions).all()
+        assert pd.Timestamp("2024-12-25") not in days and pd.Timestamp("2024-07-04") not in days
+        assert pd.Timestamp("2024-03-29") not in days  # Good Friday
+        assert (stamps.day_of_week < 5).all()
+    assert stamps[days == pd.Timestamp("2024-07-03")].hour.tolist() == [17]  # early close 13:00 ET
+    assert stamps[days == pd.Timestamp("2024-01-02")].hour.tolist() == [21]
+    assert stamps[days == pd.Timestamp("2024-07-01")].hour.tolist() == [20]
+    assert (regimes.index.tz_localize(None) == sessions).all()
+
+
+def test_calendar_daily_volatility_is_annualised_over_sessions(xnys_daily):
+    close = atl.data.to_wide(xnys_daily[0], "close")
+    annual = np.log(close).diff().std() * np.sqrt(252)
+    # The per-bar volatility is scaled by sqrt(252 sessions), not sqrt(365 days): AAA's 55% a
+    # year (the volatility regime change and GARCH bursts push the sample figure above it).
+    assert 0.45 < annual["AAA"] < 1.0, annual
+
+
+def test_intraday_bars_on_an_exchange_calendar_stay_inside_sessions():
+    import exchange_calendars as xcals
+
+    bars = atl.data.synthetic(n_symbols=1, start="2024-11-25", days=7, freq="1h",
+                              calendar="XNYS", seed=5)
+    cal = xcals.get_calendar("XNYS", start="2024-11-01", end="2024-12-31")
+    expected = cal.trading_index("2024-11-25", "2024-11-29", "1h", intervals=True,
+                                 closed="left", force=True).left
+    stamps = pd.DatetimeIndex(bars["timestamp"])
+    pd.testing.assert_index_equal(stamps, pd.DatetimeIndex(expected), check_names=False)
+    # Regular sessions: 14:30 to 20:30 UTC (7 hourly bars), none on Thanksgiving (28th);
+    # the 29th closes at 13:00 ET (18:00 UTC): bars at 14:30 to 17:30.
+    per_day = stamps.normalize().value_counts().sort_index()
+    assert per_day.tolist() == [7, 7, 7, 4]
+    assert pd.Timestamp("2024-11-28", tz="UTC") not in per_day.index
+    assert stamps.min().hour == 14 and stamps.max() == pd.Timestamp("2024-11-29 17:30", tz="UTC")
+
+
+def test_calendar_bars_are_deterministic_and_valid():
+    a = atl.data.synthetic(n_symbols=2, days=30, freq="1D", calendar="XLON", seed=9)
+    b = atl.data.synthetic(n_symbols=2, days=30, freq="1D", calendar="XLON", seed=9)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    atl.data.validate(a)
+    assert pd.Timestamp("2024-01-01", tz="UTC") not in set(a["timestamp"].dt.normalize())
+
+
+def test_unknown_calendar_names_the_close_ones():
+    with pytest.raises(atl.errors.UnknownNameError, match=r"'XNYS'.*get_calendar_names"):
+        atl.data.synthetic(days=10, freq="1D", calendar="xnys")
+    with pytest.raises(KeyError, match="NYSEE"):
+        atl.data.synthetic(days=10, freq="1D", calendar="NYSEE")
+    with pytest.raises(ValueError, match="longer than a session"):
+        atl.data.synthetic(days=30, freq="2D", calendar="XNYS")

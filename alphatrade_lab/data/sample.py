@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from scipy.signal import lfilter
 
 from alphatrade_lab.data.kernels import simulate_log_prices_nb
 from alphatrade_lab.data.schema import BAR_COLUMNS, PRICE_COLUMNS, validate
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, UnknownNameError
 
 __all__ = [
     "REGIME_NAMES",
@@ -48,9 +49,15 @@ class _Regimes:
     reset: np.ndarray
 
 
-def _regimes(n_bars: int, bars_per_day: int, rng: np.random.Generator) -> _Regimes:
-    """Markov regimes lasting whole days (mean 10 days), the market trend sign drawn per stretch."""
-    n_days = -(-n_bars // bars_per_day)
+def _regimes(day_of_bar: np.ndarray, bars_per_day: float, kappa_per_bar: float,
+             rng: np.random.Generator) -> _Regimes:
+    """Markov regimes lasting whole days (mean 10 days), the market trend sign drawn per stretch.
+
+    ``day_of_bar`` numbers each bar's day (or session) from 0, in order; a trend moves
+    1% a day, spread over ``bars_per_day`` bars, and mean reversion pulls by
+    ``kappa_per_bar`` a bar.
+    """
+    n_days = int(day_of_bar[-1]) + 1
     day_state = np.empty(n_days, dtype=np.int64)
     day_sign = np.empty(n_days)
     day_start = np.zeros(n_days, dtype=bool)
@@ -61,13 +68,11 @@ def _regimes(n_bars: int, bars_per_day: int, rng: np.random.Generator) -> _Regim
             sign = 1.0 if rng.random() < 0.5 else -1.0
             day_start[d] = True
         day_state[d], day_sign[d] = state, sign
-    per_bar = np.repeat(np.arange(n_days), bars_per_day)[:n_bars]
-    state = day_state[per_bar]
-    # Trend: 1% a day in the drawn direction. Mean reversion: half-life of 4 hours.
-    drift = np.where(state == 1, day_sign[per_bar] * 0.01 / bars_per_day, 0.0)
-    kappa = np.where(state == 2, np.log(2) / (4 * bars_per_day / 24), 0.0)
-    reset = np.zeros(n_bars, dtype=bool)
-    reset[np.flatnonzero(day_start) * bars_per_day] = True
+    state = day_state[day_of_bar]
+    drift = np.where(state == 1, day_sign[day_of_bar] * 0.01 / bars_per_day, 0.0)
+    kappa = np.where(state == 2, kappa_per_bar, 0.0)
+    reset = np.zeros(len(day_of_bar), dtype=bool)
+    reset[np.searchsorted(day_of_bar, np.flatnonzero(day_start))] = True
     return _Regimes(day_state, day_sign, drift, kappa, reset)
 
 
@@ -90,14 +95,19 @@ def synthetic(
     days: int = 365,
     freq: str = "1min",
     seed: int = SAMPLE_SEED,
-    missing_rate: float = 2e-4,
+    missing_rate: float | None = None,
     vol_shift: tuple[float, float, float] = (0.5, 0.65, 2.0),
     return_regimes: bool = False,
+    calendar: str | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Generate a deterministic, realistic synthetic market of OHLCV bars.
 
-    The calendar is 24/7 (as for crypto assets): every ``freq`` bar of every day,
-    UTC, minus a few missing bars. The generating model, per bar t and symbol i:
+    The calendar is 24/7 (as for crypto assets) by default: every ``freq`` bar of
+    every day, UTC, minus a few missing bars. With ``calendar="XNYS"`` (or any other
+    ``exchange_calendars`` name) the bars are that exchange's sessions instead:
+    one bar per session stamped at the session close (UTC) for ``freq="1D"``, or
+    intraday bars within each session (a shortened last bar at an early close),
+    with weekends and holidays absent. The generating model, per bar t and symbol i:
 
     - **Correlated fat tails.** ``z[t, i] = b_i f[t] + sqrt(1 - b_i^2) u[t, i]`` with the
       market factor ``f`` and idiosyncratic ``u`` drawn from Student-t(5), scaled to
@@ -113,13 +123,14 @@ def synthetic(
     - **Regimes.** A day-level Markov chain (switching with probability 0.1 a day, so
       stretches last 10 days on average) between a random walk, a trend of 1% a day
       in a random direction (scaled by each symbol's loading), and mean reversion
-      towards the price at the regime's start with a half-life of 4 hours.
+      towards the price at the regime's start with a half-life of 4 hours (2 bars
+      for bars longer than 2 hours). On an exchange calendar a day is a session.
     - **Volatility regime change.** Between the fractions ``vol_shift[0]`` and
       ``vol_shift[1]`` of the span every volatility is multiplied by ``vol_shift[2]``.
     - **Gaps.** Price jumps at the open (about one every 4 days per symbol, 1.5%
       standard deviation), isolated missing bars (``missing_rate``) and outages of
-      5 minutes to 2 hours (three a year per symbol), after which trading resumes at
-      wherever the price went meanwhile.
+      5 minutes to 2 hours (three a year per symbol, none on an exchange calendar),
+      after which trading resumes at wherever the price went meanwhile.
     - **Bars.** Open is the previous close (plus any jump), close adds the bar's
       return, high and low extend beyond the body by half-normal amounts scaled by
       the bar's volatility. Prices are rounded to a tick of about 1e-5 of the
@@ -134,11 +145,16 @@ def synthetic(
     seed
         Seed of every random draw; the same seed gives the same bars.
     missing_rate
-        Probability that any single bar is missing.
+        Probability that any single bar is missing (default 2e-4 on the 24/7
+        calendar, 0 on an exchange calendar, where every session is there).
     vol_shift
         ``(start_fraction, end_fraction, multiplier)`` of the volatility regime change.
     return_regimes
         Also return the regime of each day.
+    calendar
+        An ``exchange_calendars`` name (``"XNYS"``, ``"XLON"``, ...) whose sessions
+        the bars follow; per-bar volatilities are scaled by the bars in that
+        calendar's year (about 252 sessions) instead of the 24/7 year.
 
     Returns
     -------
@@ -156,6 +172,14 @@ def synthetic(
     True
     >>> synthetic(n_symbols=2, days=2, seed=7).equals(bars)
     True
+
+    Daily bars of the New York Stock Exchange's 2024 sessions (no bar on Christmas):
+
+    >>> nyse = synthetic(n_symbols=1, days=366, freq="1D", calendar="XNYS")
+    >>> len(nyse), str(nyse["timestamp"].iloc[0])
+    (252, '2024-01-02 21:00:00+00:00')
+    >>> bool((nyse["timestamp"].dt.strftime("%m-%d") == "12-25").any())
+    False
     """
     if not 1 <= n_symbols <= len(SYMBOLS):
         raise ValueError(f"n_symbols must be between 1 and {len(SYMBOLS)}, not {n_symbols}")
@@ -163,11 +187,20 @@ def synthetic(
         raise ValueError(f"days must be positive, not {days}")
     rng = np.random.default_rng(seed)
     step = pd.Timedelta(freq)
-    n_bars = int(pd.Timedelta(days=days) / step)
-    timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=step)
+    if calendar is None:
+        n_bars = int(pd.Timedelta(days=days) / step)
+        timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=step)
+        bars_per_day = int(pd.Timedelta("1D") / step)
+        day_of_bar = np.repeat(np.arange(-(-n_bars // bars_per_day)), bars_per_day)[:n_bars]
+        days_index = pd.date_range(timestamps[0], periods=day_of_bar[-1] + 1, freq="1D")
+        bars_per_year = _MINUTES_PER_YEAR * pd.Timedelta("1min") / step
+    else:
+        timestamps, day_of_bar, days_index, bars_per_year = _session_bars(
+            calendar, start, days, step)
+        bars_per_day = len(timestamps) / len(days_index)
+    if missing_rate is None:
+        missing_rate = 2e-4 if calendar is None else 0.0
     n, k = len(timestamps), n_symbols
-    bars_per_day = int(pd.Timedelta("1D") / step)
-    bars_per_year = _MINUTES_PER_YEAR * pd.Timedelta("1min") / step
 
     df = 5.0
     t_scale = np.sqrt((df - 2.0) / df)
@@ -179,11 +212,16 @@ def synthetic(
     jumps = rng.random((n, k)) < 1.0 / (4 * bars_per_day)
     gap = np.where(jumps, rng.normal(0.0, 0.015, size=(n, k)), 0.0)
 
-    vol_mult, volume_mult = _intraday_profile(timestamps)
+    if calendar is not None and step >= pd.Timedelta("1D"):
+        vol_mult = volume_mult = np.ones(n)
+    else:
+        vol_mult, volume_mult = _intraday_profile(timestamps)
     lo, hi, mult = vol_shift
     shift = np.ones(n)
     shift[int(lo * n):int(hi * n)] = mult
-    regimes = _regimes(n, bars_per_day, rng)
+    # Mean reversion: a half-life of 4 hours, or 2 bars if bars are longer than 2 hours.
+    kappa_per_bar = np.log(2) / max(pd.Timedelta("4h") / step, 2.0)
+    regimes = _regimes(day_of_bar, bars_per_day, kappa_per_bar, rng)
     base_sigma = np.asarray(_ANNUAL_VOL[:k]) / np.sqrt(bars_per_year)
     log_close, sigma = simulate_log_prices_nb(
         z, gap, base_sigma, vol_mult * shift, loading, regimes.drift, regimes.kappa,
@@ -214,7 +252,7 @@ def synthetic(
     volume = np.round(volume, 3)
 
     keep = rng.random((n, k)) >= missing_rate
-    n_outages = max(1, round(3 * days / 365))
+    n_outages = max(1, round(3 * days / 365)) if calendar is None else 0
     for j in range(k):
         for _ in range(n_outages):
             first = int(rng.integers(0, n))
@@ -229,8 +267,63 @@ def synthetic(
     bars = validate(pd.concat(frames, ignore_index=True), source=f"synthetic(seed={seed})")
     if not return_regimes:
         return bars
-    days_index = pd.date_range(timestamps[0], periods=len(regimes.day_state), freq="1D")
     return bars, _regime_frame(days_index, regimes.day_state, regimes.day_sign)
+
+
+def _exchange_calendar(name: str, first: pd.Timestamp, last: pd.Timestamp):
+    """The ``exchange_calendars`` calendar ``name`` covering the days ``first`` to ``last``."""
+    import exchange_calendars as xcals  # imported here: it takes about a second to import
+
+    names = xcals.get_calendar_names(include_aliases=True)
+    if name not in names:
+        close = difflib.get_close_matches(str(name).upper(), names, n=3, cutoff=0.4)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise UnknownNameError(
+            f"synthetic(calendar={name!r}): no such exchange calendar: {hint}"
+            "pass an exchange_calendars name such as 'XNYS' (New York), 'XLON' or 'XTKS' "
+            "(all names: exchange_calendars.get_calendar_names()), or calendar=None for 24/7 bars")
+    return xcals.get_calendar(name, start=first, end=last)
+
+
+def _session_bars(
+    calendar: str, start: str | pd.Timestamp, days: int, step: pd.Timedelta,
+) -> tuple[pd.DatetimeIndex, np.ndarray, pd.DatetimeIndex, float]:
+    """Bars of the sessions of ``calendar`` dated from ``start`` for ``days`` days.
+
+    Returns the bar timestamps (the session close for daily bars, each bar's open
+    within the session for intraday ones, UTC), the session number of each bar,
+    the sessions (UTC midnight) and the number of bars in the year from ``start``.
+    """
+    if step > pd.Timedelta("1D"):
+        raise ValueError(f"synthetic(calendar={calendar!r}): freq={step} is longer than a "
+                         "session; use freq='1D' (one bar per session) or an intraday freq")
+    first = pd.Timestamp(start)
+    if first.tz is not None:
+        first = first.tz_convert("UTC").tz_localize(None)
+    first = first.normalize()
+    span_end = first + pd.Timedelta(days=days)
+    year_end = first + pd.Timedelta(days=365)
+    cal = _exchange_calendar(calendar, first, max(span_end, year_end))
+    all_sessions = cal.sessions
+    sessions = all_sessions[all_sessions < span_end]
+    if len(sessions) == 0:
+        raise ValueError(f"synthetic(calendar={calendar!r}): no session between {first.date()} "
+                         f"and {span_end.date()}; give more days or another start")
+    if step == pd.Timedelta("1D"):
+        timestamps = pd.DatetimeIndex(cal.closes.loc[sessions].to_numpy(), tz="UTC")
+        day_of_bar = np.arange(len(sessions))
+        bars_per_year = float((all_sessions < year_end).sum())
+    else:
+        year = cal.trading_index(all_sessions[0], all_sessions[all_sessions < year_end][-1],
+                                 period=step, intervals=True, closed="left", force=True)
+        bars_per_year = float(len(year))
+        in_span = cal.trading_index(sessions[0], sessions[-1], period=step, intervals=True,
+                                    closed="left", force=True)
+        timestamps = pd.DatetimeIndex(in_span.left).tz_convert("UTC")
+        opens = pd.DatetimeIndex(cal.opens.loc[sessions]).tz_convert("UTC")
+        day_of_bar = np.searchsorted(opens, timestamps, side="right") - 1
+    days_index = pd.DatetimeIndex(sessions).tz_localize("UTC").rename("day")
+    return timestamps.rename(None), day_of_bar.astype(np.int64), days_index, bars_per_year
 
 
 def _regime_frame(days: pd.DatetimeIndex, state: np.ndarray, sign: np.ndarray) -> pd.DataFrame:
