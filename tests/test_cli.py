@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import alphatrade_lab as atl
-from alphatrade_lab.cli import main
+from alphatrade_lab.cli import _parser, main
 
 
 def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
@@ -53,3 +55,45 @@ def test_console_script_reports_bad_usage():
     out = subprocess.run([sys.executable, "-m", "alphatrade_lab.cli", "nonsense"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def _help(*args: str) -> str:
+    script = Path(sys.executable).with_name("alphatrade-lab")  # the installed console script
+    out = subprocess.run([str(script), *args, "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_help_is_plain_text_and_describes_every_command():
+    text = _help()
+    for markup in ("``", ":func:", ":class:", "::"):
+        assert markup not in text, markup
+    assert text.split("\n\n")[1].startswith("alphatrade_lab: quantitative trading research")
+    subs = _subcommands()
+    assert set(subs) == {"demo", "make-sample"}
+    # each command is listed with a one-line description of its own
+    lines = [line.strip() for line in text.splitlines()]
+    for name in subs:
+        i = lines.index(name) if name in lines else next(
+            k for k, line in enumerate(lines) if line.startswith(name + " "))
+        described = lines[i][len(name):].strip() or lines[i + 1]
+        assert len(described.split()) >= 4, (name, described)
+    assert "run the research job" in text and "regenerate the embedded sample" in text
+
+
+def test_each_command_help_says_what_it_does():
+    for name, parser in _subcommands().items():
+        text = _help(name)
+        assert text.startswith(f"usage: alphatrade-lab {name}")
+        assert "``" not in text and ":func:" not in text
+        description = text.split("\n\n")[1]
+        assert description == parser.format_help().split("\n\n")[1]
+        assert len(description.split()) >= 15, (name, description)
+        for option in [o for a in parser._actions for o in a.option_strings if o != "-h"]:
+            assert option in text
