@@ -60,8 +60,9 @@ def demo_step(pf: Any, store_path: str | Path, echo: Callable[[str], Any] = prin
         Environment for :meth:`AlertManager.from_env` (default ``os.environ``): the log
         sink always, Telegram / Discord / webhook when their variables are set.
     max_alerts
-        Alerts sent at most: per limit and portfolio the most severe breach (see
-        :func:`select_alerts`); the report's table counts all of them.
+        Alerts sent at most: one per limit and portfolio, summarising its episodes
+        (:meth:`RiskManager.summarize`), critical ones first; the report counts all
+        episodes.
     run_id
         Ties the stored alerts to a run of the store (must exist there).
     lock_timeout
@@ -71,16 +72,17 @@ def demo_step(pf: Any, store_path: str | Path, echo: Callable[[str], Any] = prin
     -------
     list of str
         A ``## Risk limits`` section (Markdown): the limits, breach counts per limit
-        and severity, the table of alerted breaches and where the alerts went.
+        and severity, the table of the alerts' summaries and where the alerts went.
     """
     from alphatrade_lab.store import LabStore
 
     rm = RiskManager(limits)
     breaches = rm.evaluate(pf)
-    chosen = select_alerts(breaches, max_alerts)
+    chosen = rm.summarize(breaches).head(max_alerts)
     store = LabStore(store_path, lock_timeout=lock_timeout)
     with AlertManager.from_env(env, store=store, run_id=run_id) as manager:
-        results = manager.send_many(rm.alerts(chosen)) if len(chosen) else []
+        alerts = [rm.summary_alert(r) for r in chosen.to_dict("records")]
+        results = manager.send_many(alerts) if alerts else []
         sinks = [s.name for s in manager.sinks]
     delivered = {s: sum(s in r.delivered for r in results) for s in sinks}
     failed = {s: sum(s in r.failed for r in results) for s in sinks}
@@ -91,9 +93,10 @@ def demo_step(pf: Any, store_path: str | Path, echo: Callable[[str], Any] = prin
         counts = breaches.pivot_table(index="limit", columns="severity", values="value",
                                       aggfunc="size", fill_value=0)
         counts_text = "```\n" + counts.to_string() + "\n```"
-        shown = chosen[["limit", "portfolio", "symbol", "severity", "timestamp", "value",
-                        "worst", "threshold"]].copy()
-        shown["timestamp"] = shown["timestamp"].map(lambda t: f"{pd.Timestamp(t):%Y-%m-%d %H:%M}")
+        shown = chosen[["limit", "portfolio", "symbol", "severity", "critical_episodes",
+                        "warning_episodes", "first", "last", "worst"]].copy()
+        for col in ("first", "last"):
+            shown[col] = shown[col].map(lambda t: f"{pd.Timestamp(t):%Y-%m-%d %H:%M}")
         if shown["symbol"].isna().all():
             shown = shown.drop(columns="symbol")
         table = "```\n" + shown.to_string(index=False, float_format="{:,.4f}".format) + "\n```"
@@ -109,8 +112,7 @@ def demo_step(pf: Any, store_path: str | Path, echo: Callable[[str], Any] = prin
         "every bar of the backtest; a breach is an episode above a threshold:", "",
         *lim_lines, "",
         "Breach episodes per limit and severity:", "", counts_text, "",
-        f"Alerts sent ({len(results)}; per limit and portfolio the most severe breach, "
-        f"its value where it started and its worst): {went}. Recorded in the store's "
-        "`alerts` table.", "",
+        f"Alerts sent ({len(results)}; one per limit and portfolio: its episodes, their "
+        f"span and the worst value): {went}. Recorded in the store's `alerts` table.", "",
         table, "",
     ]

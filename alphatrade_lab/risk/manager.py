@@ -41,9 +41,13 @@ from alphatrade_lab.risk.limits import (
     valid_equity,
 )
 
-__all__ = ["Breach", "RiskManager", "drift_alerts"]
+__all__ = ["SUMMARY_COLUMNS", "Breach", "RiskManager", "drift_alerts"]
 
 _PERCENT = {"max_drawdown", "daily_loss", "gross_exposure", "position_size"}
+#: Columns of :meth:`RiskManager.summarize`: one row per limit and portfolio.
+SUMMARY_COLUMNS = ["limit", "portfolio", "severity", "critical_episodes", "critical_threshold",
+                   "warning_episodes", "warning_threshold", "first", "last", "worst",
+                   "worst_time", "symbol"]
 
 
 @dataclass
@@ -430,22 +434,141 @@ class RiskManager:
                        f"{_fmt(limit, thr)} exceeded")
         return Alert(level, f"Risk Alert: {limit}", message, data)
 
-    def alerts(self, breaches: pd.DataFrame | Iterable[Breach]) -> list[Alert]:
-        """One alert per breach (rows of :meth:`evaluate` or :meth:`update`'s list)."""
-        rows = breaches.to_dict("records") if isinstance(breaches, pd.DataFrame) \
-            else list(breaches)
-        return [self.alert_for(b) for b in rows]
+    @staticmethod
+    def summarize(breaches: pd.DataFrame | Iterable[Breach]) -> pd.DataFrame:
+        """One row per limit and portfolio: how many episodes, when, and the worst value.
+
+        Columns (:data:`SUMMARY_COLUMNS`): ``limit, portfolio``; ``severity``, the worst
+        reached (``critical`` if any episode was); ``critical_episodes`` and
+        ``warning_episodes`` with their thresholds (NaN when the limit has no such
+        level; a critical episode also counts as a warning one when the limit has
+        both); ``first`` (the first episode's start) and ``last`` (the last observation
+        above a threshold); ``worst`` and ``worst_time``, and ``symbol`` (the position
+        behind the worst ``position_size`` value). Critical rows come first, then in
+        time order.
+
+        >>> b = pd.DataFrame({"limit": ["max_drawdown"] * 3, "portfolio": ["AAA"] * 3,
+        ...     "symbol": None, "severity": ["warning", "critical", "warning"],
+        ...     "timestamp": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-02-01"],
+        ...                                 utc=True),
+        ...     "value": [0.11, 0.21, 0.12], "threshold": [0.1, 0.2, 0.1],
+        ...     "worst": [0.25, 0.25, 0.14], "worst_time": pd.to_datetime(
+        ...         ["2024-01-05", "2024-01-05", "2024-02-02"], utc=True),
+        ...     "end": pd.to_datetime(["2024-01-09", "2024-01-06", "2024-02-03"], utc=True),
+        ...     "observations": [8, 4, 3]})
+        >>> s = RiskManager.summarize(b).iloc[0]
+        >>> s["severity"], int(s["critical_episodes"]), int(s["warning_episodes"])
+        ('critical', 1, 2)
+        >>> print(RiskManager.summary_alert(s).message)
+        AAA: 1 critical episode (above 20.00%) and 2 warning episodes (above 10.00%) from
+        2024-01-02 00:00 to 2024-02-03 00:00 UTC; worst 25.00% at 2024-01-05 00:00 UTC
+        """
+        frame = _breach_frame(breaches)
+        rows = []
+        for (limit, portfolio), g in frame.groupby(["limit", "portfolio"], sort=False):
+            crit = (g["severity"] == "critical").to_numpy()
+            top = g[crit] if crit.any() else g
+            i = top["worst"].idxmax() if top["worst"].notna().any() else top.index[0]
+            rows.append({
+                "limit": limit, "portfolio": portfolio,
+                "severity": "critical" if crit.any() else "warning",
+                "critical_episodes": int(crit.sum()),
+                "critical_threshold": g.loc[crit, "threshold"].max(),
+                "warning_episodes": int((~crit).sum()),
+                "warning_threshold": g.loc[~crit, "threshold"].max(),
+                "first": g["timestamp"].min(), "last": g["end"].max(),
+                "worst": top.at[i, "worst"], "worst_time": top.at[i, "worst_time"],
+                "symbol": top.at[i, "symbol"],
+            })
+        out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        if out.empty:
+            return out
+        return out.sort_values(["severity", "first"], ascending=[True, True],
+                               kind="stable").reset_index(drop=True)
+
+    @staticmethod
+    def summary_alert(row: Mapping[str, Any] | pd.Series) -> Alert:
+        """The alert for one row of :meth:`summarize`: ``"Risk Alert: <limit>"``,
+        CRITICAL or WARNING by the worst severity, a message with the episode counts,
+        the time span and the worst value."""
+        r = dict(row)
+        limit, portfolio = r["limit"], r["portfolio"]
+        n_crit, n_warn = int(r["critical_episodes"]), int(r["warning_episodes"])
+        who = str(portfolio)
+        symbol = r.get("symbol")
+        if symbol is not None and symbol == symbol:
+            who += f" ({symbol})"
+        span = f"from {_when(r['first'])} to {_when(r['last'])} UTC"
+        if limit in INVALID_NAMES:
+            what = {"invalid_equity": "the equity", "invalid_pnl": "a closed trade's pnl",
+                    "invalid_position": "a position value"}[limit]
+            message = (f"{who}: {_episodes(n_crit)} where {what} was not a finite number, "
+                       f"{span}: the risk limits cannot be checked there (missing or bad "
+                       "data)")
+        else:
+            parts = [f"{_episodes(n, sev)} (above {_fmt(limit, float(r[sev + '_threshold']))})"
+                     for sev, n in (("critical", n_crit), ("warning", n_warn)) if n]
+            message = (f"{who}: {' and '.join(parts)} {span}; worst "
+                       f"{_fmt(limit, float(r['worst']))} at {_when(r['worst_time'])} UTC")
+        data = {k: r[k] for k in SUMMARY_COLUMNS if k not in ("symbol",)}
+        for k in ("first", "last", "worst_time"):
+            data[k] = pd.Timestamp(data[k]).isoformat() if pd.notna(data[k]) else None
+        if symbol is not None and symbol == symbol:
+            data["symbol"] = symbol
+        level = AlertLevel.CRITICAL if r["severity"] == "critical" else AlertLevel.WARNING
+        return Alert(level, f"Risk Alert: {limit}", message, data)
+
+    def alerts(self, breaches: pd.DataFrame | Iterable[Breach], *,
+               per_episode: bool = False) -> list[Alert]:
+        """The alerts for breaches (rows of :meth:`evaluate` or :meth:`update`'s list):
+        one per limit and portfolio (:meth:`summary_alert` of :meth:`summarize`), or
+        with ``per_episode=True`` one per breach (:meth:`alert_for`)."""
+        if per_episode:
+            rows = breaches.to_dict("records") if isinstance(breaches, pd.DataFrame) \
+                else list(breaches)
+            return [self.alert_for(b) for b in rows]
+        return [self.summary_alert(r) for r in self.summarize(breaches).to_dict("records")]
 
     def send(self, breaches: pd.DataFrame | Iterable[Breach],
-             manager: AlertManager | None = None) -> list[AlertResult]:
-        """Send the breaches' alerts (blocking) through ``manager``, this risk manager's
-        own, or a temporary :meth:`AlertManager.from_env` one."""
-        return _send(self.alerts(breaches), manager or self.manager)
+             manager: AlertManager | None = None, *,
+             per_episode: bool = False) -> list[AlertResult]:
+        """Send the breaches' :meth:`alerts` (blocking) through ``manager``, this risk
+        manager's own, or a temporary :meth:`AlertManager.from_env` one.
+
+        By default one alert per limit and portfolio summarises its episodes (a year
+        of hourly bars can hold hundreds, and chat services deliver about one message
+        a second); ``per_episode=True`` sends one alert per breach row.
+        """
+        return _send(self.alerts(breaches, per_episode=per_episode),
+                     manager or self.manager)
 
     def send_drift(self, report: pd.DataFrame, manager: AlertManager | None = None
                    ) -> list[AlertResult]:
         """Send :func:`drift_alerts` of a drift report (WARNING, one per feature)."""
         return _send(drift_alerts(report), manager or self.manager)
+
+
+def _breach_frame(breaches: pd.DataFrame | Iterable[Breach]) -> pd.DataFrame:
+    """Breaches as a frame of :data:`BREACH_COLUMNS`; a streamed :class:`Breach` (no
+    episode end or worst yet) ends where it starts, at its value."""
+    if isinstance(breaches, pd.DataFrame):
+        frame = breaches
+    else:
+        frame = breaches_frame([b.to_dict() if isinstance(b, Breach) else dict(b)
+                                for b in breaches])
+    start = frame["timestamp"]
+    return frame.assign(worst=frame["worst"].fillna(frame["value"]),
+                        worst_time=start.where(frame["worst_time"].isna(), frame["worst_time"]),
+                        end=start.where(frame["end"].isna(), frame["end"]))
+
+
+def _when(t: Any) -> str:
+    return f"{pd.Timestamp(t):%Y-%m-%d %H:%M}"
+
+
+def _episodes(n: int, severity: str = "") -> str:
+    kind = f"{severity} " if severity else ""
+    return f"{n} {kind}episode{'' if n == 1 else 's'}"
 
 
 def _send(alerts: list[Alert], manager: AlertManager | None) -> list[AlertResult]:
