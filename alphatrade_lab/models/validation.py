@@ -205,6 +205,30 @@ def _fingerprint(names: list[str], A: np.ndarray, y: np.ndarray, t0: np.ndarray)
     return h.hexdigest()
 
 
+def _utc_times(s: pd.Series) -> pd.DatetimeIndex:
+    t = pd.DatetimeIndex(s)
+    return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
+
+
+def _check_same_rows(X: pd.DataFrame, y: pd.DataFrame) -> None:
+    """DataError when X and a label frame of the same length are not the same
+    (timestamp, symbol) row by row (a label would train on another bar's features)."""
+    keys = [k for k in _KEYS if k in X.columns and k in y.columns]
+    if not keys:
+        return
+    differ = np.zeros(len(X), dtype=bool)
+    for k in keys:
+        if k == "timestamp":
+            differ |= np.asarray(_utc_times(X[k]) != _utc_times(y[k]))
+        else:
+            differ |= X[k].to_numpy() != y[k].to_numpy()
+    if differ.any():
+        i = int(differ.argmax())
+        raise DataError(f"train: row {i} of X is {tuple(X[keys].iloc[i])} but row {i} of y "
+                        f"is {tuple(y[keys].iloc[i])}; match the rows by (timestamp, symbol) "
+                        "first: X, y = atl.models.align(features, labels)")
+
+
 def train(X: pd.DataFrame, y: Any, estimator: Any, *, t1: Any = None, n_splits: int = 5,
           embargo: Any = None, mode: str = "walk_forward", max_train: Any = None,
           feature_spec: Any = None, label_spec: Any = None, nan_policy: str = "mean",
@@ -221,6 +245,8 @@ def train(X: pd.DataFrame, y: Any, estimator: Any, *, t1: Any = None, n_splits: 
     y
         Labels: a label frame from :func:`~alphatrade_lab.models.labels` (uses its
         ``label`` and ``t1`` columns), or a Series/array with the same rows as ``X``.
+        A label frame must hold the same (timestamp, symbol) rows as ``X``, in the same
+        order (:func:`~alphatrade_lab.models.align` makes them so); else DataError.
     estimator
         Any scikit-learn classifier with ``predict_proba``; it is cloned per fold and fit
         on a float64 array in feature order.
@@ -284,7 +310,11 @@ def train(X: pd.DataFrame, y: Any, estimator: Any, *, t1: Any = None, n_splits: 
     else:
         yv = np.asarray(y)
     if len(yv) != len(X):
-        raise DataError(f"train: X has {len(X)} rows but y has {len(yv)}")
+        raise DataError(f"train: X has {len(X)} rows but y has {len(yv)}; keep the rows "
+                        "that have both features and a label first: "
+                        "X, y = atl.models.align(features, labels)")
+    if isinstance(y, pd.DataFrame):
+        _check_same_rows(X, y)
     if "timestamp" in X.columns:
         t0 = X["timestamp"]
     elif isinstance(X.index, pd.DatetimeIndex):
