@@ -36,7 +36,7 @@ G_PREV_V = 3       # value at the previous bar (initial value before the first b
 G_NBARS = 4        # bars seen
 G_SUM_R = 5        # sum of returns
 G_SUM_R2 = 6       # sum of squared returns
-G_SPARE = 7
+G_DD_START = 7     # peak bar of the longest peak-to-recovery stretch
 G_DOWN2 = 8        # sum of squared negative returns
 G_PEAK = 9         # running peak value
 G_PEAK_BAR = 10    # bar of the running peak
@@ -195,10 +195,28 @@ def resolve_action_nb(pos, entry, exit_, direction):
 
 
 @njit(cache=True)
-def buy_nb(cash, free, pos, debt, size, cash_limit, price, fees, fixed_fees, slippage, covering):
+def floor_to_nb(size, gran):
+    """``size`` rounded down to a multiple of ``gran`` (NaN: no rounding).
+
+    A quotient within the relative tolerance of a whole number counts as that
+    number, so that float noise (99.99999999999 shares) does not lose a unit.
+    """
+    if np.isnan(gran) or np.isinf(size):
+        return size
+    q = size / gran
+    whole = np.round(q)
+    if not is_close_nb(q, whole):
+        whole = np.floor(q)
+    return whole * gran
+
+
+@njit(cache=True)
+def buy_nb(cash, free, pos, debt, size, cash_limit, price, fees, fixed_fees, slippage, covering,
+           gran=np.nan):
     """Buy up to ``size`` shares spending at most ``cash_limit`` (fees included).
 
-    ``size=inf`` spends all of ``cash_limit``. Returns ``(filled, cash, free,
+    ``size=inf`` spends all of ``cash_limit``. The size is rounded down to a
+    multiple of ``gran`` (NaN: no rounding). Returns ``(filled, cash, free,
     pos, debt, fill_size, fill_price, fees_paid)``.
     """
     adj_price = price * (1.0 + slippage)
@@ -208,6 +226,7 @@ def buy_nb(cash, free, pos, debt, size, cash_limit, price, fees, fixed_fees, sli
         size = min(-pos, size)
     elif cash_limit <= 0:
         return False, cash, free, pos, debt, 0.0, 0.0, 0.0
+    size = floor_to_nb(size, gran)
     if size == 0:
         return False, cash, free, pos, debt, 0.0, 0.0, 0.0
     req = size * adj_price
@@ -225,6 +244,10 @@ def buy_nb(cash, free, pos, debt, size, cash_limit, price, fees, fixed_fees, sli
         fill_size = max_req / adj_price
         fees_paid = cash_limit - max_req
         spent = cash_limit
+        if not np.isnan(gran):
+            fill_size = floor_to_nb(fill_size, gran)
+            fees_paid = fill_size * adj_price * fees + fixed_fees
+            spent = fill_size * adj_price + fees_paid
     if fill_size < MIN_SIZE and not is_close_nb(fill_size, MIN_SIZE):
         return False, cash, free, pos, debt, 0.0, 0.0, 0.0
     new_cash = add_nb(cash, -spent)
@@ -241,10 +264,12 @@ def buy_nb(cash, free, pos, debt, size, cash_limit, price, fees, fixed_fees, sli
 
 
 @njit(cache=True)
-def sell_nb(cash, free, pos, debt, size, frac, price, fees, fixed_fees, slippage, closing):
+def sell_nb(cash, free, pos, debt, size, frac, price, fees, fixed_fees, slippage, closing,
+            gran=np.nan):
     """Sell ``size`` shares of a long position (``closing``), or sell the long
     position plus ``frac`` of the largest short the free cash allows.
 
+    The size is rounded down to a multiple of ``gran`` (NaN: no rounding).
     Returns ``(filled, cash, free, pos, debt, fill_size, fill_price, fees_paid)``.
     """
     adj_price = price * (1.0 - slippage)
@@ -265,6 +290,7 @@ def sell_nb(cash, free, pos, debt, size, frac, price, fees, fixed_fees, slippage
                                                                                   max_short)
             if size <= 0:
                 return False, cash, free, pos, debt, 0.0, 0.0, 0.0
+    size = floor_to_nb(size, gran)
     if is_close_nb(size, 0.0):
         return False, cash, free, pos, debt, 0.0, 0.0, 0.0
     if size < MIN_SIZE and not is_close_nb(size, MIN_SIZE):
@@ -387,10 +413,11 @@ def _snap(x):
 
 
 @njit(cache=True)
-def execute_action_nb(g, c, action, bar, price, fees, fixed_fees, slippage, frac, cstate,
+def execute_action_nb(g, c, action, bar, price, fees, fixed_fees, slippage, frac, gran, cstate,
                       gstate, orders, o_start, o_count, o_cap, trades, t_start, t_count, t_cap):
     """Execute one signal action at ``price`` for column ``c`` of cash group ``g``.
 
+    Order sizes are rounded down to a multiple of ``gran`` (NaN: no rounding).
     Returns True when an order was filled.
     """
     cash = _snap(gstate[g, G_CASH])
@@ -399,7 +426,7 @@ def execute_action_nb(g, c, action, bar, price, fees, fixed_fees, slippage, frac
     debt = _snap(cstate[c, C_DEBT])
     if action == A_OPEN_LONG:
         res = buy_nb(cash, free, pos, debt, np.inf, frac * cash, price, fees, fixed_fees,
-                     slippage, False)
+                     slippage, False, gran)
         side = 1.0
     elif action == A_TO_LONG:
         size = np.inf
@@ -408,17 +435,20 @@ def execute_action_nb(g, c, action, bar, price, fees, fixed_fees, slippage, frac
             adj = price * (1.0 + slippage)
             all_in = add_nb(cash, -fixed_fees) / (1.0 + fees) / adj
             size = -pos + frac * max(all_in + pos, 0.0)
-        res = buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees, slippage, False)
+        res = buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees, slippage, False,
+                     gran)
         side = 1.0
     elif action == A_CLOSE_SHORT:
-        res = buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees, slippage, True)
+        res = buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees, slippage, True,
+                     gran)
         side = 1.0
     elif action == A_CLOSE_LONG:
-        res = sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees, slippage, True)
+        res = sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees, slippage, True,
+                      gran)
         side = -1.0
     elif action == A_OPEN_SHORT or action == A_TO_SHORT:
         res = sell_nb(cash, free, pos, debt, np.inf, frac, price, fees, fixed_fees, slippage,
-                      False)
+                      False, gran)
         side = -1.0
     else:
         return False
@@ -454,7 +484,8 @@ def load_stats_nb(gstate, g):
     """The streaming statistics of group ``g`` as a tuple (kept in registers by the kernels)."""
     return (gstate[g, G_PREV_V], gstate[g, G_NBARS], gstate[g, G_SUM_R], gstate[g, G_SUM_R2],
             gstate[g, G_DOWN2], gstate[g, G_PEAK], gstate[g, G_PEAK_BAR], gstate[g, G_MAX_DD],
-            gstate[g, G_MAX_DD_BARS], gstate[g, G_EXPOSED], gstate[g, G_LAST_BAR])
+            gstate[g, G_MAX_DD_BARS], gstate[g, G_DD_START], gstate[g, G_EXPOSED],
+            gstate[g, G_LAST_BAR])
 
 
 @njit(cache=True)
@@ -462,7 +493,8 @@ def store_stats_nb(gstate, g, st):
     """Write back a tuple from :func:`load_stats_nb`."""
     (gstate[g, G_PREV_V], gstate[g, G_NBARS], gstate[g, G_SUM_R], gstate[g, G_SUM_R2],
      gstate[g, G_DOWN2], gstate[g, G_PEAK], gstate[g, G_PEAK_BAR], gstate[g, G_MAX_DD],
-     gstate[g, G_MAX_DD_BARS], gstate[g, G_EXPOSED], gstate[g, G_LAST_BAR]) = st
+     gstate[g, G_MAX_DD_BARS], gstate[g, G_DD_START], gstate[g, G_EXPOSED],
+     gstate[g, G_LAST_BAR]) = st
 
 
 @njit(cache=True, inline="never")
@@ -484,14 +516,16 @@ def bar_return_nb(value, prev):
 @njit(cache=True)
 def step_stats_nb(st, bar, value, exposed):
     """Advance the streaming return, drawdown and exposure statistics by one bar."""
-    prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed, _ = st
+    prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start, n_exposed, _ = st
     r = (value - prev) / prev if prev > 0 else bar_return_nb(value, prev)
     if r < 0:
         down2 += r * r
     if np.isnan(peak) or value >= peak:
         if not np.isnan(peak) and peak_bar < bar - 1:
             # Recovered from a drawdown that began after the peak bar.
-            max_dd_bars = max(max_dd_bars, bar - peak_bar)
+            if bar - peak_bar > max_dd_bars:
+                max_dd_bars = bar - peak_bar
+                dd_start = peak_bar
         peak = value
         peak_bar = float(bar)
     else:
@@ -499,7 +533,7 @@ def step_stats_nb(st, bar, value, exposed):
     if exposed:
         n_exposed += 1.0
     return (value, n + 1.0, s1 + r, s2 + r * r, down2, peak, peak_bar, max_dd, max_dd_bars,
-            n_exposed, float(bar))
+            dd_start, n_exposed, float(bar))
 
 
 @njit(cache=True)
@@ -510,7 +544,7 @@ def update_stats_nb(g, bar, value, exposed, gstate):
 
 @njit(cache=True, parallel=True)
 def simulate_signals_nb(close, entries, exits, open_, group_start, direction, execution,
-                        fees, fixed_fees, slippage, frac, sl_stop, tp_stop, bar0,
+                        fees, fixed_fees, slippage, frac, gran, sl_stop, tp_stop, bar0,
                         cstate, gstate, equity_out, cash_out, pos_out,
                         orders, o_start, o_count, o_cap, trades, t_start, t_count, t_cap):
     """Simulate signal trading over a block of bars, advancing ``cstate``/``gstate`` in place.
@@ -527,8 +561,9 @@ def simulate_signals_nb(close, entries, exits, open_, group_start, direction, ex
         Columns ``group_start[g]:group_start[g + 1]`` share group ``g``'s cash.
     direction, execution : int
         ``LONGONLY``/``SHORTONLY``/``BOTH`` and ``EXEC_CLOSE``/``EXEC_NEXT_OPEN``.
-    fees, fixed_fees, slippage, frac, sl_stop, tp_stop : float64[k]
-        Per-column costs, the fraction of available cash per entry, and the
+    fees, fixed_fees, slippage, frac, gran, sl_stop, tp_stop : float64[k]
+        Per-column costs, the fraction of available cash per entry, the size
+        granularity (orders are rounded down to a multiple; NaN: none) and the
         stop fractions (NaN: no stop).
     bar0 : int
         Global index of the block's first bar (order, trade and drawdown bars are global).
@@ -575,8 +610,8 @@ def simulate_signals_nb(close, entries, exits, open_, group_start, direction, ex
                         action = resolve_action_nb(pos, pe, px, direction)
                         slip = slippage[c]
                     execute_action_nb(g, c, action, bar, price, fees[c], fixed_fees[c], slip,
-                                      frac[c], cstate, gstate, orders, o_start, o_count, o_cap,
-                                      trades, t_start, t_count, t_cap)
+                                      frac[c], gran[c], cstate, gstate, orders, o_start, o_count,
+                                      o_cap, trades, t_start, t_count, t_cap)
             for c in range(c0, c1):
                 price = close[i, c]
                 if not np.isnan(price):
@@ -604,8 +639,8 @@ def simulate_signals_nb(close, entries, exits, open_, group_start, direction, ex
                     continue
                 if action != A_NONE:
                     execute_action_nb(g, c, action, bar, price, fees[c], fixed_fees[c], slip,
-                                      frac[c], cstate, gstate, orders, o_start, o_count, o_cap,
-                                      trades, t_start, t_count, t_cap)
+                                      frac[c], gran[c], cstate, gstate, orders, o_start, o_count,
+                                      o_cap, trades, t_start, t_count, t_cap)
             value = gstate[g, G_CASH]
             exposed = False
             for c in range(c0, c1):
@@ -624,8 +659,8 @@ def simulate_signals_nb(close, entries, exits, open_, group_start, direction, ex
 
 
 @njit(cache=True, parallel=True)
-def simulate_weights_nb(close, weights, group_start, fees, slippage, bar0, cstate, gstate,
-                        equity_out, cash_out, pos_out, orders, o_start, o_count, o_cap,
+def simulate_weights_nb(close, weights, group_start, fees, slippage, gran, bar0, cstate,
+                        gstate, equity_out, cash_out, pos_out, orders, o_start, o_count, o_cap,
                         trades, t_start, t_count, t_cap):
     """Rebalance each cash group to target weights at the close of each bar.
 
@@ -633,8 +668,9 @@ def simulate_weights_nb(close, weights, group_start, fees, slippage, bar0, cstat
     bar ``i``'s close (negative: short); NaN keeps the current position, as
     does a NaN close. Sells are executed before buys; when the buys (with fees
     and slippage) cost more than the cash available, all of the bar's buys are
-    scaled down by the same factor. Other arguments are as in
-    :func:`simulate_signals_nb`.
+    scaled down by the same factor. Each order's size is rounded down to a
+    multiple of ``gran[c]`` (NaN: no rounding), after that scaling. Other
+    arguments are as in :func:`simulate_signals_nb`.
     """
     n = close.shape[0]
     n_groups = group_start.shape[0] - 1
@@ -667,7 +703,8 @@ def simulate_weights_nb(close, weights, group_start, fees, slippage, bar0, cstat
                         continue
                     target = w * value / price
                     if not is_close_nb(target, cstate[c, C_POS]):
-                        delta[c - c0] = target - cstate[c, C_POS]
+                        d = target - cstate[c, C_POS]
+                        delta[c - c0] = np.sign(d) * floor_to_nb(abs(d), gran[c])
                 for c in range(c0, c1):
                     d = delta[c - c0]
                     if d < 0:
@@ -687,7 +724,9 @@ def simulate_weights_nb(close, weights, group_start, fees, slippage, bar0, cstat
                 if cost > cash and not is_close_nb(cost, cash):
                     scale = max(cash, 0.0) / cost
                 for c in range(c0, c1):
-                    d = delta[c - c0] * scale
+                    d = delta[c - c0]
+                    if d > 0 and scale < 1.0:
+                        d = floor_to_nb(d * scale, gran[c])
                     if d > 0 and d >= MIN_SIZE:
                         adj = close[i, c] * (1.0 + slippage[c])
                         paid = d * adj * fees[c]

@@ -56,7 +56,7 @@ def _flat_run_end_nb(close, entries, exits, c, ce, cx, es, xs, i, n, direction):
 
 @njit(cache=True, parallel=True)
 def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees, slippage,
-                             frac, bar0, cstate, gstate, equity_out, cash_out, pos_out,
+                             frac, gran, bar0, cstate, gstate, equity_out, cash_out, pos_out,
                              orders, o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
                              fills):
     """:func:`~alphatrade_lab.backtest.kernels.simulate_signals_nb` for one column per
@@ -85,8 +85,8 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
         cx = c * xc
         # The streaming statistics of step_stats_nb, unpacked into locals and updated
         # inline below with the same floating-point operations in the same order.
-        (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
-         last_bar) = load_stats_nb(gstate, g)
+        (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+         n_exposed, last_bar) = load_stats_nb(gstate, g)
         pos = cstate[c, C_POS]
         val = cstate[c, C_VAL]
         cash = gstate[g, G_CASH]
@@ -108,9 +108,9 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
                         if rec_pos:
                             pos_out[m, c] = pos
                     (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
-                     n_exposed, last_bar) = _step_flat_nb(
+                     dd_start, n_exposed, last_bar) = _step_flat_nb(
                         (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
-                         n_exposed, last_bar), bar0 + i, bar0 + j - 1, cash)
+                         dd_start, n_exposed, last_bar), bar0 + i, bar0 + j - 1, cash)
                     i = j
                     continue
             bar = bar0 + i
@@ -123,8 +123,8 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
                     action = resolve_action_nb(pos, e, x, direction)
                     if action != A_NONE:
                         if execute_action_nb(g, c, action, bar, price, fees[c], fixed_fees[c],
-                                             slippage[c], frac[c], cstate, gstate, orders,
-                                             o_start, o_count, o_cap, trades, t_start,
+                                             slippage[c], frac[c], gran[c], cstate, gstate,
+                                             orders, o_start, o_count, o_cap, trades, t_start,
                                              t_count, t_cap):
                             pos = cstate[c, C_POS]
                             cash = gstate[g, G_CASH]
@@ -141,8 +141,9 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
             if r < 0:
                 down2 += r * r
             if np.isnan(peak) or value >= peak:
-                if not np.isnan(peak) and peak_bar < bar - 1:
-                    max_dd_bars = max(max_dd_bars, bar - peak_bar)
+                if not np.isnan(peak) and peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
+                    max_dd_bars = bar - peak_bar
+                    dd_start = peak_bar
                 peak = value
                 peak_bar = float(bar)
             else:
@@ -161,7 +162,7 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
             i += 1
         cstate[c, C_VAL] = val
         store_stats_nb(gstate, g, (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd,
-                                   max_dd_bars, n_exposed, last_bar))
+                                   max_dd_bars, dd_start, n_exposed, last_bar))
 
 
 @njit(cache=True)
@@ -175,7 +176,7 @@ def _step_flat_nb(st, first, last, value):
         for b in range(first + 1, last + 1):
             st = step_stats_nb(st, b, value, False)
         return st
-    prev, nb, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed, _ = st
+    prev, nb, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start, n_exposed, _ = st
     # From the second bar on prev == value, so the return is +0.0 and adds nothing to
     # the sums; the peak, set or not by the first bar, moves only when value >= peak,
     # each bar right after the previous one (no recovery to count).
@@ -185,7 +186,7 @@ def _step_flat_nb(st, first, last, value):
     else:
         max_dd = min(max_dd, value / peak - 1.0)
     return (value, nb + (last - first), s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
-            n_exposed, float(last))
+            dd_start, n_exposed, float(last))
 
 
 @njit(cache=True, parallel=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest.metrics import TimeBasis, basis_from_times, stats_from_state
 from alphatrade_lab.errors import unknown_name
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class Portfolio:
     def __init__(self, *, close: Frame, groups: pd.Index, group_start: np.ndarray,
                  equity: np.ndarray | None, cash: np.ndarray | None,
                  positions: np.ndarray | None, orders: np.ndarray, trades: np.ndarray,
-                 cstate: np.ndarray, stats: pd.DataFrame, bar_length: pd.Timedelta | None,
+                 cstate: np.ndarray, gstate: np.ndarray, stats: pd.DataFrame,
+                 basis: TimeBasis,
                  init_cash: np.ndarray,
                  series: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None):
         self._close = close
@@ -55,8 +57,9 @@ class Portfolio:
         self._orders = orders
         self._closed_trades = trades
         self._cstate = cstate
+        self._gstate = gstate
+        self.basis = basis
         self._stats = stats
-        self.bar_length = bar_length
         self.init_cash = init_cash
         self._single = close.kind == "series" and len(groups) == 1
 
@@ -211,12 +214,52 @@ class Portfolio:
         """Equity after the last bar (per group)."""
         return self._group_scalar(self._stats["end_value"])
 
-    def stats(self) -> pd.Series | pd.DataFrame:
+    @property
+    def bar_length(self) -> pd.Timedelta | None:
+        """The bar length (``freq``, or the most common gap between timestamps)."""
+        return self.basis.bar_length
+
+    @property
+    def periods_per_year(self) -> float:
+        """Bars per year used to annualise (observed from the index unless overridden)."""
+        return self.basis.periods_per_year
+
+    def stats(self, *, periods_per_year: float | None = None, year_freq: Any = None,
+              calendar: str | None = None) -> pd.Series | pd.DataFrame:
         """Performance statistics, one row per group (a Series for a single Series input).
 
-        See :mod:`alphatrade_lab.backtest.metrics` for the definitions.
+        Annualised from the data's calendar: CAGR and durations from the timestamps,
+        volatility, Sharpe and Sortino from the observed bars per year. See
+        :mod:`alphatrade_lab.backtest.metrics` for every formula.
+
+        Parameters
+        ----------
+        periods_per_year, year_freq, calendar
+            At most one, to annualise with a given number of bars per year (e.g. 252),
+            with ``year_freq / bar length`` (vectorbt's convention, e.g. ``"365D"``) or
+            with an ``exchange_calendars`` calendar (e.g. ``"XNYS"``).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from alphatrade_lab.backtest import from_signals
+        >>> days = pd.bdate_range("2024-01-01", "2024-12-31", tz="UTC")  # 262 weekdays
+        >>> close = pd.Series(np.linspace(100.0, 120.0, len(days)), index=days)
+        >>> pf = from_signals(close, close.index == days[0], close.index == days[-1])
+        >>> pf.periods_per_year, round(float(pf.stats()["cagr"]), 4)
+        (261.0, 0.1992)
+        >>> round(float(pf.stats(periods_per_year=252)["sharpe"] / pf.stats()["sharpe"]), 4)
+        0.9826
         """
-        return self._stats.iloc[0].rename(self._close.name) if self._single else self._stats.copy()
+        stats = self._stats
+        if periods_per_year is not None or year_freq is not None or calendar is not None:
+            b = self.basis
+            basis = basis_from_times(b.times, len(self.index), b.bar_length,
+                                     periods_per_year=periods_per_year, year_freq=year_freq,
+                                     calendar=calendar)
+            stats = stats_from_state(self._cstate, self._gstate, self._group_start,
+                                     self._groups, basis)
+        return stats.iloc[0].rename(self._close.name) if self._single else stats.copy()
 
     def plot(self, column: Any = None) -> Figure:
         """Equity, drawdown and the close with trade entry/exit markers for one group.

@@ -24,6 +24,9 @@ Execution model (vectorbt's ``Portfolio.from_signals`` with ``accumulate=False``
   tp_stop)`` (mirrored for shorts). The exit fills at that close
   (``next_open``: at the next open) without slippage, like vectorbt's default
   ``stop_exit_price="stoplimit"``; it takes precedence over the bar's signals.
+* **Size granularity** (``size_granularity``, vectorbt's option of that name):
+  every order's size is rounded down to a multiple of it (1: whole shares), after
+  the cash limit; a size that rounds to 0 places no order.
 * Orders smaller than :data:`~alphatrade_lab.backtest.kernels.MIN_SIZE` shares are rejected.
 """
 
@@ -40,6 +43,8 @@ from alphatrade_lab.backtest._inputs import (
     Frame,
     as_prices,
     as_signal,
+    cost_fraction,
+    granularity,
     group_offsets,
     parse_direction,
     parse_execution,
@@ -51,7 +56,12 @@ from alphatrade_lab.backtest.kernels_fast import (
     expand_1col_nb,
     simulate_signals_1col_nb,
 )
-from alphatrade_lab.backtest.metrics import infer_bar_length, stats_from_state
+from alphatrade_lab.backtest.metrics import (
+    basis_from_times,
+    infer_bar_length,
+    stats_from_state,
+    time_basis,
+)
 from alphatrade_lab.backtest.portfolio import Portfolio
 from alphatrade_lab.errors import DataError
 
@@ -60,12 +70,6 @@ __all__ = ["from_signals", "from_signals_chunked", "from_weights"]
 Record = Literal["full", "summary"]
 _EMPTY = np.empty((0, 0))
 _NO_FILLS = np.empty((0, N_FILL))
-
-
-def _bar_length(index: pd.Index, freq: Any) -> pd.Timedelta | None:
-    if freq is not None:
-        return pd.Timedelta(freq)
-    return infer_bar_length(index)
 
 
 def _init_cash(init_cash: float, n_groups: int) -> np.ndarray:
@@ -106,15 +110,16 @@ def _compact(buf: np.ndarray, start: np.ndarray, count: np.ndarray, cap: np.ndar
 class _SignalParams:
     """Validated scalar/per-column parameters shared by the one-shot and chunked runs."""
 
-    def __init__(self, k: int, *, fees, fixed_fees, slippage, size, direction, execution,
-                 sl_stop, tp_stop):
-        self.fees = per_column(fees, "fees", k, high=1.0, high_inclusive=False)
+    def __init__(self, k: int, *, fees, fixed_fees, slippage, size, size_granularity,
+                 direction, execution, sl_stop, tp_stop):
+        self.fees = cost_fraction(fees, "fees", k)
         self.fixed_fees = per_column(fixed_fees, "fixed_fees", k)
-        self.slippage = per_column(slippage, "slippage", k, high=1.0, high_inclusive=False)
+        self.slippage = cost_fraction(slippage, "slippage", k)
         frac = 1.0 if size is None else size
         self.frac = per_column(frac, "size", k, high=1.0)
         if (self.frac == 0).any():
             raise ValueError("size must be in (0, 1] (a fraction of the available cash), got 0")
+        self.gran = granularity(size_granularity, k)
         self.sl_stop = per_column(np.nan if sl_stop is None else sl_stop, "sl_stop", k,
                                   allow_nan=True)
         self.tp_stop = per_column(np.nan if tp_stop is None else tp_stop, "tp_stop", k,
@@ -140,12 +145,13 @@ def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np
     """Run the signal kernel, or its specialised twin when it gives the same numbers."""
     if _use_fast_path(p, group_start, close.shape[1]):
         simulate_signals_1col_nb(close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage,
-                                 p.frac, bar0, cstate, gstate, equity, cash, pos, orders,
+                                 p.frac, p.gran, bar0, cstate, gstate, equity, cash, pos, orders,
                                  o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
                                  fills)
         return
     K.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
-                          p.fixed_fees, p.slippage, p.frac, p.sl_stop, p.tp_stop, bar0, cstate,
+                          p.fixed_fees, p.slippage, p.frac, p.gran, p.sl_stop, p.tp_stop, bar0,
+                          cstate,
                           gstate, equity, cash, pos, orders, o_start, o_count, o_cap, trades,
                           t_start, t_count, t_cap)
 
@@ -198,6 +204,7 @@ def from_signals(
     fixed_fees: Any = 0.0,
     slippage: Any = 0.0,
     size: Any = None,
+    size_granularity: Any = None,
     direction: str = "longonly",
     execution: str = "close",
     open: Any = None,
@@ -228,6 +235,9 @@ def from_signals(
         fraction; a scalar or one value per column, all >= 0.
     size
         Fraction in (0, 1] of the available cash an entry uses (default: all).
+    size_granularity
+        Order sizes are rounded down to a multiple of this (1: whole shares);
+        None or NaN: no rounding. A scalar or one value per column, finite and > 0.
     direction
         ``"longonly"``, ``"shortonly"`` or ``"both"``.
     execution, open
@@ -237,7 +247,9 @@ def from_signals(
     cash_sharing
         One cash pool for all columns (processed left to right on each bar).
     freq
-        Bar length for annualization (default: inferred from a DatetimeIndex).
+        Bar length, for an index without timestamps (statistics are annualised from the
+        index's calendar: see :func:`alphatrade_lab.backtest.metrics.time_basis`;
+        ``Portfolio.stats(periods_per_year=...)`` overrides it).
     record
         ``"full"``: a :class:`Portfolio`. ``"summary"``: only the stats frame
         (one row per column or group), without materialising the equity curve.
@@ -258,8 +270,8 @@ def from_signals(
     e = as_signal(entries, "entries", frame)
     x = as_signal(exits, "exits", frame)
     p = _SignalParams(k, fees=fees, fixed_fees=fixed_fees, slippage=slippage, size=size,
-                      direction=direction, execution=execution, sl_stop=sl_stop,
-                      tp_stop=tp_stop)
+                      size_granularity=size_granularity, direction=direction,
+                      execution=execution, sl_stop=sl_stop, tp_stop=tp_stop)
     open_ = _open_frame(open, frame, p.execution)
     if record not in ("full", "summary"):
         raise ValueError(f"record must be 'full' or 'summary', got {record!r}")
@@ -295,8 +307,8 @@ def from_signals(
                       cash, pos, orders, o_start, o_count, o_cap, trades, o_start, t_count, o_cap,
                       fills)
     names = _group_names(frame, cash_sharing)
-    bar_length = _bar_length(frame.index, freq)
-    stats = stats_from_state(cstate, gstate, group_start, names, bar_length)
+    basis = time_basis(frame.index, freq=freq)
+    stats = stats_from_state(cstate, gstate, group_start, names, basis)
     if not full:
         return stats
     order_records = _compact(orders, o_start, o_count, o_cap)
@@ -309,8 +321,8 @@ def from_signals(
     return Portfolio(close=frame, groups=names, group_start=group_start, equity=equity,
                      cash=cash, positions=pos, orders=order_records,
                      trades=_compact(trades, o_start, t_count, o_cap),
-                     cstate=cstate, stats=stats, bar_length=bar_length, init_cash=init,
-                     series=series)
+                     cstate=cstate, gstate=gstate, stats=stats, basis=basis,
+                     init_cash=init, series=series)
 
 
 def from_signals_chunked(
@@ -321,12 +333,16 @@ def from_signals_chunked(
     fixed_fees: Any = 0.0,
     slippage: Any = 0.0,
     size: Any = None,
+    size_granularity: Any = None,
     direction: str = "longonly",
     execution: str = "close",
     sl_stop: Any = None,
     tp_stop: Any = None,
     cash_sharing: bool = False,
     freq: Any = None,
+    periods_per_year: float | None = None,
+    year_freq: Any = None,
+    calendar: str | None = None,
 ) -> pd.DataFrame:
     """:func:`from_signals` over bars that arrive in blocks of consecutive rows.
 
@@ -335,6 +351,8 @@ def from_signals_chunked(
     positions, open trades, stops and pending ``next_open`` orders carry over
     chunk boundaries, so the result equals ``from_signals(..., record="summary")``
     on all rows at once, while memory stays bounded by the chunk size.
+    ``periods_per_year``, ``year_freq`` and ``calendar`` are as in
+    :meth:`Portfolio.stats`.
 
     Returns
     -------
@@ -353,8 +371,10 @@ def from_signals_chunked(
     """
     state = None
     bar0 = 0
-    last_ts = None
+    last_ts = first_ts = None
     bar_length = None if freq is None else pd.Timedelta(freq)
+    # Times of the bars the drawdown durations may need (peaks, recoveries, last bar).
+    times: dict[int, int] = {}
     for j, chunk in enumerate(chunks):
         if not isinstance(chunk, tuple) or len(chunk) not in (3, 4):
             raise ValueError(f"chunk {j}: expected (close, entries, exits[, open]), got "
@@ -363,8 +383,9 @@ def from_signals_chunked(
         n, k = frame.values.shape
         if state is None:
             p = _SignalParams(k, fees=fees, fixed_fees=fixed_fees, slippage=slippage,
-                              size=size, direction=direction, execution=execution,
-                              sl_stop=sl_stop, tp_stop=tp_stop)
+                              size=size, size_granularity=size_granularity,
+                              direction=direction, execution=execution, sl_stop=sl_stop,
+                              tp_stop=tp_stop)
             group_start = group_offsets(k, cash_sharing)
             n_groups = len(group_start) - 1
             state = K.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
@@ -378,6 +399,8 @@ def from_signals_chunked(
                                 f"previous chunk's last row {last_ts}")
             if bar_length is None:
                 bar_length = infer_bar_length(frame.index)
+            if first_ts is None:
+                first_ts = frame.index[0]
             last_ts = frame.index[-1]
         e = as_signal(chunk[1], f"chunk {j} entries", frame)
         x = as_signal(chunk[2], f"chunk {j} exits", frame)
@@ -387,12 +410,34 @@ def from_signals_chunked(
         _simulate_signals(frame.values, e, x, open_, group_start, p, bar0, cstate, gstate,
                           _EMPTY, _EMPTY, _EMPTY, np.empty((0, K.N_ORDER)), zero, zero.copy(),
                           zero, np.empty((0, K.N_TRADE)), zero, zero.copy(), zero)
+        if isinstance(frame.index, pd.DatetimeIndex):
+            stamps = frame.index.asi8 * pd.Timedelta(1, unit=frame.index.unit).value
+            need = _duration_bars(gstate)
+            times = {b: t for b, t in times.items() if b in need}
+            times.update((b, int(stamps[b - bar0])) for b in need if bar0 <= b < bar0 + n)
         bar0 += n
     if state is None:
         raise ValueError("chunks is empty")
     cstate, gstate = state
     names = pd.Index(["portfolio"]) if cash_sharing else columns
-    return stats_from_state(cstate, gstate, group_start, names, bar_length)
+    basis = basis_from_times(None if last_ts is None else times, bar0, bar_length,
+                             first=None if first_ts is None else _utc_ns(first_ts),
+                             last=None if last_ts is None else _utc_ns(last_ts),
+                             periods_per_year=periods_per_year, year_freq=year_freq,
+                             calendar=calendar)
+    return stats_from_state(cstate, gstate, group_start, names, basis)
+
+
+def _utc_ns(ts: pd.Timestamp) -> int:
+    return int((ts if ts.tz is None else ts.tz_convert("UTC").tz_localize(None)).value)
+
+
+def _duration_bars(gstate: np.ndarray) -> set[int]:
+    """The bars whose times a drawdown duration may need once the run ends."""
+    g = gstate
+    bars = np.concatenate([g[:, K.G_PEAK_BAR], g[:, K.G_DD_START],
+                           g[:, K.G_DD_START] + g[:, K.G_MAX_DD_BARS], g[:, K.G_LAST_BAR]])
+    return {int(b) for b in bars if b >= 0} | {0}
 
 
 def from_weights(
@@ -402,6 +447,7 @@ def from_weights(
     init_cash: float = 100.0,
     fees: Any = 0.0,
     slippage: Any = 0.0,
+    size_granularity: Any = None,
     freq: Any = None,
     record: Record = "full",
 ) -> Portfolio | pd.DataFrame:
@@ -412,7 +458,9 @@ def from_weights(
     short); NaN weights (and NaN closes) keep the position. Sells go first;
     if the buys with fees and slippage cost more than the cash, all of that
     row's buys are scaled down by the same factor. Fees are ``fees * traded
-    value``.
+    value``. With ``size_granularity``, each order's size (after that scaling)
+    is rounded down to a multiple of it, so positions fall short of their
+    targets by less than one unit.
 
     Parameters
     ----------
@@ -421,7 +469,7 @@ def from_weights(
     weights
         Target weights (real numbers), broadcastable to close as the signals of
         :func:`from_signals` are (labelled: same index and columns).
-    init_cash, fees, slippage, freq, record
+    init_cash, fees, slippage, size_granularity, freq, record
         As in :func:`from_signals`.
 
     Examples
@@ -435,8 +483,9 @@ def from_weights(
     frame = as_prices(close, "close")
     n, k = frame.values.shape
     w = as_signal(weights, "weights", frame, dtype=float)
-    fee_arr = per_column(fees, "fees", k, high=1.0, high_inclusive=False)
-    slip_arr = per_column(slippage, "slippage", k, high=1.0, high_inclusive=False)
+    fee_arr = cost_fraction(fees, "fees", k, stacklevel=3)
+    slip_arr = cost_fraction(slippage, "slippage", k, stacklevel=3)
+    gran = granularity(size_granularity, k)
     if record not in ("full", "summary"):
         raise ValueError(f"record must be 'full' or 'summary', got {record!r}")
     group_start = group_offsets(k, True)
@@ -454,17 +503,17 @@ def from_weights(
         equity = cash = pos = _EMPTY
     o_count = np.zeros(k, dtype=np.int64)
     t_count = np.zeros(k, dtype=np.int64)
-    K.simulate_weights_nb(frame.values, w, group_start, fee_arr, slip_arr, 0, cstate, gstate,
-                          equity, cash, pos, orders, o_start, o_count, o_cap, trades, o_start,
-                          t_count, o_cap)
+    K.simulate_weights_nb(frame.values, w, group_start, fee_arr, slip_arr, gran, 0, cstate,
+                          gstate, equity, cash, pos, orders, o_start, o_count, o_cap, trades,
+                          o_start, t_count, o_cap)
     names = pd.Index(["portfolio"])
-    bar_length = _bar_length(frame.index, freq)
-    stats = stats_from_state(cstate, gstate, group_start, names, bar_length)
+    basis = time_basis(frame.index, freq=freq)
+    stats = stats_from_state(cstate, gstate, group_start, names, basis)
     if not full:
         return stats
     return Portfolio(close=frame, groups=names, group_start=group_start, equity=equity,
                      cash=cash, positions=pos,
                      orders=_compact(orders, o_start, o_count, o_cap),
                      trades=_compact(trades, o_start, t_count, o_cap),
-                     cstate=cstate, stats=stats, bar_length=bar_length,
+                     cstate=cstate, gstate=gstate, stats=stats, basis=basis,
                      init_cash=gstate[:, K.G_INIT].copy())

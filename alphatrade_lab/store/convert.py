@@ -24,7 +24,7 @@ max_drawdown       the deepest drawdown during the day, ``min(V_t / max_{s<=t} V
                    with the peak taken over the whole run so far (as ``pf.drawdown``;
                    a negative fraction, 0 on a day at a new high)
 sharpe_ratio       ``mean(r) / std(r, ddof=1) * sqrt(A)`` over the day's bar returns
-                   ``r = pf.returns`` (A = bars per year); NULL with fewer than 2 bars or
+                   ``r = pf.returns`` (A = ``pf.periods_per_year``); NULL with fewer than 2 bars or
                    zero volatility
 =================  ==============================================================
 
@@ -153,8 +153,6 @@ def daily_performance(pf, daily: str = "columns") -> pd.DataFrame:
     Returns the ``daily_performance`` columns except ``run_id``, sorted by portfolio and
     date.
     """
-    from alphatrade_lab.backtest.metrics import ann_factor, infer_bar_length
-
     if daily not in DAILY_MODES:
         raise DataError(f"daily_performance: daily must be one of {DAILY_MODES}, "
                         f"got {daily!r}")
@@ -173,8 +171,7 @@ def daily_performance(pf, daily: str = "columns") -> pd.DataFrame:
         r, c = np.argwhere(bad)[0]
         raise DataError(f"daily_performance: equity column {eq.columns[c]!r} row {r} "
                         f"({eq.index[r]}) is not finite")
-    bar_length = getattr(pf, "bar_length", None) or infer_bar_length(eq.index)
-    bars_per_year = ann_factor(bar_length)
+    bars_per_year = pf.periods_per_year
     init = np.asarray(pf.init_cash, dtype=np.float64).reshape(-1)
     trades = pf.trades
     closed = trades[trades["status"] == "closed"]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from alphatrade_lab.backtest import kernels as K
 from alphatrade_lab.backtest._inputs import as_prices, parse_direction, per_column
-from alphatrade_lab.backtest.metrics import STAT_NAMES, infer_bar_length, stats_from_state
+from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_basis
 from alphatrade_lab.backtest.simulate import from_signals
 from alphatrade_lab.backtest.sweeps import kernels as SK
 from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
@@ -207,6 +207,9 @@ def sweep(
     direction: str = "longonly",
     init_cash: float = 100.0,
     freq: Any = None,
+    periods_per_year: float | None = None,
+    year_freq: Any = None,
+    calendar: str | None = None,
     metrics: Iterable[str] = DEFAULT_METRICS,
     start: Any = None,
     end: Any = None,
@@ -235,6 +238,9 @@ def sweep(
         Close prices: Series, DataFrame (timestamp × symbol) or array.
     fees, fixed_fees, slippage, size, direction, init_cash, freq
         As in :func:`~alphatrade_lab.backtest.from_signals` (scalars).
+    periods_per_year, year_freq, calendar
+        How to annualise, as in :meth:`~alphatrade_lab.backtest.Portfolio.stats`
+        (default: from the calendar of the traded bars).
     metrics
         Columns of the result, any of :data:`~alphatrade_lab.backtest.STAT_NAMES`.
     start, end
@@ -289,6 +295,8 @@ def sweep(
     hi = _position(end, frame.index, "end", n)
     if hi - lo < 2:
         raise ValueError(f"start/end leave {hi - lo} bars to trade; need at least 2")
+    basis = time_basis(frame.index[lo:hi], freq=freq, periods_per_year=periods_per_year,
+                       year_freq=year_freq, calendar=calendar)
     opts = (parse_direction(direction),
             *(float(per_column(v, name, 1, high=high)[0]) for v, name, high in
               ((fees, "fees", 1.0), (fixed_fees, "fixed_fees", np.inf),
@@ -315,10 +323,9 @@ def sweep(
         raise KeyboardInterrupt("sweep interrupted before any combination finished")
     cstate = np.concatenate([c for c, _ in done])
     gstate = np.concatenate([g for _, g in done])
-    bar_length = pd.Timedelta(freq) if freq is not None else infer_bar_length(frame.index)
     rows = np.arange(len(gstate))
     table = stats_from_state(cstate, gstate, np.arange(len(gstate) + 1), pd.Index(rows),
-                             bar_length)[metrics]
+                             basis)[metrics]
     done_combos = combos.iloc[:n_done]
     if frame.kind == "series":
         table.index = pd.MultiIndex.from_frame(done_combos) if len(strat.params) > 1 else \

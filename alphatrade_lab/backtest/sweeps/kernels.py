@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.signals.kernels import crossed_above_at_nb, crossed_below_at_nb
 
 
 @njit(cache=True)
@@ -54,32 +55,6 @@ def window_mean_nb(cs, nc, i, w):
     if nc[i + 1] - nc[i + 1 - w] > 0:
         return np.nan
     return (cs[i + 1] - cs[i + 1 - w]) / w
-
-
-@njit(cache=True)
-def cross_nb(a, b, up_below, up_ago, dn_above, dn_ago):
-    """One bar of "``a`` crosses above ``b``" and "``a`` crosses below ``b``".
-
-    A cross above is the first bar with ``a > b`` after a bar with ``a < b`` (ties in
-    between allowed), and symmetrically below; a NaN resets both. This is vectorbt's
-    ``crossed_above`` with ``wait=0``. Returns ``(up, down, up_below, up_ago,
-    dn_above, dn_ago)``.
-    """
-    if np.isnan(a) or np.isnan(b):
-        return False, False, False, -1, False, -1
-    if a > b:
-        up = False
-        if up_below:
-            up_ago += 1
-            up = up_ago == 0
-        return up, False, up_below, up_ago, True, -1
-    if a < b:
-        dn = False
-        if dn_above:
-            dn_ago += 1
-            dn = dn_ago == 0
-        return False, dn, True, -1, dn_above, dn_ago
-    return False, False, up_below, -1, dn_above, -1
 
 
 @njit(cache=True)
@@ -183,7 +158,7 @@ def initial_nb(init_cash):
     """
     account = (init_cash, init_cash, 0.0, 0.0, np.nan)
     book = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    stats = (init_cash, 0.0, 0.0, 0.0, 0.0, np.nan, -1.0, 0.0, 0.0, 0.0, -1.0)
+    stats = (init_cash, 0.0, 0.0, 0.0, 0.0, np.nan, -1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
     return account, book, stats
 
 
@@ -221,7 +196,7 @@ def step_stats_fast_nb(stats, bar, value, exposed):
     value at its peak moves the peak's bar and one below it leaves the drawdown as
     the previous bar set it, so only the counters move; the result is identical.
     """
-    (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
+    (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start, n_exposed,
      _) = stats
     if value != prev or n == 0:
         return K.step_stats_nb(stats, bar, value, exposed)
@@ -229,8 +204,8 @@ def step_stats_fast_nb(stats, bar, value, exposed):
         peak_bar = float(bar)
     if exposed:
         n_exposed += 1.0
-    return (prev, n + 1.0, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
-            float(bar))
+    return (prev, n + 1.0, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+            n_exposed, float(bar))
 
 
 @njit(cache=True)
@@ -352,13 +327,12 @@ def ma_table_nb(close, windows, end):
 
 
 @njit(cache=True, inline="always")
-def acted_cross_nb(fast, slow, prev_gt, prev_lt, want_up, want_dn):
-    """On an armed crossover without NaN: whether this bar crosses above (``fast > slow``
-    after a bar without) and that is wanted, or below likewise; and the bar's ``>``
-    and ``<``. Returns ``(hit, gt, lt)``."""
-    gt = fast > slow
-    lt = fast < slow
-    return (want_up and gt and not prev_gt) or (want_dn and lt and not prev_lt), gt, lt
+def acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
+    """Whether bar ``j`` (``j >= 1``) crosses above (``atl.signals.crossed_above``'s
+    rule) and that is wanted, or below likewise."""
+    fp, sp, f, s = ma_fast[j - 1], ma_slow[j - 1], ma_fast[j], ma_slow[j]
+    return ((want_up and crossed_above_at_nb(fp, sp, f, s))
+            or (want_dn and crossed_below_at_nb(fp, sp, f, s)))
 
 
 @njit(cache=True)
@@ -370,11 +344,11 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
     can exist, ``sums`` and ``next_gap`` the column's :func:`return_sums_nb` and
     :func:`next_gap_nb`.
 
-    Bars are stepped one by one with the engine's rules while the crossover is not
-    armed (both sides seen since the last NaN average). Once it is, a cross above is
-    the first bar with ``fast > slow`` after one without, and symmetrically below, so
-    the bars up to the next signal the position acts on (or the next NaN close) are
-    run through in a tight loop. Flat, only the counters move. Holding, each bar is
+    Crosses follow :func:`alphatrade_lab.signals.crossed_above` and ``crossed_below``.
+    Bars are stepped one by one with the engine's rules while the previous bar has a
+    NaN average. Once it has none, the averages stay valid up to the next NaN close,
+    so the bars up to the next signal the position acts on (or that close) are run
+    through in a tight loop. Flat, only the counters move. Holding, each bar is
     valued as the engine does (``cash + pos * close``) for the peak and drawdown, and
     the return sums are stepped bar by bar, or, for an all-in long (``cash == 0``, so
     its returns are the close's), added from ``sums`` in one go, which agrees with
@@ -386,30 +360,21 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
     The loops are written out here rather than called: a call taking arrays costs
     reference counting, and one passing the state tuples costs more than the bars.
     """
-    ub, ua, da, dg = False, -1, False, -1
-    for i in range(warm, start):
-        _, _, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
     account, book, stats = initial_nb(init_cash)
     cash, free, pos, debt, val = account
     i = start
     while i < end:
-        if ub and da and i > start:
+        if i > start and not (np.isnan(ma_fast[i - 1]) or np.isnan(ma_slow[i - 1])):
             stop = min(end, next_gap[i])
             want_up = K.resolve_action_nb(pos, True, False, direction) != K.A_NONE
             want_dn = K.resolve_action_nb(pos, False, True, direction) != K.A_NONE
-            (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
-             last) = stats
-            prev_gt = ma_fast[i - 1] > ma_slow[i - 1]
-            prev_lt = ma_fast[i - 1] < ma_slow[i - 1]
+            (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+             n_exposed, last) = stats
             j = i
             if pos == 0:
                 while j < stop:
-                    hit, gt, lt = acted_cross_nb(ma_fast[j], ma_slow[j], prev_gt, prev_lt,
-                                                 want_up, want_dn)
-                    if hit:
+                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
                         break
-                    prev_gt = gt
-                    prev_lt = lt
                     j += 1
                 if j > i and prev >= peak:
                     peak_bar = float(j - 1 - start)
@@ -421,12 +386,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                 bt = np.inf
                 bp = 1.0
                 while j < stop:
-                    hit, gt, lt = acted_cross_nb(ma_fast[j], ma_slow[j], prev_gt, prev_lt,
-                                                 want_up, want_dn)
-                    if hit:
+                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
                         break
-                    prev_gt = gt
-                    prev_lt = lt
                     value = pos * col[j]
                     bar = float(j - start)
                     rec = value >= peak
@@ -434,7 +395,9 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                     bt = trough if better else bt
                     bp = peak if better else bp
                     gap = bar - peak_bar
-                    max_dd_bars = max(max_dd_bars, gap if rec and gap > 1 else 0.0)
+                    longer = rec and gap > 1 and gap > max_dd_bars
+                    dd_start = peak_bar if longer else dd_start
+                    max_dd_bars = gap if longer else max_dd_bars
                     peak_bar = bar if rec else peak_bar
                     trough = np.inf if rec else min(trough, value)
                     peak = value if rec else peak
@@ -455,12 +418,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
             else:
                 trough = np.inf
                 while j < stop:
-                    hit, gt, lt = acted_cross_nb(ma_fast[j], ma_slow[j], prev_gt, prev_lt,
-                                                 want_up, want_dn)
-                    if hit:
+                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
                         break
-                    prev_gt = gt
-                    prev_lt = lt
                     value = cash + pos * col[j]
                     r = (value - prev) / prev if prev > 0 else K.bar_return_nb(value, prev)
                     if r < 0:
@@ -473,8 +432,9 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                             max_dd = min(max_dd, trough / peak - 1.0)
                             trough = np.inf
                         bar = float(j - start)
-                        if peak_bar < bar - 1:
-                            max_dd_bars = max(max_dd_bars, bar - peak_bar)
+                        if peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
+                            max_dd_bars = bar - peak_bar
+                            dd_start = peak_bar
                         peak = value
                         peak_bar = bar
                     elif value < trough:
@@ -486,19 +446,17 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
             if j > i:
                 n += j - i
                 last = float(j - 1 - start)
-            stats = (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, n_exposed,
-                     last)
+            stats = (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+                     n_exposed, last)
             if j >= end:
                 break
             # Back to one bar at a time, with the state the skipped bars left.
             if j > i:
                 val = col[j - 1]
             i = j
-            ub = da = True
-            ua = 1 if prev_gt else -1
-            dg = 1 if prev_lt else -1
-        if i >= warm:
-            e, x, ub, ua, da, dg = cross_nb(ma_fast[i], ma_slow[i], ub, ua, da, dg)
+        if i > warm:
+            e = crossed_above_at_nb(ma_fast[i - 1], ma_slow[i - 1], ma_fast[i], ma_slow[i])
+            x = crossed_below_at_nb(ma_fast[i - 1], ma_slow[i - 1], ma_fast[i], ma_slow[i])
         else:
             e = x = False
         price = col[i]
@@ -616,15 +574,18 @@ def make_sweep_kernel(signals_nb):
 
 @njit(cache=True)
 def ma_cross_signals_nb(close, params, entries, exits):
-    """params = (fast, slow): the fast SMA crossing above / below the slow SMA."""
+    """params = (fast, slow): the fast SMA crossing above / below the slow SMA
+    (``atl.signals.crossed_above`` and ``crossed_below``)."""
     wf = int(params[0])
     ws = int(params[1])
     cs, nc, _ = prefix_sums_nb(close.reshape((close.shape[0], 1)))
-    ub, ua, da, dg = False, -1, False, -1
+    fp = sp = np.nan
     for i in range(close.shape[0]):
         f = window_mean_nb(cs[0], nc[0], i, wf)
         s = window_mean_nb(cs[0], nc[0], i, ws)
-        entries[i], exits[i], ub, ua, da, dg = cross_nb(f, s, ub, ua, da, dg)
+        entries[i] = crossed_above_at_nb(fp, sp, f, s)
+        exits[i] = crossed_below_at_nb(fp, sp, f, s)
+        fp, sp = f, s
 
 
 @njit(cache=True)
