@@ -54,8 +54,8 @@ def test_ma_sweep_equals_from_signals_on_vectorbts_signals(hourly, direction):
 def test_ma_sweep_between_signals_equals_from_signals(direction, costs):
     # Bars between two signals run in one tight loop (all-in longs take their return
     # sums from running sums of the close's returns) that must stop at a NaN close.
-    # Prices on a 0.1 grid make the averages tie, which re-arms a crossing (vectorbt's
-    # rule).
+    # Prices on a 0.1 grid make the averages tie: a tie is "not crossed yet" both in
+    # atl.signals' rule and in vectorbt's, which agree here.
     import vectorbt as vbt
 
     rng = np.random.default_rng(11)

@@ -97,7 +97,9 @@ def crossed_above(a: Signal, b: Any) -> Signal:
     This is the library's one definition of a crossover (the sweeps use it too). A NaN
     on either bar gives False, so the first bar after a warm-up or a gap never
     crosses; ties count as not above: rising through ``b`` with one bar exactly on it
-    crosses on the first bar strictly above.
+    crosses on the first bar strictly above. vectorbt's ``crossed_above`` also needs a
+    bar strictly below since the last NaN, so the two differ only where the data or a
+    gap is followed by ties and then a cross.
 
     Parameters
     ----------
