@@ -5,10 +5,10 @@
 group holds one column, no stop is set and signals fill at the close
 (``EXEC_CLOSE``). It keeps the column's position, cash and last close in local
 variables, touches the state arrays only on bars whose signals lead to an
-order (through the same :func:`execute_action_nb`), updates the running
-statistics inline with the same floating-point operations as
-:func:`step_stats_nb`, and fast-forwards them over stretches without a
-position, where the value cannot change.
+order (through the same :func:`execute_action_nb`), advances the running
+statistics with the engine's one per-bar step, :func:`step_stats_nb`, and
+fast-forwards them over stretches without a position, where the value cannot
+change.
 
 Instead of per-bar equity, cash and position arrays it can record the cash and
 position after each fill (``fills``); :func:`expand_1col_nb` rebuilds the
@@ -24,7 +24,6 @@ from alphatrade_lab.backtest.kernels import (
     C_POS,
     C_VAL,
     G_CASH,
-    bar_return_nb,
     execute_action_nb,
     load_stats_nb,
     resolve_action_nb,
@@ -83,8 +82,7 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
         g = c
         ce = c * ec
         cx = c * xc
-        # The streaming statistics of step_stats_nb, unpacked into locals and updated
-        # inline below with the same floating-point operations in the same order.
+        # The streaming statistics, kept in locals and advanced by step_stats_nb.
         (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
          n_exposed, last_bar) = load_stats_nb(gstate, g)
         pos = cstate[c, C_POS]
@@ -135,24 +133,10 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
             value = cash
             if pos != 0:
                 value += pos * val
-                n_exposed += 1.0
-            # step_stats_nb, inline.
-            r = (value - prev) / prev if prev > 0 else bar_return_nb(value, prev)
-            if r < 0:
-                down2 += r * r
-            if np.isnan(peak) or value >= peak:
-                if not np.isnan(peak) and peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
-                    max_dd_bars = bar - peak_bar
-                    dd_start = peak_bar
-                peak = value
-                peak_bar = float(bar)
-            else:
-                max_dd = min(max_dd, value / peak - 1.0)
-            prev = value
-            nbars += 1.0
-            s1 += r
-            s2 += r * r
-            last_bar = float(bar)
+            (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+             n_exposed, last_bar) = step_stats_nb(
+                (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+                 n_exposed, last_bar), bar, value, pos != 0)
             if rec_eq:
                 equity_out[i, g] = value
             if rec_cash:
