@@ -1,8 +1,13 @@
+#!/usr/bin/env python3
 """Train, validate, export and backtest a model from a TOML config.
 
-Usage::
+Usage, from the repository root with the project's environment active
+(``source .venv/bin/activate``)::
 
-    .venv/bin/python research/train_export.py --config research/configs/train_export.toml
+    research/train_export.py --config research/configs/train_export.toml
+
+or without activating it: ``.venv/bin/python research/train_export.py --config ...``.
+``research/train_export.py --help`` lists the options.
 
 Writes ``report.md``, the bundle ``model.atlb`` (with its ``.sha256``), the per-fold
 metrics, the held-out backtest and a plot to a new folder under ``out`` (``runs/`` by
@@ -26,10 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run the experiment of a config file; returns the run folder."""
+    parser = argparse.ArgumentParser(
+        prog="research/train_export.py",
+        description="Train a classifier on the embedded sample market with purged "
+                    "walk-forward validation, export it as a bundle (model.atlb), reload it "
+                    "and backtest its signals on a held-out final stretch against buy and "
+                    "hold. Writes report.md and its tables and plot to a new folder.")
     parser.add_argument("--config", type=Path,
-                        default=ROOT / "research" / "configs" / "train_export.toml")
-    parser.add_argument("--out", type=Path, default=None, help="overrides the config's out")
+                        default=ROOT / "research" / "configs" / "train_export.toml",
+                        help="TOML settings: data, features, labels, model, validation, "
+                             "signals (default: research/configs/train_export.toml)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder that receives the run folder (default: the config's "
+                             "out, else runs/)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")
     config = tomllib.loads(args.config.read_text())
