@@ -510,7 +510,8 @@ class RiskManager:
                      for sev, n in (("critical", n_crit), ("warning", n_warn)) if n]
             message = (f"{who}: {' and '.join(parts)} {span}; worst "
                        f"{_fmt(limit, float(r['worst']))} at {_when(r['worst_time'])} UTC")
-        data = {k: r[k] for k in SUMMARY_COLUMNS if k not in ("symbol",)}
+        data = {k: r[k] for k in SUMMARY_COLUMNS if k != "symbol"
+                and not (k.endswith("_threshold") and r[k] != r[k])}
         for k in ("first", "last", "worst_time"):
             data[k] = pd.Timestamp(data[k]).isoformat() if pd.notna(data[k]) else None
         if symbol is not None and symbol == symbol:
