@@ -51,7 +51,8 @@ def test_constant_prices(bars):
     flat = make_bars(np.full(300, 42.0), symbol="FLAT")
     X = technical(flat)
     tail = X.iloc[100:]
-    assert tail["rsi_14"].isna().all()  # 0/0: documented as NaN
+    assert (tail["rsi_14"] == 50.0).all()  # 0/0: documented as 50, neither side leads
+    assert X["rsi_14"].iloc[:14].isna().all() and (X["rsi_14"].iloc[14:] == 50.0).all()
     assert tail["bb_pctb_20"].isna().all()  # zero band width
     assert tail["skew_60"].isna().all()  # zero variance
     assert (tail["vol_20"] == 0).all() and (tail["ma_dist_20"] == 0).all()

@@ -114,6 +114,36 @@ def test_rsi_matches_a_hand_loop():
     assert_close(technical(bars, rsi_window=w)[f"rsi_{w}"], expected, atol=1e-10)
 
 
+def test_rsi_matches_ta_style_ewm_after_burn_in(bars, X):
+    """``ta``'s RSIIndicator definition: ``ewm(com=w - 1, adjust=False)`` of the gains and
+    losses from the first change (no SMA seed). The seeds' difference decays as
+    ``(1 - 1/w)**t``, so far from the start the two agree."""
+    def rsi(close):
+        d = close.diff()
+        up = d.clip(lower=0).ewm(com=13, adjust=False).mean()
+        down = (-d).clip(lower=0).ewm(com=13, adjust=False).mean()
+        return 100 - 100 / (1 + up / down)
+
+    ref = per_symbol(bars, bars["close"], rsi)
+    late = bars.groupby("symbol").cumcount() >= 1000
+    np.testing.assert_allclose(X["rsi_14"][late], ref[late], rtol=0, atol=1e-8)
+
+
+def test_rsi_on_flat_and_one_sided_prices():
+    """Flat: average gain and loss are both 0, RSI 50 (not NaN). Only rises: 100. Rises
+    then flat: the loss average stays 0 while the gain decays, still 100. Falls then
+    flat: 0."""
+    w = 5
+    flat = technical(one_symbol(np.full(30, 10.0)), rsi_window=w)[f"rsi_{w}"]
+    assert flat.iloc[:w].isna().all() and (flat.iloc[w:] == 50.0).all()
+    up = technical(one_symbol(np.r_[np.linspace(10, 11, 10), np.full(20, 11.0)]),
+                   rsi_window=w)[f"rsi_{w}"]
+    assert (up.iloc[w:] == 100.0).all()
+    down = technical(one_symbol(np.r_[np.linspace(11, 10, 10), np.full(20, 10.0)]),
+                     rsi_window=w)[f"rsi_{w}"]
+    assert (down.iloc[w:] == 0.0).all()
+
+
 def test_macd_matches_pandas_ewm(bars, X):
     def lines(close):
         m = (close.ewm(span=12, adjust=False).mean()

@@ -216,3 +216,31 @@ def test_a_crossover_on_the_next_bar_is_caught():
 
     with pytest.raises(AssertionError, match="lookahead"):
         assert_no_lookahead(peeks, bars)
+
+
+def test_rsi_sweep_uses_the_feature_rsi_and_the_crossover():
+    """One RSI: the sweep's ``rsi_reversal`` signals are ``crossed_below(rsi, lower)`` and
+    ``crossed_above(rsi, upper)`` of the ``rsi_14`` feature of the long-form bars (a
+    missing bar is NaN in the wide frame and absent from the long form)."""
+    hourly = atl.data.resample(atl.data.load_sample(["DDD", "EEE"]), "1h")
+    close = atl.data.to_wide(hourly, "close")
+    assert close.isna().to_numpy().any()
+    X = atl.features.technical(hourly)
+    rsi = X.pivot(index="timestamp", columns="symbol", values="rsi_14").reindex(close.index)
+    entries = atl.signals.crossed_below(rsi, 30.0)
+    exits = atl.signals.crossed_above(rsi, 70.0)
+    e, x = atl.backtest.STRATEGIES["rsi_reversal"].signals(close.to_numpy(), [14, 30.0, 70.0])
+    np.testing.assert_array_equal(e, entries.to_numpy())
+    np.testing.assert_array_equal(x, exits.to_numpy())
+    assert e.sum() > 10 and x.sum() > 10
+    res = atl.backtest.sweep("rsi_reversal", {"window": [14], "lower": [30.0], "upper": [70.0]},
+                             close, fees=0.001, progress=False, metrics=STATS)
+    ref = atl.backtest.from_signals(close, entries, exits, fees=0.001).stats()
+    _assert_same(res.loc[(14, 30.0, 70.0)], ref.loc[close.columns, STATS])
+
+
+def test_rsi_sweep_on_flat_prices_never_signals():
+    close = pd.Series(np.full(300, 10.0), name="flat",
+                      index=pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC"))
+    e, x = atl.backtest.STRATEGIES["rsi_reversal"].signals(close.to_numpy(), [14, 50.0, 50.0])
+    assert not e.any() and not x.any()  # RSI is exactly 50: neither below nor above 50

@@ -106,7 +106,10 @@ def wilder_rsi(close: np.ndarray, w: int) -> np.ndarray:
         if t > w:
             ag = (ag * (w - 1) + gain[t - 1]) / w
             al = (al * (w - 1) + loss[t - 1]) / w
-        out[t] = 100.0 if al == 0 else 100.0 - 100.0 / (1.0 + ag / al)
+        if ag == al == 0:
+            out[t] = 50.0  # flat prices
+        else:
+            out[t] = 100.0 if al == 0 else 100.0 - 100.0 / (1.0 + ag / al)
     return out
 
 

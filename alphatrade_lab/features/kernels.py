@@ -292,38 +292,66 @@ def _wilder_1d(x, window, first, out):
     return out
 
 
+@njit(cache=True, inline="always")
+def rsi_value_nb(avg_gain, avg_loss):
+    """RSI from Wilder's average gain and loss: ``100 * gain / (gain + loss)`` (=
+    ``100 - 100 / (1 + RS)``), 100 with only gains; 50 when both are 0 (no move in the
+    averages, so neither side leads; ``ta`` fills this 0/0 with 50 too); NaN if either
+    is NaN."""
+    if avg_loss == 0.0:
+        return 50.0 if avg_gain == 0.0 else 100.0  # exactly 100: 100 * g / g may round
+    return 100.0 * avg_gain / (avg_gain + avg_loss)
+
+
 @njit(cache=True)
-def _rsi_1d(close, window, out, gain, loss):
-    m = close.shape[0]
-    if m == 0:
-        return
-    gain[0] = 0.0
-    loss[0] = 0.0
-    for i in range(1, m):
-        d = close[i] - close[i - 1]
-        gain[i] = d if d > 0 else 0.0
-        loss[i] = -d if d < 0 else 0.0
-    _wilder_1d(gain, window, 1, gain)  # in place: reads x[i] before writing out[i]
-    _wilder_1d(loss, window, 1, loss)
-    for i in range(m):
-        tot = gain[i] + loss[i]
-        out[i] = 100.0 * gain[i] / tot if tot > 0.0 else np.nan
+def rsi_1d_nb(close, window, out):
+    """Wilder's RSI of one series into ``out``: the library's one RSI (features, sweeps
+    and the streaming scorer's step use it or :func:`rsi_value_nb`).
+
+    Changes ``d`` between consecutive valid closes; average gain and loss seeded with
+    the mean of the first ``window`` changes (``sum / window``), then ``avg += (x -
+    avg) / window``, so the first value is at the row of the ``window``-th change. A
+    NaN close gives NaN and is skipped: the next change is from the last valid close,
+    as for a symbol whose long-form bars lack that row.
+    """
+    prev = np.nan
+    k = 0
+    s_gain = 0.0
+    s_loss = 0.0
+    avg_gain = np.nan
+    avg_loss = np.nan
+    for i in range(close.shape[0]):
+        c = close[i]
+        out[i] = np.nan
+        if np.isnan(c):
+            continue
+        if not np.isnan(prev):
+            d = c - prev
+            gain = d if d > 0 else 0.0
+            loss = -d if d < 0 else 0.0
+            k += 1
+            if k <= window:
+                s_gain += gain
+                s_loss += loss
+                if k == window:
+                    avg_gain = s_gain / window
+                    avg_loss = s_loss / window
+            else:
+                avg_gain = avg_gain + (gain - avg_gain) / window
+                avg_loss = avg_loss + (loss - avg_loss) / window
+        prev = c
+        if k >= window:
+            out[i] = rsi_value_nb(avg_gain, avg_loss)
 
 
 @njit(cache=True, parallel=True)
 def rsi_nb(close, starts, ends, window):
-    """Wilder's RSI in [0, 100].
-
-    Changes ``d = close[i] - close[i-1]`` (from each group's second row); average gain
-    and loss are Wilder-smoothed with an SMA seed of the first ``window`` changes, so
-    the first value is at a group's row ``window``. ``RSI = 100 * gain / (gain + loss)``
-    (= ``100 - 100 / (1 + RS)``); 100 when there are only gains; NaN when both are 0
-    (no price movement since the group's start).
-    """
+    """Wilder's RSI in [0, 100] per group (:func:`rsi_1d_nb`): first value at a group's
+    row ``window``; 50 while prices have not moved since the group's start."""
     out = np.empty(close.shape[0])
     for g in prange(starts.shape[0]):
         a, b = starts[g], ends[g]
-        _rsi_1d(close[a:b], window, out[a:b], np.empty(b - a), np.empty(b - a))
+        rsi_1d_nb(close[a:b], window, out[a:b])
     return out
 
 
@@ -446,7 +474,7 @@ def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, 
             for i in range(m):
                 o[i] = c[i] / s1[i] - 1.0
             row += 1
-        _rsi_1d(c, rsi_window, buf[row * n + a : row * n + b], s1, s2)
+        rsi_1d_nb(c, rsi_window, buf[row * n + a : row * n + b])
         row += 1
         _macd_1d(c, macd_fast, macd_slow, macd_signal, buf[row * n + a : row * n + b],
                  buf[(row + 1) * n + a : (row + 1) * n + b],

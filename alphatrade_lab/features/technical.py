@@ -11,8 +11,9 @@ cross into another symbol; a rolling value needs a *full* window and is NaN befo
 ``rsi_{w}``            Wilder's RSI: average gain and loss of close changes smoothed with
                        ``avg += (x - avg) / w`` after an SMA seed of the first ``w``
                        changes; ``100 * gain / (gain + loss)``. First value at a symbol's
-                       row ``w``. 100 if prices only rose; **NaN if prices have not moved
-                       at all** since the symbol's first bar (undefined 0/0).
+                       row ``w``. 100 if prices only rose; **50 if prices have not moved
+                       at all** since the symbol's first bar (0/0: neither side leads).
+                       The sweeps' ``rsi_reversal`` uses this same kernel.
 ``macd``               ``EMA_fast(c) - EMA_slow(c)`` in price units; EMAs with
                        ``alpha = 2 / (span + 1)`` started at the symbol's first close
                        (pandas ``ewm(span, adjust=False)``); NaN for the first

@@ -14,6 +14,8 @@ buffer, equal to the vectorized sliding sums up to rounding).
 import numpy as np
 from numba import njit, prange
 
+from alphatrade_lab.features.kernels import rsi_value_nb
+
 # ---------------------------------------------------------------------------
 # Labels
 # ---------------------------------------------------------------------------
@@ -271,8 +273,7 @@ def stream_update_nb(codes, t, close, high, low, volume, scal, last_t, cring, lr
             loss = -d if d < 0 else 0.0
             st[S_GAIN], g_avg = _wilder_step(st[S_GAIN], gain, i, rsi_window)
             st[S_LOSS], l_avg = _wilder_step(st[S_LOSS], loss, i, rsi_window)
-            tot = g_avg + l_avg
-            o[col] = 100.0 * g_avg / tot if tot > 0.0 else np.nan
+            o[col] = rsi_value_nb(g_avg, l_avg)
         col += 1
         # MACD
         if i == 0:

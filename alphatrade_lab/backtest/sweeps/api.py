@@ -357,11 +357,11 @@ def sweep_ma_cross(close: Any, fast: Iterable[int], slow: Iterable[int], **kwarg
     """Sweep simple moving-average crossovers over every ``fast < slow`` pair.
 
     Enter long when the fast SMA crosses above the slow one and exit (or reverse, with
-    ``direction="both"``) when it crosses below, crossing as vectorbt's
-    ``MA.ma_crossed_above``. Moving averages come from prefix sums of the close that all
-    pairs share, computed as vectorbt's ``MA`` does, and each pair's signals and
-    portfolio are simulated in a single pass. See :func:`sweep` for the options and
-    the result.
+    ``direction="both"``) when it crosses below, crossing as
+    :func:`alphatrade_lab.signals.crossed_above` defines it. Moving averages come from
+    prefix sums of the close that all pairs share, computed as vectorbt's ``MA`` does,
+    and each pair's signals and portfolio are simulated in a single pass. See
+    :func:`sweep` for the options and the result.
 
     Examples
     --------

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.features.kernels import rsi_1d_nb
 from alphatrade_lab.signals.kernels import crossed_above_at_nb, crossed_below_at_nb
 
 
@@ -593,46 +594,21 @@ def rsi_reversal_signals_nb(close, params, entries, exits):
     """params = (window, lower, upper): buy when Wilder's RSI crosses below ``lower``
     (oversold), sell when it crosses above ``upper``.
 
-    RSI = 100 - 100 / (1 + avg_gain / avg_loss) with Wilder's smoothing
-    (``alpha = 1 / window``, seeded with the plain mean of the first ``window`` changes);
-    a NaN close pauses the averages and the bar gives no signal.
+    The RSI is the ``rsi_{w}`` feature's (:func:`alphatrade_lab.features.kernels.rsi_1d_nb`:
+    NaN at a NaN close, which the averages skip) and the crossings are
+    ``atl.signals.crossed_below(rsi, lower)`` and ``crossed_above(rsi, upper)``.
     """
     w = int(params[0])
     lower = params[1]
     upper = params[2]
-    avg_gain = 0.0
-    avg_loss = 0.0
-    n_changes = 0
-    prev_close = np.nan
-    prev_rsi = np.nan
+    rsi = np.empty(close.shape[0])
+    rsi_1d_nb(close, w, rsi)
     for i in range(close.shape[0]):
-        entries[i] = False
-        exits[i] = False
-        c = close[i]
-        if np.isnan(c):
+        if i == 0:
+            entries[i] = exits[i] = False
             continue
-        if not np.isnan(prev_close):
-            d = c - prev_close
-            gain = d if d > 0 else 0.0
-            loss = -d if d < 0 else 0.0
-            n_changes += 1
-            if n_changes <= w:
-                avg_gain += gain / w
-                avg_loss += loss / w
-            else:
-                avg_gain = avg_gain + (gain - avg_gain) / w
-                avg_loss = avg_loss + (loss - avg_loss) / w
-        prev_close = c
-        if n_changes < w:
-            continue
-        if avg_loss == 0.0:
-            rsi = 100.0 if avg_gain > 0 else 50.0
-        else:
-            rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-        if not np.isnan(prev_rsi):
-            entries[i] = prev_rsi >= lower and rsi < lower
-            exits[i] = prev_rsi <= upper and rsi > upper
-        prev_rsi = rsi
+        entries[i] = crossed_below_at_nb(rsi[i - 1], lower, rsi[i], lower)
+        exits[i] = crossed_above_at_nb(rsi[i - 1], upper, rsi[i], upper)
 
 
 @njit(cache=True)
