@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,52 @@ def test_weights_errors(close):
         from_weights(close, w)
     with pytest.raises(ValueError, match="fees must be in"):
         from_weights(close, 0.5, fees=-1)
+
+
+@pytest.fixture()
+def long_bars(close):
+    """The loader's long format: one row per (timestamp, symbol)."""
+    frame = close.rename_axis("timestamp").rename_axis(columns="symbol")
+    bars = frame.stack().rename("close").reset_index()
+    return bars.assign(open=bars["close"], high=bars["close"], low=bars["close"], volume=1.0)
+
+
+def test_long_format_bars_point_to_to_wide(close, long_bars):
+    for fn in (lambda b: from_signals(b, True, False), lambda b: from_weights(b, 0.5)):
+        with pytest.raises(DataError, match=r"close: got long-format bars \(a 'symbol' "
+                                            r"column.*atl\.data\.to_wide\(bars, 'close'\)"):
+            fn(long_bars)
+    indexed = long_bars.set_index(["timestamp", "symbol"])
+    with pytest.raises(DataError, match=r"close: got long-format data \(index levels "
+                                        r"\['timestamp', 'symbol'\]\).*to_wide\(bars\.reset_"
+                                        r"index\(\), 'close'\) or bars\['close'\]\.unstack"):
+        from_signals(indexed, True, False)
+    with pytest.raises(DataError, match=r"close: got long-format data .*series\.unstack"):
+        from_signals(indexed["close"], True, False)
+    with pytest.raises(DataError, match=r"weights: got long-format bars"):
+        from_weights(close, long_bars)
+
+
+def test_long_format_open_is_refused(close, sig, long_bars):
+    with pytest.raises(DataError, match="open: got long-format bars"):
+        from_signals(close, sig, sig, execution="next_open", open=long_bars)
+
+
+@pytest.mark.parametrize("name", ["fees", "slippage"])
+@pytest.mark.parametrize("fn", ["signals", "weights"])
+def test_implausible_costs_warn(close, sig, name, fn):
+    run = (lambda **kw: from_signals(close, sig, sig, **kw)) if fn == "signals" else \
+        (lambda **kw: from_weights(close, 0.5, **kw))
+    with pytest.warns(UserWarning, match=rf"{name}=0\.1 means 10\.0% on every fill; {name} "
+                                         r"is a fraction \(0\.001 = 0\.1%\)") as record:
+        run(**{name: 0.1})
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match=rf"{name}=0\.2 means 20\.0%"):
+        run(**{name: [0.001, 0.2]})
+
+
+def test_plausible_costs_do_not_warn(close, sig):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_signals(close, sig, sig, fees=0.05, slippage=0.01)
+        from_weights(close, 0.5, fees=0.002, slippage=0.05)

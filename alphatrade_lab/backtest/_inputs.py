@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +13,14 @@ from alphatrade_lab.backtest import kernels as K
 from alphatrade_lab.data.schema import is_real_dtype
 from alphatrade_lab.errors import DataError
 
-__all__ = ["Frame", "as_prices", "as_signal", "per_column", "parse_direction",
-           "parse_execution", "group_offsets"]
+__all__ = ["Frame", "as_prices", "as_signal", "per_column", "cost_fraction", "granularity",
+           "parse_direction", "parse_execution", "group_offsets"]
 
 DIRECTIONS = {"longonly": K.LONGONLY, "shortonly": K.SHORTONLY, "both": K.BOTH}
 EXECUTIONS = {"close": K.EXEC_CLOSE, "next_open": K.EXEC_NEXT_OPEN}
+# Fees or slippage above this fraction of a fill's value are almost surely a percentage
+# typed as a fraction (fees=0.1 for 0.1%): warn.
+PLAUSIBLE_COST = 0.05
 
 
 @dataclass
@@ -70,13 +74,30 @@ def _price_values(x: pd.DataFrame, name: str) -> np.ndarray:
     return x.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable dtypes: pd.NA -> NaN
 
 
+def _reject_long_format(x: Any, name: str) -> None:
+    """Long-format bars (a ``symbol`` column or index level) are not a wide price input."""
+    if isinstance(x, pd.DataFrame) and "symbol" in x.columns:
+        raise DataError(f"{name}: got long-format bars (a 'symbol' column, one row per bar "
+                        "and symbol); the backtest takes one column per symbol: pass "
+                        "atl.data.to_wide(bars, 'close') (and to_wide(bars, 'open') for open=)")
+    if isinstance(x, (pd.Series, pd.DataFrame)) and isinstance(x.index, pd.MultiIndex) \
+            and "symbol" in x.index.names:
+        what = "bars['close'].unstack('symbol')" if isinstance(x, pd.DataFrame) else \
+            "series.unstack('symbol')"
+        raise DataError(f"{name}: got long-format data (index levels {list(x.index.names)}); "
+                        "the backtest takes a timestamp x symbol frame: pass "
+                        f"atl.data.to_wide(bars.reset_index(), 'close') or {what}")
+
+
 def as_prices(x: Any, name: str) -> Frame:
     """A price input as a float64 (n, k) view; rejects non-positive and infinite prices.
 
     NaN is allowed (a missing bar: nothing fills there). Labelled inputs must have
     rows in strictly increasing index (time) order and unique column names; prices
-    must be real numbers (booleans, objects, complex and datetimes are refused).
+    must be real numbers (booleans, objects, complex and datetimes are refused), and
+    long-format bars are refused with a pointer to ``atl.data.to_wide``.
     """
+    _reject_long_format(x, name)
     if isinstance(x, pd.Series):
         if not is_real_dtype(x.dtype):
             raise DataError(f"{name}: prices must be numbers, got dtype {x.dtype}")
@@ -140,6 +161,7 @@ def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarra
     is kept as such and broadcast by the kernels.
     """
     n, k = ref.values.shape
+    _reject_long_format(x, name)
     if x is None:
         x = False if dtype is bool else np.nan
     if isinstance(x, pd.DataFrame):
@@ -201,6 +223,31 @@ def per_column(x: Any, name: str, k: int, *, low: float = 0.0, high: float = np.
         raise ValueError(f"{name} must be in [{low}, {high}{hi}, got {arr[j]!r}"
                          + (f" (column {j})" if k > 1 else ""))
     return np.ascontiguousarray(arr)
+
+
+def cost_fraction(x: Any, name: str, k: int, *, stacklevel: int = 4) -> np.ndarray:
+    """``fees`` or ``slippage`` as float64[k] in [0, 1); warns above :data:`PLAUSIBLE_COST`
+    (``stacklevel`` points the warning at the user's call)."""
+    arr = per_column(x, name, k, high=1.0, high_inclusive=False)
+    if (arr > PLAUSIBLE_COST).any():
+        value = float(arr[np.argmax(arr)])
+        warnings.warn(f"{name}={value:g} means {value:.1%} on every fill; {name} is a "
+                      "fraction (0.001 = 0.1%), not a percentage", UserWarning,
+                      stacklevel=stacklevel)
+    return arr
+
+
+def granularity(x: Any, k: int) -> np.ndarray:
+    """``size_granularity`` as float64[k]: None or NaN (no rounding), else finite and > 0."""
+    arr = per_column(np.nan if x is None else x, "size_granularity", k, low=-np.inf,
+                     allow_nan=True)
+    bad = (arr <= 0) | np.isinf(arr)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"size_granularity must be None/NaN (no rounding) or finite and > 0 "
+                         f"(1 for whole shares), got {arr[j]!r}"
+                         + (f" (column {j})" if k > 1 else ""))
+    return arr
 
 
 def parse_direction(direction: str) -> int:

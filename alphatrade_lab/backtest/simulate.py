@@ -264,6 +264,10 @@ def from_signals(
     [100.0, 110.0, 120.0, 120.0]
     >>> round(pf.total_return, 4)
     0.2
+    >>> pf = from_signals(close, close.index.day == 1, False, init_cash=105.0,
+    ...                   size_granularity=1)   # whole shares: 105 / 10 -> 10
+    >>> pf.orders["size"].tolist(), pf.cash.tolist()
+    ([10.0], [5.0, 5.0, 5.0, 5.0])
     """
     frame = as_prices(close, "close")
     n, k = frame.values.shape
