@@ -26,6 +26,7 @@ from backtesting import Backtest, Strategy
 from backtesting.lib import crossover
 from backtesting.test import GOOG, SMA
 
+import alphatrade_lab as atl
 from alphatrade_lab.backtest import from_signals
 
 RTOL = 1e-9
@@ -56,15 +57,28 @@ def theirs():
 
 
 @pytest.fixture(scope="module")
-def ours():
+def signals():
     close = GOOG["Close"]
     fast, slow = SMA(close, 10), SMA(close, 20)
-    # backtesting.lib.crossover(a, b) at bar t: a < b at t - 1 and a > b at t (strictly).
-    # Plain pandas: alphatrade_lab.signals does not exist yet in this tree.
-    up = (fast.shift() < slow.shift()) & (fast > slow)
-    down = (slow.shift() < fast.shift()) & (slow > fast)
-    return from_signals(close, up, down, open=GOOG["Open"], execution="next_open",
+    return fast, slow, atl.signals.crossed_above(fast, slow), atl.signals.crossed_below(fast, slow)
+
+
+@pytest.fixture(scope="module")
+def ours(signals):
+    _, _, up, down = signals
+    return from_signals(GOOG["Close"], up, down, open=GOOG["Open"], execution="next_open",
                         size_granularity=1, fees=0.002, init_cash=10_000, direction="both")
+
+
+def test_crossovers_are_backtestingpy_crossovers_here(signals):
+    # backtesting.lib.crossover(a, b) at bar t: a < b at t - 1 and a > b at t (strict);
+    # atl.signals allows a tie at t - 1 (a <= b). The SMAs here never tie, so the
+    # signals are the same.
+    fast, slow, up, down = signals
+    assert not (fast == slow).any()
+    assert up.equals((fast.shift() < slow.shift()) & (fast > slow))
+    assert down.equals((slow.shift() < fast.shift()) & (slow > fast))
+    assert up.sum() == down.sum() == 47
 
 
 def test_equity_curve_matches(ours, theirs):
