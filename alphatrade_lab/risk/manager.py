@@ -172,8 +172,21 @@ class RiskManager:
         non-finite equity, NaN position values or trades with a NaN pnl give
         ``invalid_equity`` / ``invalid_position`` / ``invalid_pnl`` rows (critical,
         threshold NaN; see the class notes); an equity index out of time order raises
-        :class:`~alphatrade_lab.errors.DataError`.
+        :class:`~alphatrade_lab.errors.DataError`, and so does anything but a Portfolio
+        (its equity alone lacks the positions, trades and starting cash the limits read).
         """
+        if isinstance(pf, pd.Series | pd.DataFrame | np.ndarray):
+            raise DataError(
+                f"risk evaluate: got a {type(pf).__name__} (the equity curve?), not a "
+                "Portfolio; pass the portfolio itself (risk.evaluate(pf), not "
+                "risk.evaluate(pf.equity)): the limits also read its positions, trades and "
+                "initial cash. To check equity values one bar at a time, use "
+                "RiskManager.update(timestamp, equity, positions)")
+        missing = [a for a in ("equity", "init_cash", "trades") if not hasattr(pf, a)]
+        if missing:
+            raise DataError(f"risk evaluate: expected a Portfolio (from atl.backtest."
+                            f"from_signals or from_weights), got a {type(pf).__name__} "
+                            f"without {', '.join(missing)}")
         eq = pf.equity
         eq = eq.to_frame("portfolio" if eq.name is None else eq.name) \
             if isinstance(eq, pd.Series) else eq
@@ -441,11 +454,11 @@ class RiskManager:
         Columns (:data:`SUMMARY_COLUMNS`): ``limit, portfolio``; ``severity``, the worst
         reached (``critical`` if any episode was); ``critical_episodes`` and
         ``warning_episodes`` with their thresholds (NaN when the limit has no such
-        level; a critical episode also counts as a warning one when the limit has
-        both); ``first`` (the first episode's start) and ``last`` (the last observation
-        above a threshold); ``worst`` and ``worst_time``, and ``symbol`` (the position
-        behind the worst ``position_size`` value). Critical rows come first, then in
-        time order.
+        level), counted as :meth:`evaluate` does: runs above each threshold, so one
+        warning episode can hold several critical ones; ``first`` (the first episode's
+        start) and ``last`` (the last observation above a threshold); ``worst`` and
+        ``worst_time``; ``symbol`` (the position behind the worst ``position_size``
+        value). Critical rows come first, then in time order.
 
         >>> b = pd.DataFrame({"limit": ["max_drawdown"] * 3, "portfolio": ["AAA"] * 3,
         ...     "symbol": None, "severity": ["warning", "critical", "warning"],
