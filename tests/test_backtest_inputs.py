@@ -126,6 +126,11 @@ def test_long_format_bars_point_to_to_wide(close, long_bars):
         from_weights(close, long_bars)
 
 
+def test_a_symbol_named_symbol_is_not_long_format(close):
+    wide = close.rename(columns={"a": "symbol"})
+    assert from_signals(wide, True, False).equity.columns.tolist() == ["symbol", "b"]
+
+
 def test_long_format_open_is_refused(close, sig, long_bars):
     with pytest.raises(DataError, match="open: got long-format bars"):
         from_signals(close, sig, sig, execution="next_open", open=long_bars)

@@ -75,8 +75,10 @@ def _price_values(x: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _reject_long_format(x: Any, name: str) -> None:
-    """Long-format bars (a ``symbol`` column or index level) are not a wide price input."""
-    if isinstance(x, pd.DataFrame) and "symbol" in x.columns:
+    """Long-format bars (a ``symbol`` column of names, or a ``symbol`` index level) are
+    not a wide price input; a numeric column that happens to be named "symbol" is."""
+    if isinstance(x, pd.DataFrame) and "symbol" in x.columns \
+            and not all(is_real_dtype(dtype) for dtype in x.dtypes):
         raise DataError(f"{name}: got long-format bars (a 'symbol' column, one row per bar "
                         "and symbol); the backtest takes one column per symbol: pass "
                         "atl.data.to_wide(bars, 'close') (and to_wide(bars, 'open') for open=)")
