@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shlex
@@ -12,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
 from nbclient import NotebookClient
 from sklearn.linear_model import LogisticRegression
@@ -64,8 +65,6 @@ def test_every_fence_is_closed_and_labelled():
 
 
 def test_readme_python_blocks_run_in_order(tmp_path):
-    import json
-
     blocks = fenced_blocks("python")
     env = {k: v for k, v in os.environ.items() if k not in ALERT_VARIABLES}
     env["MPLBACKEND"] = "Agg"
@@ -144,6 +143,5 @@ def test_plots_display_in_a_notebook_by_themselves(monkeypatch):
     for cell in nb.cells[1:]:
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert len(images) == 1, (cell.source, [o.get("data", {}).keys() for o in cell.outputs])
-        png = images[0]["data"]["image/png"]
-        assert len(png) > 1000 and np.frombuffer(
-            __import__("base64").b64decode(png)[:8], np.uint8).tobytes() == b"\x89PNG\r\n\x1a\n"
+        png = base64.b64decode(images[0]["data"]["image/png"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
