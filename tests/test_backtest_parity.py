@@ -39,7 +39,7 @@ def assert_close(ours, theirs, what):
 def compare(pf, vpf, check_stats=True):
     assert_close(pf.equity, vpf.value(), "equity")
     assert_close(pf.returns, vpf.returns(), "returns")
-    stats = pf.stats()
+    stats = pf.stats(year_freq="365D")  # vectorbt's annualisation convention
     np.testing.assert_array_equal(np.atleast_1d(stats["trade_count"]),
                                   np.atleast_1d(vpf.trades.count()))
     assert np.atleast_1d(stats["trade_count"]).sum() > 100

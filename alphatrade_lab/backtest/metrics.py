@@ -18,10 +18,11 @@ Statistics are annualised from the data's own calendar, not from an assumed
   length is ``freq`` or the most common gap) or ``calendar=`` (an
   ``exchange_calendars`` name such as ``"XNYS"``: its average sessions per calendar
   year over the data's years, times the observed bars per session).
-* ``years``, the **calendar time** the ``n`` bar returns cover, is ``n`` mean bar
-  intervals: ``(t_{n-1} - t_0) * n / (n - 1) / YEAR`` (8.54 years for the 2,148
-  daily GOOG bars of 2004-08-19 .. 2013-03-01). On a gap-free index this is
-  ``n * bar length``, as vectorbt counts it. Without a DatetimeIndex it is ``n / A``.
+* ``years``, for the CAGR, is **calendar time** from the first to the last timestamp,
+  ``(t_{n-1} - t_0) / YEAR`` (8.54 years for the 2,148 daily GOOG bars of
+  2004-08-19 .. 2013-03-01, where a 24/7 count of bars gives 5.88). With
+  ``periods_per_year=`` or ``year_freq=`` the bar count convention of empyrical and
+  vectorbt applies instead: ``years = n / A``; so does an index without timestamps.
 * Durations are calendar time between bar timestamps (in bars when the index has
   no times and no ``freq`` is given).
 
@@ -57,16 +58,19 @@ and an hourly FX series with weekend gaps.
 Differences from other libraries
 --------------------------------
 * **vectorbt** uses ``A = year_freq / freq`` (365 days by default) and ``n * freq``
-  years: identical here on a gap-free index, and everywhere with ``year_freq="365D"``.
+  years: on a gap-free index its Sharpe, Sortino and volatility equal these; with
+  ``year_freq="365D"`` all of its annualised statistics do (CAGR included).
 * **empyrical / pyfolio** take ``A`` from a period name (252 for daily) and count
-  ``n / A`` years: pass ``periods_per_year=252`` to get theirs. Their drawdown counts the
-  initial value as a peak; here the first bar's value is the first peak.
-* **backtesting.py** (0.6): its Sharpe is the annualised geometric-mean return over the
-  annualised volatility of daily returns computed with 252 trading days (365 when
-  weekends trade), its CAGR uses the same day count, its volatility compounds the daily
-  variance, and it closes a trade still open on the last bar at that bar's close (a
-  closed trade in its list); here an open trade stays open, valued at the last close,
-  and counts in ``open_trade_count``. The equity curves are identical.
+  ``n / A`` years: ``periods_per_year=252`` gives their numbers. Their drawdown counts
+  the value before the first bar as a peak; here the first bar's value is the first peak.
+* **backtesting.py** (0.6) resamples the equity to days and annualises with 252 days
+  (365 when weekends trade). Its "Return (Ann.)" compounds the geometric-mean daily
+  return, its volatility compounds the daily variance, and its Sharpe is their ratio,
+  not the arithmetic ``mean / std``; its CAGR counts years of 365.25 days from the first
+  to the last timestamp (365 here). A trade still open after the last bar stays open
+  there unless ``finalize_trades=True``, as here (valued at the last close and counted
+  in ``open_trade_count``). The equity curves and closed trades agree exactly
+  (``tests/test_backtest_backtestingpy.py``).
 """
 
 from __future__ import annotations
@@ -133,9 +137,8 @@ class TimeBasis:
     ----------
     periods_per_year
         ``A``, bars per year, for volatility, Sharpe and Sortino (NaN when unknown).
-    bar_interval
-        Nanoseconds of calendar time credited to each bar return for the CAGR (the mean
-        bar interval; None: years are ``n / A``).
+    span_years
+        Years from the first to the last bar, for the CAGR (None: years are ``n / A``).
     times
         Bar timestamps as int64 UTC nanoseconds (durations), or None.
     bar_length
@@ -143,15 +146,15 @@ class TimeBasis:
     """
 
     periods_per_year: float
-    bar_interval: float | None
+    span_years: float | None
     times: np.ndarray | dict | None
     bar_length: pd.Timedelta | None
 
     def years(self, n_bars: np.ndarray) -> np.ndarray:
-        """Calendar years covered by ``n_bars`` bar returns."""
+        """Years that ``n_bars`` bar returns (all the bars of the run) cover."""
         n_bars = np.asarray(n_bars, dtype=np.float64)
-        if self.bar_interval is not None:
-            return n_bars * (self.bar_interval / YEAR.value)
+        if self.span_years is not None:
+            return np.full(n_bars.shape, self.span_years)
         return n_bars / self.periods_per_year
 
     def durations(self, start: np.ndarray, end: np.ndarray) -> Any:
@@ -269,7 +272,7 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
                         f"(got {', '.join(given)})")
     if times is not None and first is None:
         first, last = int(times[0]), int(times[-1])
-    interval = (last - first) / (n - 1) if times is not None and n > 1 and last > first else None
+    spans = times is not None and n > 1 and last > first
     if periods_per_year is not None:
         A = _positive_number(periods_per_year, "periods_per_year")
     elif year_freq is not None:
@@ -282,11 +285,13 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
             raise DataError("calendar= needs the bars' timestamps: give close a DatetimeIndex")
         A = _calendar_periods(str(calendar), pd.Timestamp(first, unit="ns"),
                               pd.Timestamp(last, unit="ns"), n)
-    elif interval is not None:
-        A = YEAR.value / interval
+    elif spans:
+        A = (n - 1) * YEAR.value / (last - first)
     else:
         A = ann_factor(bar_len)
-    return TimeBasis(periods_per_year=float(A), bar_interval=interval, times=times,
+    by_count = periods_per_year is not None or year_freq is not None
+    span_years = (last - first) / YEAR.value if spans and not by_count else None
+    return TimeBasis(periods_per_year=float(A), span_years=span_years, times=times,
                      bar_length=bar_len)
 
 
