@@ -16,12 +16,13 @@ from alphatrade_lab.risk.limits import (
     Limit,
     RiskLimits,
 )
-from alphatrade_lab.risk.manager import Breach, RiskManager, drift_alerts
+from alphatrade_lab.risk.manager import SUMMARY_COLUMNS, Breach, RiskManager, drift_alerts
 
 __all__ = [
     "BREACH_COLUMNS",
     "INVALID_NAMES",
     "LIMIT_NAMES",
+    "SUMMARY_COLUMNS",
     "Breach",
     "Limit",
     "RiskLimits",
