@@ -11,6 +11,7 @@ import pytest
 
 import alphatrade_lab as atl
 from alphatrade_lab.alerts import AlertManager, LocalReceiver, WebhookAlerter
+from alphatrade_lab.errors import DataError
 from alphatrade_lab.risk import Breach, RiskLimits, RiskManager
 
 
@@ -123,3 +124,16 @@ def test_summary_of_streamed_breaches_and_of_bad_data():
     assert bad.level.name == "CRITICAL"
     assert "not a finite number" in bad.message and "1 episode " in bad.message
     assert rm.summarize(streamed[:0]).empty and rm.alerts([]) == []
+
+
+def test_summary_of_a_table_that_is_not_a_breach_table_says_what_to_pass(pf):
+    with pytest.raises(DataError, match=r"no column\(s\) \['severity'.*RiskManager\.evaluate"):
+        RiskManager().send(pf.equity.reset_index().assign(limit="x", portfolio="AAA"))
+    # a minimal breach table (no episode ends or worst values) is summarised from its rows
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    minimal = pd.DataFrame({"limit": ["daily_loss"] * 2, "portfolio": ["AAA"] * 2,
+                            "severity": ["critical"] * 2, "timestamp": [t, t + pd.Timedelta("1D")],
+                            "value": [0.06, 0.08], "threshold": [0.05, 0.05]})
+    (row,) = RiskManager.summarize(minimal).to_dict("records")
+    day2 = t + pd.Timedelta("1D")
+    assert (row["critical_episodes"], row["worst"], row["last"]) == (2, 0.08, day2)

@@ -27,6 +27,7 @@ import pandas as pd
 from alphatrade_lab.alerts import Alert, AlertLevel, AlertManager, AlertResult
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.risk.limits import (
+    BREACH_COLUMNS,
     INVALID_NAMES,
     Limit,
     RiskLimits,
@@ -562,11 +563,19 @@ class RiskManager:
         return _send(drift_alerts(report), manager or self.manager)
 
 
+_BREACH_REQUIRED = ("limit", "portfolio", "severity", "timestamp", "value", "threshold")
+
+
 def _breach_frame(breaches: pd.DataFrame | Iterable[Breach]) -> pd.DataFrame:
     """Breaches as a frame of :data:`BREACH_COLUMNS`; a streamed :class:`Breach` (no
     episode end or worst yet) ends where it starts, at its value."""
     if isinstance(breaches, pd.DataFrame):
-        frame = breaches
+        missing = [c for c in _BREACH_REQUIRED if c not in breaches.columns]
+        if missing:
+            raise DataError(f"risk summary: the breach table has no column(s) {missing}; "
+                            "pass the rows of RiskManager.evaluate(pf) (or update's "
+                            "Breach list)")
+        frame = breaches.reindex(columns=BREACH_COLUMNS)
     else:
         frame = breaches_frame([b.to_dict() if isinstance(b, Breach) else dict(b)
                                 for b in breaches])
