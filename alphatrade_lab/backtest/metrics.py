@@ -66,11 +66,16 @@ Differences from other libraries
 * **backtesting.py** (0.6) resamples the equity to days and annualises with 252 days
   (365 when weekends trade). Its "Return (Ann.)" compounds the geometric-mean daily
   return, its volatility compounds the daily variance, and its Sharpe is their ratio,
-  not the arithmetic ``mean / std``; its CAGR counts years of 365.25 days from the first
-  to the last timestamp (365 here). A trade still open after the last bar stays open
-  there unless ``finalize_trades=True``, as here (valued at the last close and counted
-  in ``open_trade_count``). The equity curves and closed trades agree exactly
-  (``tests/test_backtest_backtestingpy.py``).
+  not the arithmetic ``mean / std`` (its Sortino and Calmar use that geometric return
+  too); its CAGR counts years of 365.25 days from the first to the last timestamp (365
+  here). Both value a trade still open after the last bar at the last close without an
+  exit fee, so the equity curves agree; backtesting.py leaves that trade out of its trade
+  statistics (``# Trades``, win rate, ``Commissions``, exposure) unless
+  ``finalize_trades=True``, while here it counts in ``trade_count``/``open_trade_count``,
+  ``total_fees`` and ``exposure``. Its exposure counts the bars of closed trades, its
+  profit factor and expectancy use trade returns in percent (here money pnl, as
+  vectorbt). On GOOG SMA(10/20) the equity, the 93 closed trades and the open trade
+  agree exactly (``tests/test_backtest_backtestingpy.py``).
 """
 
 from __future__ import annotations
