@@ -50,10 +50,22 @@ def reference(bars, tfs, **windows):
                  "close_time")
         out[f"trend_{tf}"] = j["trend"].to_numpy()
         out[f"momentum_{tf}"] = j["momentum"].to_numpy()
-    trends = out[[f"trend_{tf}" for tf in tfs]]
-    out["trend_alignment"] = (trends == 1).sum(axis=1).astype(np.int64)
-    out["all_tf_bullish"] = (trends == 1).all(axis=1)
-    out["all_tf_bearish"] = (trends == -1).all(axis=1)
+    # Three-valued logic written out row by row: NaN is unknown.
+    rows = out[[f"trend_{tf}" for tf in tfs]].to_numpy()
+    align, bull, bear = [], [], []
+    for r in rows:
+        known = [x for x in r if not np.isnan(x)]
+        align.append(float(sum(x == 1 for x in known)) if len(known) == len(r) else np.nan)
+        for acc, want in ((bull, 1), (bear, -1)):
+            if any(x != want for x in known):
+                acc.append(0.0)
+            elif len(known) == len(r):
+                acc.append(1.0)
+            else:
+                acc.append(np.nan)
+    out["trend_alignment"] = align
+    out["all_tf_bullish"] = bull
+    out["all_tf_bearish"] = bear
     return out
 
 
@@ -78,8 +90,9 @@ def test_non_default_windows_match_pandas_reference(bars):
     ref = reference(bars, tfs, fast=5, slow=12, mom=3)
     pd.testing.assert_frame_equal(ours, ref, check_exact=False, rtol=1e-9, atol=1e-12)
     # The comparison is not vacuous: every state occurs.
-    assert set(ours["trend_alignment"]) == {0, 1, 2}
-    assert ours["all_tf_bullish"].any() and ours["all_tf_bearish"].any()
+    assert set(ours["trend_alignment"].dropna()) == {0, 1, 2}
+    for col in ("all_tf_bullish", "all_tf_bearish"):
+        assert set(ours[col].dropna()) == {0.0, 1.0} and ours[col].isna().any()
 
 
 def test_higher_bar_is_used_from_the_base_bar_that_closes_with_it(bars):
@@ -123,13 +136,27 @@ def test_harness_catches_the_naive_join_and_passes_ours(bars):
     assert assert_no_lookahead(lambda b: multi_timeframe(b, ["1h"]), bars, n_cuts=3) > 0
 
 
-def test_before_enough_higher_bars_everything_is_nan_and_not_bullish(bars):
+def test_before_enough_higher_bars_everything_is_unknown_not_bearish(bars):
     first_day = bars.groupby("symbol").head(1440).reset_index(drop=True)
     M = multi_timeframe(first_day, ["1h", "4h"])
     assert M[["trend_1h", "trend_4h"]].isna().all().all()  # 50 bars never reached
     assert M["momentum_1h"].notna().any()  # 21 hourly bars are reached
-    assert (M["trend_alignment"] == 0).all()
-    assert not M["all_tf_bullish"].any() and not M["all_tf_bearish"].any()
+    assert M[["trend_alignment", "all_tf_bullish", "all_tf_bearish"]].isna().all().all()
+
+
+def test_one_known_disagreeing_trend_settles_all_tf_bullish(bars):
+    """With the hourly trend known and the daily one not yet, a bearish hour makes
+    ``all_tf_bullish`` 0 (known false), a bullish one leaves it unknown."""
+    M = multi_timeframe(bars.groupby("symbol").head(10 * 1440).reset_index(drop=True),
+                        ["1h", "1D"], fast=3, slow=5)
+    early = M["trend_1D"].isna() & M["trend_1h"].notna()
+    assert early.any()
+    bear = early & (M["trend_1h"] == -1)
+    bull = early & (M["trend_1h"] == 1)
+    assert bear.any() and bull.any()
+    assert (M.loc[bear, "all_tf_bullish"] == 0).all() and M.loc[bull, "all_tf_bullish"].isna().all()
+    assert (M.loc[bull, "all_tf_bearish"] == 0).all() and M.loc[bear, "all_tf_bearish"].isna().all()
+    assert M.loc[early, "trend_alignment"].isna().all()
 
 
 def test_output_layout(bars):
@@ -137,6 +164,7 @@ def test_output_layout(bars):
     assert M.index.equals(bars.index)
     assert M.columns.tolist() == ["timestamp", "symbol", "trend_4h", "momentum_4h",
                                   "trend_alignment", "all_tf_bullish", "all_tf_bearish"]
-    assert M["trend_alignment"].dtype == np.int64 and M["all_tf_bullish"].dtype == bool
+    for col in ("trend_alignment", "all_tf_bullish", "all_tf_bearish"):
+        assert M[col].dtype == np.float64, col
     assert set(M["trend_4h"].dropna().unique()) <= {-1.0, 0.0, 1.0}
     pd.testing.assert_series_equal(M["symbol"], bars["symbol"])

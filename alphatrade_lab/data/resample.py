@@ -5,10 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.data.schema import BAR_COLUMNS, PRICE_COLUMNS, check_bars
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.data.schema import (
+    BAR_COLUMNS,
+    PRICE_COLUMNS,
+    _Context,
+    _parse_timestamps,
+    check_bars,
+)
+from alphatrade_lab.errors import DataError, unknown_name
 
 __all__ = ["bar_length", "resample", "to_wide"]
+
+_LONG = ("long-form bars: one row per (timestamp, symbol) with columns timestamp, symbol, "
+         "open, high, low, close, volume, as atl.data.load(path) or atl.data.load_sample() "
+         "return")
+
+
+def _require_long(bars: object, where: str, wide_hint: str) -> None:
+    """Refuse a wide frame or a Series where long-form bars are expected, saying what to
+    pass instead (``wide_hint``: what to do with the wide data itself)."""
+    if isinstance(bars, pd.Series):
+        raise DataError(f"{where}: got a Series ({bars.name!r}); pass {_LONG}. {wide_hint}")
+    if not isinstance(bars, pd.DataFrame) or "timestamp" in bars.columns:
+        return
+    long_columns = {"symbol", *PRICE_COLUMNS} & set(bars.columns)
+    if isinstance(bars.index, pd.DatetimeIndex) and not long_columns:
+        cols = ", ".join(map(str, bars.columns[:5])) + (", ..." if bars.shape[1] > 5 else "")
+        raise DataError(f"{where}: got a wide frame (timestamp × symbol: {cols}), as "
+                        f"to_wide returns; pass {_LONG}. {wide_hint}")
+    if "timestamp" in bars.index.names:
+        raise DataError(f"{where}: 'timestamp' is in the index, not a column; pass "
+                        "bars.reset_index()")
 
 
 def bar_length(bars: pd.DataFrame) -> pd.Timedelta:
@@ -18,6 +45,8 @@ def bar_length(bars: pd.DataFrame) -> pd.Timedelta:
     >>> bar_length(atl.data.load_sample(["AAA"]))
     Timedelta('0 days 00:01:00')
     """
+    _require_long(bars, "bar_length", "For a wide frame, "
+                  "pd.Series(close.index).diff().mode() gives its bar length.")
     codes, _, ts = check_bars(bars, "bar_length")
     same = codes[1:] == codes[:-1]
     diffs = np.diff(ts)[same]
@@ -79,6 +108,9 @@ def resample(
     >>> hourly["timestamp"].diff().dropna().min()
     Timedelta('0 days 01:00:00')
     """
+    _require_long(bars, "resample", "Resample the bars first and then take the wide view "
+                  "(atl.data.to_wide(atl.data.resample(bars, '1h'), 'close')), or resample a "
+                  "wide close frame with pandas: close.resample('1h').last().")
     codes, _, ts = check_bars(bars, "resample", (*PRICE_COLUMNS, "volume"))
     step = pd.Timedelta(rule)
     base_len = pd.Timedelta(base) if base is not None else bar_length(bars)
@@ -115,20 +147,28 @@ def resample(
 def to_wide(bars: pd.DataFrame, field: str = "close") -> pd.DataFrame:
     """One field of long-form bars as a timestamp × symbol frame (NaN where a bar is missing).
 
-    Raises :class:`KeyError` if ``field`` is not a column, and
-    :class:`~alphatrade_lab.errors.DataError` on a duplicated column or a repeated
-    (symbol, timestamp) (which has no single value).
+    The index is ``datetime64[ns, UTC]``: naive timestamps are read as UTC and others
+    converted, as the loaders do. Raises
+    :class:`~alphatrade_lab.errors.UnknownNameError` (a ``KeyError``) if ``field`` is
+    not a column, and :class:`~alphatrade_lab.errors.DataError` on a Series or a frame
+    that is already wide, a duplicated column or a repeated (symbol, timestamp) (which
+    has no single value).
 
     >>> import alphatrade_lab as atl
     >>> close = to_wide(atl.data.load_sample(), "close")
     >>> close.columns.tolist()
     ['AAA', 'BBB', 'CCC', 'DDD', 'EEE']
     """
+    _require_long(bars, "to_wide", "A Series or a wide frame already is the wide view: "
+                  "use it as it is.")
     check_bars(bars, "to_wide", need_sorted=False)
     if field not in bars.columns:
-        raise KeyError(f"no column {field!r} in bars (columns: {list(bars.columns)})")
+        raise unknown_name("column", field, bars.columns, "the bars")
     if (bars.columns == field).sum() > 1:
         raise DataError(f"to_wide, column '{field}': duplicate column name")
+    ts = bars["timestamp"]
+    if not (isinstance(ts.dtype, pd.DatetimeTZDtype) and str(ts.dtype) == "datetime64[ns, UTC]"):
+        bars = bars.assign(timestamp=_parse_timestamps(ts, _Context("to_wide")))
     wide = bars.pivot(index="timestamp", columns="symbol", values=field)
     wide.columns = wide.columns.astype(object)
     wide.columns.name = "symbol"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.data.resample import bar_length, resample, to_wide
+from alphatrade_lab.data.resample import _require_long, bar_length, resample, to_wide
 
 __all__ = ["plot_bars", "summarize"]
 
@@ -21,6 +21,8 @@ def summarize(bars: pd.DataFrame) -> pd.DataFrame:
     >>> summarize(atl.data.load_sample(["AAA", "BBB"])).index.tolist()
     ['AAA', 'BBB']
     """
+    _require_long(bars, "summarize", "For a close Series or wide frame, "
+                  "close.pct_change().describe() summarises its returns.")
     base = bar_length(bars)
     daily = to_wide(resample(bars, "1D", base=base, drop_incomplete=False), "close")
     log_ret = np.log(daily).diff()

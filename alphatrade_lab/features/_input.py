@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alphatrade_lab.data.schema import _Context, _parse_timestamps
 from alphatrade_lab.errors import DataError
 
 PRICES = ("open", "high", "low", "close")
@@ -62,6 +63,15 @@ def timestamps_ns(frame: pd.DataFrame, where: str) -> np.ndarray:
     except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
         raise _fail(where, "timestamp", None, f"timestamps outside the datetime64[ns] range "
                                               f"({exc})") from None
+
+
+def utc_timestamps(frame: pd.DataFrame, where: str) -> pd.api.extensions.ExtensionArray:
+    """The ``timestamp`` column as ``datetime64[ns, UTC]`` for an output frame: naive
+    times read as UTC and other zones converted, the loaders' rule."""
+    ts = frame["timestamp"]
+    if str(ts.dtype) == "datetime64[ns, UTC]":
+        return ts.array
+    return _parse_timestamps(ts, _Context(where)).array
 
 
 def _changes(sym: pd.Series) -> np.ndarray:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from alphatrade_lab.data.resample import bar_length, resample
 from alphatrade_lab.features import kernels as nb
-from alphatrade_lab.features._input import check_bars, timestamps_ns
+from alphatrade_lab.features._input import check_bars, timestamps_ns, utc_timestamps
 
 __all__ = ["multi_timeframe"]
 
@@ -66,11 +66,13 @@ def multi_timeframe(
     A higher bar becomes usable only once it has closed (design.md): base bar t gets
     the values of the symbol's last higher bar with ``T + Δ <= t + base``, i.e. whose
     close is at or before the base bar's close. Before the first such bar the values
-    are NaN. Then, over the timeframes:
+    are NaN: unknown, not "not bullish". Then, over the timeframes (float64, so that
+    unknown stays NaN and models and :func:`handle_nan` can use them):
 
-    * ``trend_alignment``: how many timeframes are bullish (int64; NaN counts as not);
-    * ``all_tf_bullish`` / ``all_tf_bearish``: every trend is +1 / -1 (bool; False
-      while any trend is NaN).
+    * ``trend_alignment``: how many timeframes are bullish; NaN while any trend is NaN;
+    * ``all_tf_bullish`` / ``all_tf_bearish``: 1.0 when every trend is +1 / -1, 0.0
+      when a known trend is not (whatever the unknown ones), NaN otherwise (some trend
+      still NaN and every known one agrees).
 
     Parameters
     ----------
@@ -88,7 +90,8 @@ def multi_timeframe(
     Returns
     -------
     pandas.DataFrame
-        Same rows, order and index as ``bars``: ``timestamp``, ``symbol``, then
+        Same rows, order and index as ``bars``: ``timestamp`` (UTC; naive input read
+        as UTC), ``symbol``, then
         ``trend_{tf}``, ``momentum_{tf}`` per timeframe, ``trend_alignment``,
         ``all_tf_bullish``, ``all_tf_bearish``.
 
@@ -110,6 +113,8 @@ def multi_timeframe(
      'trend_alignment', 'all_tf_bullish', 'all_tf_bearish']
     >>> int(M["trend_1h"].isna().sum())  # 10 hourly bars must close first
     599
+    >>> M[["trend_alignment", "all_tf_bullish"]].iloc[0].isna().all()  # unknown yet
+    np.True_
     """
     fast = _positive_int("fast", fast)
     slow = _positive_int("slow", slow)
@@ -145,10 +150,11 @@ def multi_timeframe(
 
     s, e = groups.starts, groups.ends
     closes_at = ts + base_len.value
-    data: dict[str, object] = {"timestamp": frame["timestamp"].array,
+    data: dict[str, object] = {"timestamp": utc_timestamps(frame, _WHERE),
                                "symbol": frame["symbol"].array}
-    bullish = np.zeros(len(frame), dtype=np.int64)
-    bearish = np.ones(len(frame), dtype=bool)
+    n_bull = np.zeros(len(frame))
+    n_bear = np.zeros(len(frame))
+    n_unknown = np.zeros(len(frame))
     for label, step in zip(labels, steps, strict=True):
         higher = resample(frame, step, base=base_len) if len(frame) else frame.iloc[:0]
         hclose = higher["close"].to_numpy(np.float64)
@@ -166,9 +172,11 @@ def multi_timeframe(
         m = np.where(found, momentum[safe], np.nan) if len(trend) else np.full(len(idx), np.nan)
         data[f"trend_{label}"] = t
         data[f"momentum_{label}"] = m
-        bullish += t == 1.0
-        bearish &= t == -1.0
-    data["trend_alignment"] = bullish
-    data["all_tf_bullish"] = bullish == len(timeframes)
-    data["all_tf_bearish"] = bearish
+        n_bull += t == 1.0
+        n_bear += t == -1.0
+        n_unknown += np.isnan(t)
+    k = len(timeframes)
+    data["trend_alignment"] = np.where(n_unknown > 0, np.nan, n_bull)
+    for name, n_agree in (("all_tf_bullish", n_bull), ("all_tf_bearish", n_bear)):
+        data[name] = np.where(n_agree == k, 1.0, np.where(n_agree + n_unknown < k, 0.0, np.nan))
     return pd.DataFrame(data, index=frame.index, copy=False)

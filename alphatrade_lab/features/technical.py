@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.features import kernels as nb
-from alphatrade_lab.features._input import check_bars
+from alphatrade_lab.features._input import check_bars, utc_timestamps
 from alphatrade_lab.features.spec import FeatureSpec
 
 __all__ = ["technical"]
@@ -74,10 +74,10 @@ def technical(bars: pd.DataFrame, spec: FeatureSpec | None = None, **windows: An
     -------
     pandas.DataFrame
         Long form, same rows, order and index as ``bars``: the columns ``timestamp``
-        and ``symbol`` followed by ``spec.feature_names`` (float64; definitions in the
-        module docstring). A value at bar t uses bars up to and including t of the same
-        symbol only, so it is known at t's close. ``result.attrs["feature_spec"]`` holds
-        ``spec.to_dict()``.
+        (UTC; naive input read as UTC) and ``symbol`` followed by ``spec.feature_names``
+        (float64; definitions in the module docstring). A value at bar t uses bars up
+        to and including t of the same symbol only, so it is known at t's close.
+        ``result.attrs["feature_spec"]`` holds ``spec.to_dict()``.
 
     Raises
     ------
@@ -112,7 +112,7 @@ def technical(bars: pd.DataFrame, spec: FeatureSpec | None = None, **windows: An
         np.asarray(spec.vol_windows, dtype=np.int64), np.asarray(spec.ma_windows, dtype=np.int64),
         spec.rsi_window, spec.macd_fast, spec.macd_slow, spec.macd_signal, spec.atr_window,
         spec.bb_window, spec.bb_k, spec.volume_window, spec.skew_window)
-    data = {"timestamp": frame["timestamp"].array, "symbol": frame["symbol"].array}
+    data = {"timestamp": utc_timestamps(frame, _WHERE), "symbol": frame["symbol"].array}
     data.update(zip(spec.feature_names, values, strict=True))
     out = pd.DataFrame(data, index=frame.index, copy=False)
     out.attrs["feature_spec"] = spec.to_dict()

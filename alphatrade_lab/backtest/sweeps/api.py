@@ -23,7 +23,12 @@ from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_b
 from alphatrade_lab.backtest.simulate import from_signals
 from alphatrade_lab.backtest.sweeps import kernels as SK
 from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
-from alphatrade_lab.backtest.sweeps.strategies import MA_CROSS, STRATEGIES, Strategy
+from alphatrade_lab.backtest.sweeps.strategies import (
+    MA_CROSS,
+    STRATEGIES,
+    Strategy,
+    warn_long_windows,
+)
 from alphatrade_lab.errors import DataError
 
 __all__ = ["DEFAULT_METRICS", "run_chunk", "shared_arrays", "split_sample", "sweep",
@@ -39,12 +44,47 @@ _CHUNK_WORK = 3e7
 _MA_TABLE_CELLS = 2**24
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _product(grid: Mapping[str, Iterable]) -> pd.DataFrame:
+    return pd.DataFrame(list(itertools.product(*(list(v) for v in grid.values()))),
+                        columns=list(grid))
+
+
+def _listed(strategy: Strategy, grid: Any) -> pd.DataFrame:
+    """A grid given as a list: of combinations (tuples in ``strategy.params`` order, or
+    bare numbers for a one-parameter strategy), or of ``(name, values)`` pairs."""
+    names = list(strategy.params)
+    accepted = (f"a dict of values per parameter ({{{', '.join(f'{p!r}: [...]' for p in names)}}}"
+                f", swept as their product), a list of combinations, one tuple "
+                f"({', '.join(names)}) each, or a DataFrame with columns {names}")
+    if isinstance(grid, str | bytes) or not isinstance(grid, Iterable):
+        raise DataError(f"sweep grid for {strategy.name!r}: got {type(grid).__name__} "
+                        f"{grid!r}; give {accepted}")
+    items = list(grid)
+    if items and all(isinstance(i, tuple | list) and len(i) == 2 and isinstance(i[0], str)
+                     for i in items):
+        return _product(dict(items))  # list(grid.items())
+    if len(names) == 1 and all(_is_number(i) for i in items):
+        items = [(i,) for i in items]
+    for pos, item in enumerate(items):
+        if not (isinstance(item, tuple | list | np.ndarray) and len(item) == len(names)
+                and all(_is_number(x) for x in item)):
+            raise DataError(f"sweep grid for {strategy.name!r}, item {pos}: {item!r} is not a "
+                            f"combination of {len(names)} numbers ({', '.join(names)}); give "
+                            f"{accepted}")
+    return pd.DataFrame([tuple(i) for i in items], columns=names)
+
+
 def _combinations(strategy: Strategy, grid: Mapping[str, Iterable] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(grid, pd.DataFrame):
         combos = grid.reset_index(drop=True)
+    elif isinstance(grid, Mapping):
+        combos = _product(grid)
     else:
-        combos = pd.DataFrame(list(itertools.product(*(list(v) for v in grid.values()))),
-                              columns=list(grid))
+        combos = _listed(strategy, grid)
     missing = [p for p in strategy.params if p not in combos.columns]
     extra = [c for c in combos.columns if c not in strategy.params]
     if missing or extra:
@@ -232,8 +272,11 @@ def sweep(
         A built-in name (``"ma_cross"``, ``"rsi_reversal"``, ``"bollinger_reversion"``,
         ``"donchian_breakout"``) or a :class:`Strategy` wrapping your own signal kernel.
     grid
-        Values of each parameter (their product is swept, less the combinations the
-        strategy calls invalid), or a frame with one row per combination.
+        Values of each parameter (``{"fast": [5, 10], "slow": [20, 40]}``: their
+        product is swept, less the combinations the strategy calls invalid), or the
+        combinations themselves: a list of tuples in the strategy's parameter order
+        (``[(5, 20), (10, 40)]``) or a frame with one row per combination. A window
+        parameter not shorter than the data warns (``UserWarning``): it cannot signal.
     close
         Close prices: Series, DataFrame (timestamp × symbol) or array.
     fees, fixed_fees, slippage, size, direction, init_cash, freq
@@ -295,6 +338,7 @@ def sweep(
     hi = _position(end, frame.index, "end", n)
     if hi - lo < 2:
         raise ValueError(f"start/end leave {hi - lo} bars to trade; need at least 2")
+    warn_long_windows(strat, combos, hi)
     basis = time_basis(frame.index[lo:hi], freq=freq, periods_per_year=periods_per_year,
                        year_freq=year_freq, calendar=calendar)
     opts = (parse_direction(direction),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from alphatrade_lab.backtest.sweeps import kernels as SK
 
@@ -35,6 +37,10 @@ class Strategy:
         (every combination's value of each parameter) and should return a boolean
         array; a function that only handles one combination (a dict of scalars) at a
         time is called once per combination instead.
+    windows
+        The parameters that are look-back lengths in bars: a combination where one is
+        not shorter than the data cannot signal, and :func:`~alphatrade_lab.backtest.sweep`
+        and :meth:`signals` warn about it instead of reporting 0 trades in silence.
 
     Examples
     --------
@@ -63,6 +69,7 @@ class Strategy:
     params: tuple[str, ...]
     signals_nb: Callable
     valid: Callable[[dict], Any] | None = None
+    windows: tuple[str, ...] = ()
 
     @cached_property
     def kernel(self):
@@ -74,6 +81,9 @@ class Strategy:
         close = np.asarray(close, dtype=np.float64)
         close = close.reshape(-1, 1) if close.ndim == 1 else close
         vector = np.asarray(params, dtype=np.float64)
+        if vector.shape == (len(self.params),):
+            warn_long_windows(self, pd.DataFrame([vector], columns=list(self.params)),
+                              close.shape[0])
         entries = np.zeros(close.shape, dtype=bool)
         exits = np.zeros(close.shape, dtype=bool)
         for j in range(close.shape[1]):
@@ -84,16 +94,39 @@ class Strategy:
         return entries, exits
 
 
+def warn_long_windows(strategy: Strategy, combos: pd.DataFrame, n_bars: int) -> None:
+    """Warn (``UserWarning``) when a window parameter of some combinations is not shorter
+    than the ``n_bars`` bars of data: those combinations cannot signal."""
+    too_long = np.zeros(len(combos), dtype=bool)
+    worst = None
+    for p in strategy.windows:
+        hit = combos[p].to_numpy(dtype=np.float64) >= n_bars
+        if hit.any() and (worst is None or combos[p].max() > worst[1]):
+            worst = (p, combos[p].max())
+        too_long |= hit
+    if worst is None:
+        return
+    p, value = worst
+    warnings.warn(f"{strategy.name}: {p}={value:g} is not shorter than the data ({n_bars} "
+                  f"bars): {int(too_long.sum())} of {len(combos)} parameter combinations "
+                  f"have a window of {n_bars} bars or more and cannot signal (0 trades); use "
+                  f"windows under {n_bars} bars, or more bars (a finer timeframe or a longer "
+                  "history)", UserWarning, stacklevel=3)
+
+
 def _fast_below_slow(p: dict) -> Any:
     return p["fast"] < p["slow"]
 
 
-MA_CROSS = Strategy("ma_cross", ("fast", "slow"), SK.ma_cross_signals_nb, _fast_below_slow)
+MA_CROSS = Strategy("ma_cross", ("fast", "slow"), SK.ma_cross_signals_nb, _fast_below_slow,
+                    windows=("fast", "slow"))
 RSI_REVERSAL = Strategy("rsi_reversal", ("window", "lower", "upper"),
-                        SK.rsi_reversal_signals_nb, lambda p: p["lower"] < p["upper"])
+                        SK.rsi_reversal_signals_nb, lambda p: p["lower"] < p["upper"],
+                        windows=("window",))
 BOLLINGER_REVERSION = Strategy("bollinger_reversion", ("window", "k"),
-                               SK.bollinger_reversion_signals_nb)
-DONCHIAN_BREAKOUT = Strategy("donchian_breakout", ("window",), SK.donchian_breakout_signals_nb)
+                               SK.bollinger_reversion_signals_nb, windows=("window",))
+DONCHIAN_BREAKOUT = Strategy("donchian_breakout", ("window",), SK.donchian_breakout_signals_nb,
+                             windows=("window",))
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in
                                    (MA_CROSS, RSI_REVERSAL, BOLLINGER_REVERSION, DONCHIAN_BREAKOUT)}
