@@ -192,3 +192,19 @@ def test_unknown_calendar_names_the_close_ones():
         atl.data.synthetic(days=10, freq="1D", calendar="NYSEE")
     with pytest.raises(ValueError, match="longer than a session"):
         atl.data.synthetic(days=30, freq="2D", calendar="XNYS")
+
+
+def test_annual_vol_scales_the_diffusion_and_is_checked():
+    kw = dict(n_symbols=2, days=200, freq="1D", calendar="XNYS", seed=4)
+    default = atl.data.to_wide(atl.data.synthetic(**kw), "close")
+    calm = atl.data.to_wide(atl.data.synthetic(annual_vol=0.2, **kw), "close")
+    ratio = np.log(calm).diff().std() / np.log(default).diff().std()
+    # Same seed, same shocks: the diffusion scales by 0.2 / (0.55, 0.70); the jumps and the
+    # trend drift do not, so the ratio sits a little above it.
+    expected = 0.2 / np.array([0.55, 0.70])
+    assert ((ratio.to_numpy() > expected) & (ratio.to_numpy() < 1.3 * expected)).all(), ratio
+    per_symbol = atl.data.synthetic(annual_vol=[0.2, 0.2], **kw)
+    pd.testing.assert_frame_equal(per_symbol, atl.data.synthetic(annual_vol=0.2, **kw))
+    for bad in (0.0, -0.1, float("nan"), [0.2], [0.2, 0.2, 0.2]):
+        with pytest.raises(ValueError, match="annual_vol"):
+            atl.data.synthetic(annual_vol=bad, **kw)

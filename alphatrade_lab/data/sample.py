@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def synthetic(
     vol_shift: tuple[float, float, float] = (0.5, 0.65, 2.0),
     return_regimes: bool = False,
     calendar: str | None = None,
+    annual_vol: float | Sequence[float] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Generate a deterministic, realistic synthetic market of OHLCV bars.
 
@@ -155,6 +157,10 @@ def synthetic(
         An ``exchange_calendars`` name (``"XNYS"``, ``"XLON"``, ...) whose sessions
         the bars follow; per-bar volatilities are scaled by the bars in that
         calendar's year (about 252 sessions) instead of the 24/7 year.
+    annual_vol
+        Base annual volatility of every symbol (one number) or of each symbol (one
+        per symbol); default 55% to 90%, as for crypto assets (try 0.2 to 0.3 for an
+        equity-like market). The volatility clustering and regime change come on top.
 
     Returns
     -------
@@ -185,6 +191,13 @@ def synthetic(
         raise ValueError(f"n_symbols must be between 1 and {len(SYMBOLS)}, not {n_symbols}")
     if days <= 0:
         raise ValueError(f"days must be positive, not {days}")
+    vols = np.asarray(_ANNUAL_VOL[:n_symbols] if annual_vol is None else annual_vol,
+                      dtype=float)
+    if vols.ndim == 0:
+        vols = np.full(n_symbols, float(vols))
+    if vols.shape != (n_symbols,) or not (np.isfinite(vols) & (vols > 0)).all():
+        raise ValueError(f"annual_vol must be a positive number or {n_symbols} of them "
+                         f"(one per symbol), not {annual_vol!r}")
     rng = np.random.default_rng(seed)
     step = pd.Timedelta(freq)
     if calendar is None:
@@ -222,7 +235,7 @@ def synthetic(
     # Mean reversion: a half-life of 4 hours, or 2 bars if bars are longer than 2 hours.
     kappa_per_bar = np.log(2) / max(pd.Timedelta("4h") / step, 2.0)
     regimes = _regimes(day_of_bar, bars_per_day, kappa_per_bar, rng)
-    base_sigma = np.asarray(_ANNUAL_VOL[:k]) / np.sqrt(bars_per_year)
+    base_sigma = vols / np.sqrt(bars_per_year)
     log_close, sigma = simulate_log_prices_nb(
         z, gap, base_sigma, vol_mult * shift, loading, regimes.drift, regimes.kappa,
         regimes.reset, 0.02, 0.978)
