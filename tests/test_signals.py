@@ -86,6 +86,10 @@ def test_inputs_broadcast_and_types():
     arr = atl.signals.crossed_above(a.to_numpy(), b.to_numpy())
     assert isinstance(arr, np.ndarray) and arr.dtype == bool
     np.testing.assert_array_equal(arr, atl.signals.crossed_above(a, b).to_numpy())
+    per_row = atl.signals.crossed_above(a.to_numpy(), b["x"].to_numpy())
+    np.testing.assert_array_equal(per_row, atl.signals.crossed_above(a, row).to_numpy())
+    per_col = atl.signals.crossed_below(a.to_numpy(), level.to_numpy())
+    np.testing.assert_array_equal(per_col, atl.signals.crossed_below(a, level).to_numpy())
     one = atl.signals.crossed_above(a["x"].to_numpy(), 2.0)
     assert one.shape == (len(a),)
     s = atl.signals.crossed_above(a["x"].rename("fast"), 2.0)

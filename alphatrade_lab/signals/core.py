@@ -63,8 +63,8 @@ def _broadcast_b(a: Signal, b: Any, where: str) -> np.ndarray:
         else:
             raise DataError(f"{where}: b is a Series whose index is neither a's index nor "
                             "a's columns; align them first (a.align(b, join='inner', axis=0))")
-    elif vb.ndim == 1 and a.ndim == 1:
-        vb = vb.reshape(-1, 1)
+    elif vb.ndim == 1 and (a.ndim == 1 or vb.shape[0] == shape[0]):
+        vb = vb.reshape(-1, 1)  # one value per row (bar) first, as for a Series
     try:
         return np.ascontiguousarray(np.broadcast_to(vb, shape))
     except ValueError:
@@ -107,7 +107,8 @@ def crossed_above(a: Signal, b: Any) -> Signal:
         Series, DataFrame (bars × symbols) or 1-D/2-D array, in time order.
     b
         A scalar, a Series (indexed like ``a``'s rows, or like a DataFrame ``a``'s
-        columns), a DataFrame labelled like ``a``, or an array that broadcasts to ``a``.
+        columns), a DataFrame labelled like ``a``, or an array: 1-D with one value per
+        row (or, for a 2-D ``a``, per column), or ``a``'s shape.
 
     Returns
     -------
