@@ -183,3 +183,15 @@ def test_goog_daily_cagr_counts_calendar_years():
     years = float(pf.basis.years(len(close)))
     assert years == pytest.approx(3116 / 365)  # 8.54, not 2,148 bars / 365 = 5.88
     assert pf.periods_per_year == pytest.approx(251.5, abs=0.1)
+
+
+def test_summarize_annualises_with_the_observed_trading_days():
+    from alphatrade_lab.data import summarize, synthetic, to_wide
+
+    bars = synthetic(n_symbols=1, calendar="XNYS", freq="1D", days=730)
+    close = to_wide(bars, "close").iloc[:, 0]
+    days = (close.index[-1] - close.index[0]).days
+    per_year = (len(close) - 1) * 365 / days
+    assert per_year == pytest.approx(252, abs=2)
+    expected = np.log(close).diff().std() * np.sqrt(per_year)
+    assert summarize(bars)["annual_vol"].iloc[0] == pytest.approx(expected, rel=1e-12)

@@ -88,12 +88,11 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.data.calendar import YEAR, observed_bars_per_year
 from alphatrade_lab.errors import DataError, unknown_name
 
 __all__ = ["STAT_NAMES", "YEAR", "TimeBasis", "ann_factor", "basis_from_times",
            "infer_bar_length", "stats_from_state", "time_basis"]
-
-YEAR = pd.Timedelta(days=365)
 
 STAT_NAMES: tuple[str, ...] = (
     "start_value", "end_value", "total_return", "cagr", "annualized_volatility", "sharpe",
@@ -291,7 +290,7 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
         A = _calendar_periods(str(calendar), pd.Timestamp(first, unit="ns"),
                               pd.Timestamp(last, unit="ns"), n)
     elif spans:
-        A = (n - 1) * YEAR.value / (last - first)
+        A = observed_bars_per_year(first, last, n)
     else:
         A = ann_factor(bar_len)
     by_count = periods_per_year is not None or year_freq is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alphatrade_lab.data.calendar import observed_bars_per_year
 from alphatrade_lab.data.resample import _require_long, bar_length, resample, to_wide
 
 __all__ = ["plot_bars", "summarize"]
@@ -13,9 +14,11 @@ __all__ = ["plot_bars", "summarize"]
 def summarize(bars: pd.DataFrame) -> pd.DataFrame:
     """One row per symbol: span, bar count, missing bars, return, volatility, drawdown.
 
-    Volatility is annualized from daily close-to-close log returns (365 days a
-    year, the sample's 24/7 calendar); the drawdown is the worst fall of the
-    close from its running peak.
+    Volatility is annualized from daily close-to-close log returns with the trading
+    days a year observed in the data (365 on a 24/7 calendar, about 252 on a stock
+    exchange's); the drawdown is the worst fall of the close from its running peak.
+    ``missing_bars`` counts the bar slots between the first and last bar that hold no
+    bar (on an exchange calendar, closed hours and days count too).
 
     >>> import alphatrade_lab as atl
     >>> summarize(atl.data.load_sample(["AAA", "BBB"])).index.tolist()
@@ -26,6 +29,7 @@ def summarize(bars: pd.DataFrame) -> pd.DataFrame:
     base = bar_length(bars)
     daily = to_wide(resample(bars, "1D", base=base, drop_incomplete=False), "close")
     log_ret = np.log(daily).diff()
+    days = daily.index.asi8 * pd.Timedelta(1, unit=daily.index.unit).value
     rows = {}
     for sym, g in bars.groupby("symbol", sort=True):
         first, last = g["timestamp"].iat[0], g["timestamp"].iat[-1]
@@ -40,13 +44,19 @@ def summarize(bars: pd.DataFrame) -> pd.DataFrame:
             "first_close": close[0],
             "last_close": close[-1],
             "total_return": close[-1] / close[0] - 1.0,
-            "annual_vol": log_ret[sym].std() * np.sqrt(365.0),
+            "annual_vol": log_ret[sym].std() * np.sqrt(_days_per_year(days, daily[sym])),
             "max_drawdown": float((close / peak - 1.0).min()),
             "mean_daily_volume": g["volume"].sum() / max(len(daily[sym].dropna()), 1),
         }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "symbol"
     return out
+
+
+def _days_per_year(days: np.ndarray, close: pd.Series) -> float:
+    have = close.notna().to_numpy()
+    return observed_bars_per_year(int(days[have][0]), int(days[have][-1]), int(have.sum())) \
+        if have.any() else float("nan")
 
 
 def plot_bars(bars: pd.DataFrame, rule: str = "1D"):
