@@ -142,7 +142,7 @@ def test_stats_match_pandas_formulas_on_the_equity(sample_pf):
     np.testing.assert_allclose(s["sortino"], rets.mean() * a / down, rtol=1e-9)
     np.testing.assert_allclose(s["max_drawdown"], (eq / eq.cummax() - 1).min(), rtol=1e-12)
     np.testing.assert_allclose(s["total_return"], eq.iloc[-1] / 100 - 1, rtol=1e-12)
-    years = (eq.index[-1] - eq.index[0]) / pd.Timedelta(days=365)
+    years = (eq.index[-1] - eq.index[0] + pd.Timedelta(minutes=1)) / pd.Timedelta(days=365)
     np.testing.assert_allclose(s["cagr"], (eq.iloc[-1] / 100) ** (1 / years) - 1, rtol=1e-9)
     exposure = (pf.positions != 0).mean()
     np.testing.assert_allclose(s["exposure"], exposure, rtol=1e-12)

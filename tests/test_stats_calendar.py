@@ -110,7 +110,8 @@ def test_ratios_match_empyrical(case):
 def test_cagr_uses_calendar_years(case):
     _, index, *_, pf = case
     stats = pf.stats()
-    years = (index[-1] - index[0]) / pd.Timedelta(days=365)
+    # From the first bar's open to the last bar's close (a bar is stamped at its open).
+    years = (index[-1] - index[0] + pf.bar_length) / pd.Timedelta(days=365)
     end_over_init = pf.equity.iloc[-1] / pf.init_cash[0]
     assert stats["cagr"] == pytest.approx(end_over_init ** (1 / years) - 1, rel=1e-9)
     assert stats["calmar"] == pytest.approx(stats["cagr"] / abs(stats["max_drawdown"]),
@@ -181,7 +182,7 @@ def test_goog_daily_cagr_counts_calendar_years():
     entries[0] = True
     pf = from_signals(close, entries, np.zeros(len(close), dtype=bool))
     years = float(pf.basis.years(len(close)))
-    assert years == pytest.approx(3116 / 365)  # 8.54, not 2,148 bars / 365 = 5.88
+    assert years == pytest.approx((3116 + 1) / 365)  # 8.54, not 2,148 bars / 365 = 5.88
     assert pf.periods_per_year == pytest.approx(251.5, abs=0.1)
 
 

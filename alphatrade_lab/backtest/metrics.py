@@ -18,11 +18,13 @@ Statistics are annualised from the data's own calendar, not from an assumed
   length is ``freq`` or the most common gap) or ``calendar=`` (an
   ``exchange_calendars`` name such as ``"XNYS"``: its average sessions per calendar
   year over the data's years, times the observed bars per session).
-* ``years``, for the CAGR, is **calendar time** from the first to the last timestamp,
-  ``(t_{n-1} - t_0) / YEAR`` (8.54 years for the 2,148 daily GOOG bars of
-  2004-08-19 .. 2013-03-01, where a 24/7 count of bars gives 5.88). With
-  ``periods_per_year=`` or ``year_freq=`` the bar count convention of empyrical and
-  vectorbt applies instead: ``years = n / A``; so does an index without timestamps.
+* ``years``, for the CAGR, is **calendar time** from the first bar's open to the last
+  bar's close: ``(t_{n-1} + bar length - t_0) / YEAR``, as a bar is stamped with its
+  open time (8.54 years for the 2,148 daily GOOG bars of 2004-08-19 .. 2013-03-01,
+  where a 24/7 count of bars gives 5.88). On a gap-free index this is ``n`` bar
+  lengths, as vectorbt counts. With ``periods_per_year=`` or ``year_freq=`` the bar
+  count convention of empyrical and vectorbt applies instead, ``years = n / A``; so
+  does an index without timestamps.
 * Durations are calendar time between bar timestamps (in bars when the index has
   no times and no ``freq`` is given).
 
@@ -67,21 +69,21 @@ Differences from other libraries
   (365 when weekends trade). Its "Return (Ann.)" compounds the geometric-mean daily
   return, its volatility compounds the daily variance, and its Sharpe is their ratio,
   not the arithmetic ``mean / std`` (its Sortino and Calmar use that geometric return
-  too); its CAGR counts years of 365.25 days from the first to the last timestamp (365
-  here). Both value a trade still open after the last bar at the last close without an
-  exit fee, so the equity curves agree; backtesting.py leaves that trade out of its trade
-  statistics (``# Trades``, win rate, ``Commissions``, exposure) unless
-  ``finalize_trades=True``, while here it counts in ``trade_count``/``open_trade_count``,
-  ``total_fees`` and ``exposure``. Its exposure counts the bars of closed trades, its
-  profit factor and expectancy use trade returns in percent (here money pnl, as
-  vectorbt). On GOOG SMA(10/20) the equity, the 93 closed trades and the open trade
-  agree exactly (``tests/test_backtest_backtestingpy.py``).
+  too); its CAGR counts years of 365.25 days from the first to the last timestamp
+  (here 365 days, to the last bar's close). Both value a trade still open after the
+  last bar at the last close without an exit fee, so the equity curves agree;
+  backtesting.py leaves that trade out of its trade statistics (``# Trades``, win rate,
+  ``Commissions``, exposure) unless ``finalize_trades=True``, while here it counts in
+  ``trade_count``/``open_trade_count``, ``total_fees`` and ``exposure``. Its exposure
+  counts the bars of closed trades, its profit factor and expectancy use trade returns
+  in percent (here money pnl, as vectorbt). On GOOG SMA(10/20) the equity, the 93
+  closed trades and the open trade agree exactly (``tests/test_backtest_backtestingpy.py``).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -142,7 +144,8 @@ class TimeBasis:
     periods_per_year
         ``A``, bars per year, for volatility, Sharpe and Sortino (NaN when unknown).
     span_years
-        Years from the first to the last bar, for the CAGR (None: years are ``n / A``).
+        Years from the first bar's open to the last bar's close, for the CAGR (None:
+        years are ``n / A``).
     times
         Bar timestamps as int64 UTC nanoseconds (durations), or None.
     bar_length
@@ -151,7 +154,7 @@ class TimeBasis:
 
     periods_per_year: float
     span_years: float | None
-    times: np.ndarray | dict | None
+    times: np.ndarray | dict | None = field(repr=False)
     bar_length: pd.Timedelta | None
 
     def years(self, n_bars: np.ndarray) -> np.ndarray:
@@ -294,7 +297,9 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
     else:
         A = ann_factor(bar_len)
     by_count = periods_per_year is not None or year_freq is not None
-    span_years = (last - first) / YEAR.value if spans and not by_count else None
+    span_years = None
+    if spans and not by_count:
+        span_years = (last - first + (bar_len.value if bar_len is not None else 0)) / YEAR.value
     return TimeBasis(periods_per_year=float(A), span_years=span_years, times=times,
                      bar_length=bar_len)
 

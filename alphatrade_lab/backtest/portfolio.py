@@ -246,8 +246,8 @@ class Portfolio:
         >>> days = pd.bdate_range("2024-01-01", "2024-12-31", tz="UTC")  # 262 weekdays
         >>> close = pd.Series(np.linspace(100.0, 120.0, len(days)), index=days)
         >>> pf = from_signals(close, close.index == days[0], close.index == days[-1])
-        >>> pf.periods_per_year, round(float(pf.stats()["cagr"]), 4)  # +20% in 365 days
-        (261.0, 0.2)
+        >>> pf.periods_per_year, round(float(pf.stats()["cagr"]), 4)  # +20% in 366 days
+        (261.0, 0.1994)
         >>> round(float(pf.stats(periods_per_year=252)["sharpe"] / pf.stats()["sharpe"]), 4)
         0.9826
         """
