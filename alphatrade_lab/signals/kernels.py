@@ -24,9 +24,9 @@ def crossed_above_at_nb(a_prev, b_prev, a, b):
 
 @njit(cache=True, inline="always")
 def crossed_below_at_nb(a_prev, b_prev, a, b):
-    """Whether ``a`` crosses below ``b``: ``a < b and a_prev >= b_prev`` (False when any
-    is NaN)."""
-    return a < b and a_prev >= b_prev
+    """Whether ``a`` crosses below ``b``: ``a < b and a_prev >= b_prev``, i.e. ``b``
+    crosses above ``a`` (False when any is NaN)."""
+    return crossed_above_at_nb(b_prev, a_prev, b, a)
 
 
 @njit(cache=True)
@@ -44,10 +44,5 @@ def crossed_above_nb(a, b):
 @njit(cache=True)
 def crossed_below_nb(a, b):
     """Per column of float64[n, k] ``a`` and ``b``: bool[n, k], True where ``a`` crosses
-    below ``b`` (:func:`crossed_below_at_nb`); row 0 is False."""
-    n, k = a.shape
-    out = np.zeros((n, k), dtype=np.bool_)
-    for j in range(k):
-        for i in range(1, n):
-            out[i, j] = crossed_below_at_nb(a[i - 1, j], b[i - 1, j], a[i, j], b[i, j])
-    return out
+    below ``b``, which is where ``b`` crosses above ``a``; row 0 is False."""
+    return crossed_above_nb(b, a)
