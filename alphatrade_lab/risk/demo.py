@@ -22,21 +22,7 @@ from alphatrade_lab.alerts import AlertManager
 from alphatrade_lab.risk.limits import RiskLimits
 from alphatrade_lab.risk.manager import RiskManager
 
-__all__ = ["demo_step", "select_alerts"]
-
-_SEVERITY_RANK = {"critical": 0, "warning": 1}
-
-
-def select_alerts(breaches: pd.DataFrame, max_alerts: int = 25) -> pd.DataFrame:
-    """The breaches worth an alert in a report: per limit and portfolio, the most severe
-    episode with the worst value; at most ``max_alerts``, critical first, then by time."""
-    if breaches.empty:
-        return breaches
-    ranked = breaches.assign(_rank=breaches["severity"].map(_SEVERITY_RANK))
-    ranked = ranked.sort_values(["_rank", "worst"], ascending=[True, False], kind="stable")
-    top = ranked.groupby(["limit", "portfolio"], sort=False).head(1)
-    top = top.sort_values(["_rank", "timestamp"], kind="stable").head(max_alerts)
-    return top.drop(columns="_rank").reset_index(drop=True)
+__all__ = ["demo_step"]
 
 
 def demo_step(pf: Any, store_path: str | Path, echo: Callable[[str], Any] = print, *,
