@@ -135,9 +135,14 @@ def test_plots_display_in_a_notebook_by_themselves(monkeypatch):
                                        atl.signals.crossed_below(fast, slow))
         res = atl.backtest.sweep_ma_cross(close, fast=range(2, 8), slow=range(8, 14),
                                           progress=False)
+        feats = atl.features.technical(atl.data.load_sample(["AAA"]))
+        drift = atl.monitoring.rolling_drift(feats[["timestamp", "ret_1"]], reference="60D",
+                                             methods=["psi"])
     """)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
-        setup, 'pf.plot("AAA")', 'atl.backtest.heatmap(res, "sharpe")')])
+        setup, 'pf.plot("AAA")', 'atl.backtest.heatmap(res, "sharpe")',
+        'atl.data.plot_bars(atl.data.load_sample(["AAA"]))',
+        'atl.monitoring.plot_rolling_drift(drift)')])
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT)}}).execute()
     for cell in nb.cells[1:]:

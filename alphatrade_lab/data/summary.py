@@ -65,13 +65,13 @@ def plot_bars(bars: pd.DataFrame, rule: str = "1D"):
     Returns the matplotlib Figure (three panels) so notebooks show it and scripts
     can save it.
     """
-    import matplotlib.pyplot as plt
+    from alphatrade_lab._figure import NotebookFigure
 
     coarse = resample(bars, rule, drop_incomplete=False)
     close = to_wide(coarse, "close")
     volume = to_wide(coarse, "volume")
-    fig, (ax_p, ax_v, ax_h) = plt.subplots(3, 1, figsize=(11, 9), constrained_layout=True,
-                                           gridspec_kw={"height_ratios": [3, 1.4, 1.4]})
+    fig = NotebookFigure(figsize=(11, 9), layout="constrained")
+    ax_p, ax_v, ax_h = fig.subplots(3, 1, gridspec_kw={"height_ratios": [3, 1.4, 1.4]})
     (close / close.bfill().iloc[0]).plot(ax=ax_p, lw=1)
     ax_p.set_title(f"Close, rebased to 1 ({rule} bars)")
     ax_p.set_ylabel("growth of 1")

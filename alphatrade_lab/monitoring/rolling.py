@@ -251,7 +251,7 @@ def plot_rolling_drift(result: pd.DataFrame, methods: Iterable[str] | str | None
     >>> len(fig.axes)
     2
     """
-    import matplotlib.pyplot as plt
+    from alphatrade_lab._figure import NotebookFigure
 
     if methods is None:
         methods = list(pd.unique(result["method"]))
@@ -261,8 +261,8 @@ def plot_rolling_drift(result: pd.DataFrame, methods: Iterable[str] | str | None
                                                                         kind="stable")
         features = list(score.index[:top])
     features = list(features)
-    fig, axes = plt.subplots(len(methods), 1, figsize=(11, 2.6 * max(len(methods), 1)),
-                             sharex=True, squeeze=False)
+    fig = NotebookFigure(figsize=(11, 2.6 * max(len(methods), 1)))
+    axes = fig.subplots(len(methods), 1, sharex=True, squeeze=False)
     for ax, m in zip(axes[:, 0], methods, strict=True):
         rows = result[(result["method"] == m) & result["feature"].isin(features)]
         wide = rows.pivot_table(index="window_end", columns="feature", values=(
