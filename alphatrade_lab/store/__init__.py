@@ -9,16 +9,13 @@ True
 True
 
 See :mod:`alphatrade_lab.store.store` for the concurrency model,
-:mod:`alphatrade_lab.store.convert` for how a backtest becomes rows, and
+:mod:`alphatrade_lab.backtest.frames` for how a backtest becomes rows (re-exported here:
+``daily_performance``, ``fingerprint``, ``trades_from_portfolio``), and
 :mod:`alphatrade_lab.store.schema` for the tables and their portability to PostgreSQL.
 """
 
-from alphatrade_lab.store.convert import (
-    daily_performance,
-    fingerprint,
-    signals_from_wide,
-    trades_from_portfolio,
-)
+from alphatrade_lab.backtest.frames import daily_performance, fingerprint, trades_from_portfolio
+from alphatrade_lab.store.convert import signals_from_wide
 from alphatrade_lab.store.demo import demo_step
 from alphatrade_lab.store.migrations import MIGRATIONS, SchemaVersionError, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql

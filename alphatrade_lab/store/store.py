@@ -71,12 +71,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from alphatrade_lab.backtest.frames import fingerprint, portfolio_frames
 from alphatrade_lab.data.duckdb_io import (
     ConfigConflictError,
     LockTimeout,
@@ -86,10 +87,12 @@ from alphatrade_lab.data.duckdb_io import (
 )
 from alphatrade_lab.data.duckdb_io import connect as safe_connect
 from alphatrade_lab.errors import DataError, StoreError
-from alphatrade_lab.store.convert import daily_performance, fingerprint, trades_from_portfolio
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
+
+if TYPE_CHECKING:
+    from alphatrade_lab.backtest.portfolio import Portfolio
 
 __all__ = ["LabStore", "StoreError", "StoreLockedError", "code_version"]
 
@@ -388,7 +391,7 @@ class LabStore:
         self._write([("runs", rows)])
         return run_id
 
-    def record_backtest(self, pf, *, strategy: str | None = None,
+    def record_backtest(self, pf: Portfolio, *, strategy: str | None = None,
                         params: Mapping[str, Any] | None = None,
                         model_version: str | None = None, kind: str = "backtest",
                         daily: str = "columns", signals: pd.DataFrame | None = None,
@@ -397,28 +400,54 @@ class LabStore:
         """Record a backtest Portfolio: its run, trades and daily performance in one
         transaction (and ``signals`` rows in the same one, when given).
 
-        Trades come from ``pf.trades`` (see
-        :func:`~alphatrade_lab.store.convert.trades_from_portfolio`), daily performance
-        from the equity curve per ``daily`` = ``"columns"``, ``"total"`` or ``"both"``
-        (see :mod:`alphatrade_lab.store.convert`). ``data_fingerprint`` defaults to a hash
-        of the close prices the portfolio ran on. Returns the run id.
+        A convenience over :meth:`record_frames`: the frames come from
+        :func:`alphatrade_lab.backtest.frames.portfolio_frames` (trades from ``pf.trades``,
+        daily performance from the equity curve per ``daily`` = ``"columns"``, ``"total"``
+        or ``"both"``). ``data_fingerprint`` defaults to a hash of the close prices the
+        portfolio ran on. Returns the run id.
         """
         if data_fingerprint is None:
             try:
                 data_fingerprint = fingerprint(pf)
             except DataError:
                 data_fingerprint = None
+        frames = portfolio_frames(pf, daily)
+        if signals is not None:
+            frames["signals"] = signals
+        return self.record_frames(frames, kind=kind, params=params, strategy=strategy,
+                                  model_version=model_version, run_id=run_id,
+                                  code_version=code_version,
+                                  data_fingerprint=data_fingerprint, notes=notes)
+
+    def record_frames(self, frames: Mapping[str, pd.DataFrame], *, kind: str = "backtest",
+                      params: Mapping[str, Any] | None = None, strategy: str | None = None,
+                      model_version: str | None = None, run_id: str | None = None,
+                      code_version: str | None = None, data_fingerprint: str | None = None,
+                      notes: str | None = None) -> str:
+        """Record a new run and its frames in one transaction: ``frames`` maps table
+        names (``"trades"``, ``"signals"``, ``"daily_performance"``, ...) to rows without
+        a ``run_id`` (the new run's id is filled in; ``strategy`` and ``model_version``
+        fill the trades' columns). Returns the run id.
+
+        >>> store = LabStore(":memory:")
+        >>> sig = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=2,
+        ...                     freq="1h", tz="UTC"), "symbol": "AAA", "direction": [1, -1]})
+        >>> run = store.record_frames({"signals": sig}, kind="manual")
+        >>> store.signals(run)["direction"].tolist(), store.runs(run_id=run)["kind"].tolist()
+        ([1, -1], ['manual'])
+        """
+        unknown = [t for t in frames if t not in TABLES or t == "runs"]
+        if unknown:
+            raise DataError(f"record_frames: no table {unknown[0]!r} takes a run's rows; "
+                            f"use one of {[t for t in TABLES if t != 'runs']}")
         run_id, run_rows = self._run_rows(kind, params, run_id, None, code_version,
                                           data_fingerprint, notes)
-        trades = trades_from_portfolio(pf)
-        trade_rows = to_arrow("trades", trades, {"run_id": run_id, "strategy": strategy,
-                                                 "model_version": model_version})
-        day_rows = to_arrow("daily_performance", daily_performance(pf, daily),
-                            {"run_id": run_id})
-        batches = [("runs", run_rows), ("trades", trade_rows),
-                   ("daily_performance", day_rows)]
-        if signals is not None:
-            batches.append(("signals", to_arrow("signals", signals, {"run_id": run_id})))
+        batches = [("runs", run_rows)]
+        for table, frame in frames.items():
+            extra = {"run_id": run_id}
+            if table == "trades":
+                extra.update(strategy=strategy, model_version=model_version)
+            batches.append((table, to_arrow(table, frame, extra)))
         self._write(batches)
         return run_id
 
