@@ -1,4 +1,5 @@
-"""Monitoring: drift statistics of features and predictions, rolling drift, model metrics.
+"""Monitoring: drift statistics of features and predictions, rolling drift, model metrics,
+drift alerts.
 
 >>> import numpy as np, alphatrade_lab as atl
 >>> rng = np.random.default_rng(0)
@@ -7,6 +8,7 @@
 (True, 500, 0)
 """
 
+from alphatrade_lab.monitoring.alerting import drift_alerts
 from alphatrade_lab.monitoring.drift import (
     DEFAULT_THRESHOLDS,
     METHODS,
@@ -34,6 +36,7 @@ __all__ = [
     "DriftResult",
     "ModelMonitor",
     "chi_square",
+    "drift_alerts",
     "drift_report",
     "first_drift",
     "js_distance",

@@ -37,13 +37,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.monitoring import kernels as nb
+
+if TYPE_CHECKING:
+    from alphatrade_lab.store import LabStore
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -72,7 +75,6 @@ _EPS = 1e-4
 _COL = {"psi": nb.PSI, "ks": nb.KS, "wasserstein": nb.WASSERSTEIN_NORM, "js": nb.JS}
 REPORT_COLUMNS = ["feature", "method", "statistic", "p_value", "threshold", "drifted",
                   "n_ref", "n_cur", "nan_ref", "nan_cur"]
-STORE_COLUMNS = ["feature", "method", "statistic", "p_value", "threshold", "drifted"]
 
 
 class DriftResult(NamedTuple):
@@ -444,13 +446,6 @@ def rows_from_stats(features: Sequence[str], methods: Sequence[str], stats: np.n
     return {k: v[order] for k, v in out.items()}
 
 
-def store_rows(report: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a report that the ``drift_stats`` table takes (finite statistic only)."""
-    keep = np.isfinite(report["statistic"].to_numpy(np.float64))
-    cols = [c for c in ("window_start", "window_end", *STORE_COLUMNS) if c in report.columns]
-    return report.loc[keep, cols].reset_index(drop=True)
-
-
 def _span(frame: pd.DataFrame) -> tuple[Any, Any]:
     if "timestamp" in frame.columns and len(frame):
         ts = pd.to_datetime(frame["timestamp"], utc=True)
@@ -464,8 +459,8 @@ def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
                  methods: Iterable[str] | str | None = None,
                  thresholds: Mapping[str, float] | None = None, *, bins: int = 10,
                  features: Iterable[str] | None = None, js_base: float | None = None,
-                 store=None, run_id: str | None = None, threads: int | None = None
-                 ) -> pd.DataFrame:
+                 store: LabStore | None = None, run_id: str | None = None,
+                 threads: int | None = None) -> pd.DataFrame:
     """Drift of every feature of ``cur_frame`` against ``ref_frame``, by several methods.
 
     Parameters
@@ -489,10 +484,10 @@ def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
     js_base
         Logarithm base of the JS distance (default: natural log, as scipy).
     store, run_id
-        A :class:`~alphatrade_lab.store.LabStore`: the rows with a finite statistic are
-        appended to ``drift_stats`` under ``run_id`` (a new ``"monitoring"`` run when
-        None), with the current frame's time span as the window. The run id is in
-        ``report.attrs["run_id"]``.
+        A convenience: a :class:`~alphatrade_lab.store.LabStore` to pass the report to
+        (:meth:`~alphatrade_lab.store.LabStore.record_drift`, under ``run_id``, a new
+        ``"monitoring"`` run when None), with the current frame's time span as the
+        window. The run id is in ``report.attrs["run_id"]``.
     threads
         Threads for sorting (default: numba's thread count).
 
@@ -552,7 +547,6 @@ def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
             run_id = store.record_run(kind="monitoring", params={
                 "what": "drift_report", "methods": methods, "bins": bins,
                 "thresholds": {m: th[m] for m in [*methods, "chi2"]}})
-        store.record_drift(store_rows(report), run_id=run_id, window_start=start,
-                           window_end=end)
+        store.record_drift(report, run_id=run_id, window_start=start, window_end=end)
         report.attrs["run_id"] = run_id
     return report

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError
+
+if TYPE_CHECKING:
+    from alphatrade_lab.store import LabStore
 
 __all__ = ["DriftCheck", "ModelMonitor", "model_performance_frame", "model_timeline"]
 
@@ -130,8 +133,8 @@ class ModelMonitor:
     """
 
     def __init__(self, window_size: int = 1000, drift_threshold: float = 0.10, *,
-                 confidence_threshold: float = 0.15, min_samples: int = 100, store=None,
-                 model_type: str = "model"):
+                 confidence_threshold: float = 0.15, min_samples: int = 100,
+                 store: LabStore | None = None, model_type: str = "model"):
         if isinstance(window_size, bool) or int(window_size) != window_size or window_size < 1:
             raise ValueError(f"window_size must be a positive integer, not {window_size!r}")
         self.window_size = int(window_size)
@@ -369,9 +372,12 @@ class ModelMonitor:
                                            self.model_type)
         return model_performance_frame(pd.concat(parts, ignore_index=True), self.model_type)
 
-    def record_performance(self, store=None, run_id: str | None = None) -> int:
-        """Append :meth:`performance_frame` to ``store`` (default: the monitor's store).
-        Returns the number of rows written."""
+    def record_performance(self, store: LabStore | None = None,
+                           run_id: str | None = None) -> int:
+        """A convenience: pass :meth:`performance_frame` to ``store`` (default: the
+        monitor's store) through
+        :meth:`~alphatrade_lab.store.LabStore.record_model_performance`. Returns the number
+        of rows written."""
         store = self.store if store is None else store
         if store is None:
             raise ValueError("no store: pass store= here or to ModelMonitor(...)")

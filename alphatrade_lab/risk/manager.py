@@ -26,6 +26,7 @@ import pandas as pd
 
 from alphatrade_lab.alerts import Alert, AlertLevel, AlertManager, AlertResult
 from alphatrade_lab.errors import DataError
+from alphatrade_lab.monitoring.alerting import drift_alerts
 from alphatrade_lab.risk.limits import (
     BREACH_COLUMNS,
     INVALID_NAMES,
@@ -200,9 +201,9 @@ class RiskManager:
                                                     columns=eq.columns), "invalid_equity")]
         eq_valid = valid_equity(eq)
         lim = self.limits
-        if lim.max_drawdown is not None:
+        if isinstance(lim.max_drawdown, Limit):
             frames.append(episodes(drawdown(eq), "max_drawdown", lim.max_drawdown))
-        if lim.daily_loss is not None:
+        if isinstance(lim.daily_loss, Limit):
             loss = daily_loss(eq, pf.init_cash)
             day = np.asarray(eq.index.floor("D")) if isinstance(eq.index, pd.DatetimeIndex) \
                 else np.zeros(len(eq))
@@ -223,14 +224,14 @@ class RiskManager:
                         "invalid_position",
                         symbols=pd.Series(np.asarray(cols, dtype=object)[first],
                                           index=eq.index)))
-            if lim.gross_exposure is not None:
+            if isinstance(lim.gross_exposure, Limit):
                 frames.append(episodes(pd.DataFrame(gross, index=eq.index), "gross_exposure",
                                        lim.gross_exposure))
-            if lim.position_size is not None:
+            if isinstance(lim.position_size, Limit):
                 frames.append(episodes(pd.DataFrame(top, index=eq.index), "position_size",
                                        lim.position_size,
                                        symbols=pd.DataFrame(which, index=eq.index)))
-        if lim.consecutive_losses is not None:
+        if isinstance(lim.consecutive_losses, Limit):
             frames.append(self._streaks(pf, groups, lim.consecutive_losses))
         frames = [f for f in frames if len(f)]
         return breaches_frame([r for f in frames for r in f.to_dict("records")])
@@ -296,9 +297,10 @@ class RiskManager:
         values, bad_positions = self._stream_positions(positions, prices, portfolio, ts)
         if closed_trade_pnl is None:
             pnls = []
+        elif np.isscalar(closed_trade_pnl) or not isinstance(closed_trade_pnl, Iterable):
+            pnls = [_number(closed_trade_pnl, "closed_trade_pnl", portfolio, ts)]
         else:
-            raw = [closed_trade_pnl] if np.isscalar(closed_trade_pnl) else closed_trade_pnl
-            pnls = [_number(p, "closed_trade_pnl", portfolio, ts) for p in raw]
+            pnls = [_number(p, "closed_trade_pnl", portfolio, ts) for p in closed_trade_pnl]
         st.last_ts = ts
         out: list[Breach] = []
         lim = self.limits
@@ -315,10 +317,10 @@ class RiskManager:
                 st.day_ref = eq if self.start_equity is None else self.start_equity
             st.peak = eq if st.peak is None else max(st.peak, eq)
             st.last_equity = eq
-            if lim.max_drawdown is not None:
+            if isinstance(lim.max_drawdown, Limit):
                 self._check(st, out, "max_drawdown", lim.max_drawdown,
                             loss_fraction(eq, st.peak), ts, portfolio)
-            if lim.daily_loss is not None:
+            if isinstance(lim.daily_loss, Limit):
                 self._check(st, out, "daily_loss", lim.daily_loss,
                             loss_fraction(eq, st.day_ref), ts, portfolio)
         if positions is not None:
@@ -331,13 +333,13 @@ class RiskManager:
         if valid and positions is not None and (lim.gross_exposure is not None
                                                 or lim.position_size is not None):
             absval = {k: abs(v) for k, v in values.items()}
-            top_sym = max(absval, key=absval.get) if absval else None
+            top_sym = max(absval, key=absval.__getitem__) if absval else None
             gross, top = exposures(pd.DataFrame([absval], columns=list(absval)),
                                    pd.Series([eq]))[:2]
-            if lim.gross_exposure is not None:
+            if isinstance(lim.gross_exposure, Limit):
                 self._check(st, out, "gross_exposure", lim.gross_exposure,
                             float(gross.iloc[0]), ts, portfolio)
-            if lim.position_size is not None:
+            if isinstance(lim.position_size, Limit):
                 self._check(st, out, "position_size", lim.position_size,
                             float(top.iloc[0]), ts, portfolio, top_sym)
         for pnl in pnls:
@@ -346,7 +348,7 @@ class RiskManager:
                 continue  # an unknown outcome neither extends nor resets the streak
             self._flag(st, out, "invalid_pnl", False, pnl, ts, portfolio)
             st.streak = st.streak + 1 if pnl < 0 else 0
-            if lim.consecutive_losses is not None:
+            if isinstance(lim.consecutive_losses, Limit):
                 self._check(st, out, "consecutive_losses", lim.consecutive_losses,
                             float(st.streak), ts, portfolio)
         if self.manager is not None:
@@ -559,7 +561,8 @@ class RiskManager:
 
     def send_drift(self, report: pd.DataFrame, manager: AlertManager | None = None
                    ) -> list[AlertResult]:
-        """Send :func:`drift_alerts` of a drift report (WARNING, one per feature)."""
+        """Send :func:`alphatrade_lab.monitoring.drift_alerts` of a drift report
+        (WARNING, one per feature)."""
         return _send(drift_alerts(report), manager or self.manager)
 
 
@@ -601,41 +604,3 @@ def _send(alerts: list[Alert], manager: AlertManager | None) -> list[AlertResult
         return manager.send_many(alerts)
     with AlertManager.from_env() as own:
         return own.send_many(alerts)
-
-
-def drift_alerts(report: pd.DataFrame) -> list[Alert]:
-    """WARNING alerts for the drifted features of a drift report.
-
-    ``report`` has columns ``feature, method, statistic, p_value, threshold, drifted``
-    (as :func:`alphatrade_lab.monitoring.drift_report`). One alert per feature with at
-    least one drifted row, titled ``"Drift Alert: <feature>"``; its message lists each
-    method with its statistic (and p-value) against the threshold.
-
-    >>> rep = pd.DataFrame({"feature": ["rsi_14", "rsi_14", "ret_1"],
-    ...     "method": ["psi", "ks", "psi"], "statistic": [0.31, 0.2, 0.01],
-    ...     "p_value": [np.nan, 0.001, np.nan], "threshold": [0.2, 0.05, 0.2],
-    ...     "drifted": [True, True, False]})
-    >>> [(a.level.name, a.title, a.message) for a in drift_alerts(rep)]
-    [('WARNING', 'Drift Alert: rsi_14', 'drifted by psi 0.31 > 0.2; ks p-value 0.001 < 0.05')]
-    """
-    need = {"feature", "method", "statistic", "p_value", "threshold", "drifted"}
-    missing = need - set(report.columns)
-    if missing:
-        raise ValueError(f"drift report: missing columns {sorted(missing)}")
-    rows = report[report["drifted"].astype(bool)]
-    out = []
-    for feature, g in rows.groupby("feature", sort=False):
-        parts, methods = [], {}
-        for r in g.itertuples(index=False):
-            p = r.p_value
-            if p is not None and p == p:
-                parts.append(f"{r.method} p-value {p:.3g} < {r.threshold:g}")
-            else:
-                parts.append(f"{r.method} {r.statistic:.4g} > {r.threshold:g}")
-            methods[str(r.method)] = {"statistic": float(r.statistic),
-                                      "p_value": None if p != p else p,
-                                      "threshold": float(r.threshold)}
-        out.append(Alert(AlertLevel.WARNING, f"Drift Alert: {feature}",
-                         "drifted by " + "; ".join(parts),
-                         {"feature": str(feature), "methods": methods}))
-    return out

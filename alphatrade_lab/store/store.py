@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -97,6 +98,8 @@ if TYPE_CHECKING:
 __all__ = ["LabStore", "StoreError", "StoreLockedError", "code_version"]
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+# columns of a monitoring drift report that the drift_stats table does not keep
+_DRIFT_COUNTS = ("n_ref", "n_cur", "nan_ref", "nan_cur")
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
 
@@ -182,9 +185,9 @@ class LabStore:
                 or not math.isfinite(lock_timeout) or lock_timeout < 0):
             raise ValueError(f"LabStore({str(path)!r}): lock_timeout must be a finite number "
                              f"of seconds >= 0, got {lock_timeout!r}")
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout: float = float(lock_timeout)
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._released = -1.0
+        self._released: float = -1.0
         if self.memory:
             self._con = safe_connect(":memory:")
             self.migrated_from = migrate(self._con)[0]
@@ -508,12 +511,25 @@ class LabStore:
                      window_start: Any = None, window_end: Any = None) -> int:
         """Append a drift report: one row per ``feature`` and ``method`` with its
         ``statistic``, optional ``p_value`` and ``threshold``, and ``drifted`` (computed as
-        ``statistic > threshold`` when absent). The window may be given as arguments."""
+        ``statistic > threshold`` when absent). The window may be given as arguments.
+
+        A report of :func:`~alphatrade_lab.monitoring.drift_report` or
+        :func:`~alphatrade_lab.monitoring.rolling_drift` is taken as it is: its counts
+        (``n_ref``, ``n_cur``, ``nan_ref``, ``nan_cur``) are not stored, and its rows whose
+        statistic is NaN or infinite (not computable: a window with too few values) are
+        skipped. Returns the row count.
+        """
         frame = report.copy(deep=False) if isinstance(report, pd.DataFrame) else report
-        if (isinstance(frame, pd.DataFrame) and "drifted" not in frame.columns
-                and {"statistic", "threshold"} <= set(frame.columns)):
-            frame["drifted"] = (pd.to_numeric(frame["statistic"], errors="coerce")
-                                > pd.to_numeric(frame["threshold"], errors="coerce"))
+        if isinstance(frame, pd.DataFrame):
+            frame = frame.drop(columns=[c for c in _DRIFT_COUNTS if c in frame.columns])
+            if "statistic" in frame.columns:
+                # a text statistic stays, for the validation to refuse it
+                stat = pd.to_numeric(frame["statistic"], errors="coerce").to_numpy(np.float64)
+                keep = np.isfinite(stat) | (np.isnan(stat) & frame["statistic"].notna())
+                frame = frame[keep].reset_index(drop=True)
+            if "drifted" not in frame.columns and {"statistic", "threshold"} <= set(frame.columns):
+                frame["drifted"] = (pd.to_numeric(frame["statistic"], errors="coerce")
+                                    > pd.to_numeric(frame["threshold"], errors="coerce"))
         return self._record("drift_stats", frame, {"run_id": run_id,
                                                    "window_start": window_start,
                                                    "window_end": window_end})
