@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Re-install only when the project's requirements change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab lint bench sample clean
+.PHONY: demo test check check-static lab lint types bench sample clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ lab: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy alphatrade_lab
+
+# Lint and types: fast, so CI runs them before the tests.
+check-static: lint types
+
+check: check-static test
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -374,7 +374,7 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str | None] = ()):
         regex, secrets = _known_regex()
-        more = set()
+        more: set[str] = set()
         for v in extra:
             if isinstance(v, str) and v.strip():
                 more |= _variants(v)

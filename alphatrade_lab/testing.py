@@ -7,6 +7,7 @@ bars never lets data after a time t change an output known at or before t.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from alphatrade_lab.data.resample import bar_length
 
 __all__ = ["assert_no_lookahead", "perturb_after"]
 
-Output = pd.DataFrame | pd.Series
+Output: TypeAlias = pd.DataFrame | pd.Series
 
 
 def perturb_after(bars: pd.DataFrame, cut: pd.Timestamp, seed: int = 0) -> pd.DataFrame:

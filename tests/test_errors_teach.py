@@ -152,3 +152,78 @@ def test_naive_and_zoned_timestamps_come_out_as_utc(bars, zone):
     pd.testing.assert_frame_equal(W, atl.data.to_wide(bars, "close"))
     pd.testing.assert_frame_equal(X, atl.features.technical(bars))
     pd.testing.assert_frame_equal(M, atl.features.multi_timeframe(bars, ["1h"], fast=2, slow=3))
+
+
+def _library_classes(module):
+    import inspect
+
+    return [c for _, c in inspect.getmembers(module, inspect.isclass)
+            if c.__module__ == module.__name__]
+
+
+def test_every_class_in_errors_is_an_alphatrade_error_or_warning():
+    from alphatrade_lab import errors
+    from alphatrade_lab.errors import AlphaTradeError, AlphaTradeWarning
+
+    classes = _library_classes(errors)
+    assert len(classes) >= 15
+    for cls in classes:
+        assert issubclass(cls, AlphaTradeError | AlphaTradeWarning), cls
+        assert cls.__name__ in errors.__all__, cls
+    assert not issubclass(AlphaTradeError, Warning)
+    assert issubclass(AlphaTradeWarning, UserWarning)
+
+
+def test_library_errors_keep_the_builtin_kind_callers_catch():
+    from alphatrade_lab import errors as E
+
+    kinds = {E.DataError: ValueError, E.StoreError: ValueError, E.UnknownNameError: KeyError,
+             E.UntrustedBundleError: ValueError, E.BundleIntegrityError: ValueError,
+             E.SchemaVersionError: RuntimeError, E.AlertDeliveryError: RuntimeError,
+             E.StoreLockedError: TimeoutError, E.LockTimeout: TimeoutError,
+             E.RepairWarning: UserWarning, E.FeatureMismatchWarning: UserWarning,
+             E.VersionMismatchWarning: UserWarning, E.LegacyBundleWarning: UserWarning}
+    for cls, kind in kinds.items():
+        assert issubclass(cls, kind), (cls, kind)
+    err = E.AlertDeliveryError("telegram", "HTTP 500", attempts=3)
+    assert (str(err), err.sink, err.attempts) == ("telegram: HTTP 500 after 3 attempts",
+                                                  "telegram", 3)
+
+
+def test_no_exception_or_warning_class_is_defined_outside_errors():
+    import importlib
+    import pkgutil
+
+    import duckdb
+
+    from alphatrade_lab.errors import AlphaTradeError
+
+    elsewhere = []
+    for info in pkgutil.walk_packages(atl.__path__, "alphatrade_lab."):
+        if info.name == "alphatrade_lab.errors":
+            continue
+        module = importlib.import_module(info.name)
+        elsewhere += [c for c in _library_classes(module) if issubclass(c, BaseException)]
+    from alphatrade_lab.data.duckdb_io import ConfigConflictError
+
+    # The one exception: its DuckDB base keeps DuckDB out of alphatrade_lab.errors.
+    assert elsewhere == [ConfigConflictError]
+    assert issubclass(ConfigConflictError, AlphaTradeError | duckdb.ConnectionException)
+
+
+def test_errors_moved_to_errors_py_are_still_importable_from_their_subpackages():
+    from alphatrade_lab import errors
+    from alphatrade_lab.alerts import AlertDeliveryError
+    from alphatrade_lab.models import (
+        BundleIntegrityError,
+        FeatureMismatchWarning,
+        LegacyBundleWarning,
+        UntrustedBundleError,
+        VersionMismatchWarning,
+    )
+    from alphatrade_lab.store import SchemaVersionError, StoreError, StoreLockedError
+
+    for cls in (AlertDeliveryError, BundleIntegrityError, FeatureMismatchWarning,
+                LegacyBundleWarning, UntrustedBundleError, VersionMismatchWarning,
+                SchemaVersionError, StoreError, StoreLockedError):
+        assert getattr(errors, cls.__name__) is cls

@@ -61,11 +61,20 @@ def test_ci_runs_the_readme_test_command():
     assert "set -euo pipefail" in ci
 
 
+def test_ci_runs_lint_and_types_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    static = re.search(r"^make check-static$", ci, re.M)
+    assert static and static.start() < ci.index("\nmake test\n")
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "check-static"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "ruff check ." in dry and "mypy alphatrade_lab" in dry
+
+
 def test_makefile_targets():
     dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "demo"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert "pip install" in dry and "alphatrade-lab demo" in dry
-    for target in ("test", "lab", "bench", "lint"):
+    for target in ("test", "lab", "bench", "lint", "types", "check-static", "check"):
         subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, check=True)
 
 

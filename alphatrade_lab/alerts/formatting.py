@@ -203,10 +203,11 @@ def discord_payload(alert: Alert, username: str | None = "alphatrade_lab") -> di
     description = _cut(description, lim["description"])
     footer = _cut(f"alphatrade_lab \u00b7 {alert.level.name}", lim["footer"])
     items = list(alert.data.items())
-    fields = [{"name": _cut(str(k), lim["field_name"]) or "-",
-               "value": _cut(_value_text(v), lim["field_value"]) or "-",
-               "inline": len(_value_text(v)) <= 40}
-              for k, v in items[:lim["fields"]]]
+    fields: list[dict[str, Any]] = [
+        {"name": _cut(str(k), lim["field_name"]) or "-",
+         "value": _cut(_value_text(v), lim["field_value"]) or "-",
+         "inline": len(_value_text(v)) <= 40}
+        for k, v in items[:lim["fields"]]]
     if len(items) > lim["fields"]:
         fields[-1] = {"name": "\u2026", "value": f"{len(items) - lim['fields'] + 1} more",
                       "inline": False}

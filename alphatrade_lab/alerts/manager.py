@@ -298,8 +298,9 @@ class AlertManager:
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
         self._inflight: set[asyncio.Task] = set()
-        self.counts = {"sent": 0, "suppressed": 0, "recorded": 0, "record_errors": 0,
-                       "delivered": dict.fromkeys(names, 0), "failed": dict.fromkeys(names, 0)}
+        self.counts: dict[str, Any] = {
+            "sent": 0, "suppressed": 0, "recorded": 0, "record_errors": 0,
+            "delivered": dict.fromkeys(names, 0), "failed": dict.fromkeys(names, 0)}
         self._store_queue = int(store_queue)
         self._writer: _StoreWriter | None = None
 
@@ -340,9 +341,9 @@ class AlertManager:
         if env.get("DISCORD_WEBHOOK"):
             url = env["DISCORD_WEBHOOK"]
             if env.get("DISCORD_API_BASE"):
-                base, parts = urlsplit(env["DISCORD_API_BASE"]), urlsplit(url)
-                prefix = base.path.rstrip("/")
-                url = urlunsplit((base.scheme, base.netloc, prefix + parts.path,
+                api, parts = urlsplit(env["DISCORD_API_BASE"]), urlsplit(url)
+                prefix = api.path.rstrip("/")
+                url = urlunsplit((api.scheme, api.netloc, prefix + parts.path,
                                   parts.query, ""))
             sinks.append(DiscordAlerter(url, **sink_options))
         if env.get("ALERT_WEBHOOK_URL"):
@@ -555,10 +556,12 @@ class AlertManager:
         still busy then, or when the manager closes (this task is cancelled), is
         cancelled and failed. Always returns the result and queues its store row."""
         result = AlertResult(alert)
-        targets = []
+        targets: list[Sink] = []
         for sink in self.sinks:
-            (targets if sink.wants(alert) else result.skipped).append(
-                sink if sink.wants(alert) else sink.name)
+            if sink.wants(alert):
+                targets.append(sink)
+            else:
+                result.skipped.append(sink.name)
         tasks = {asyncio.ensure_future(self._deliver_one(s, alert)): s for s in targets}
         why = f"deadline of {deadline:g} s exceeded" if deadline is not None else ""
         try:

@@ -121,7 +121,7 @@ class LocalReceiver:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the receiver is not running")
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> LocalReceiver:

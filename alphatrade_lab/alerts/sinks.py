@@ -36,7 +36,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -48,6 +48,7 @@ from alphatrade_lab.alerts.formatting import (
     webhook_payload,
 )
 from alphatrade_lab.alerts.levels import Alert, AlertLevel
+from alphatrade_lab.errors import AlertDeliveryError
 from alphatrade_lab.redact import REDACTED, redact, redact_truncate, register_secret
 
 __all__ = [
@@ -105,15 +106,6 @@ for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
               "httpcore.http2", "httpcore.proxy", "httpcore.socks"):
     if _FILTER not in logging.getLogger(_name).filters:
         logging.getLogger(_name).addFilter(_FILTER)
-
-
-class AlertDeliveryError(RuntimeError):
-    """A sink could not deliver an alert; the message names the sink, never a secret."""
-
-    def __init__(self, sink: str, reason: str, attempts: int = 0):
-        self.sink, self.reason, self.attempts = sink, reason, attempts
-        tries = f" after {attempts} attempt{'s' * (attempts != 1)}" if attempts else ""
-        super().__init__(f"{sink}: {reason}{tries}")
 
 
 # ----------------------------------------------------------------------------- limits
@@ -291,14 +283,14 @@ class HttpSink(Sink):
     def __init__(self, name: str | None = None, min_level: Any = AlertLevel.INFO, *,
                  timeout: float = 5.0, attempts: int = 3, backoff: float = 0.5,
                  max_backoff: float = 8.0, max_wait: float = 60.0,
-                 rate: tuple[int, float] | None | str = "default",
+                 rate: tuple[int, float] | None | Literal["default"] = "default",
                  max_concurrency: int = 4, trip_after: int = 3, cooldown: float = 30.0):
         super().__init__(name, min_level)
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         self.timeout, self.attempts = float(timeout), int(attempts)
         self.backoff, self.max_backoff, self.max_wait = backoff, max_backoff, max_wait
-        self.rate = self.default_rate if rate == "default" else rate
+        self.rate: tuple[int, float] | None = self.default_rate if rate == "default" else rate
         self.max_concurrency = int(max_concurrency)
         self.breaker = CircuitBreaker(trip_after, cooldown)
         self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

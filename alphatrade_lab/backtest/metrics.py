@@ -279,7 +279,9 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
                         f"(got {', '.join(given)})")
     if times is not None and first is None:
         first, last = int(times[0]), int(times[-1])
-    spans = times is not None and n > 1 and last > first
+    # the first and last bars' times, when there are several bars spanning time
+    ends = ((first, last) if times is not None and first is not None and last is not None
+            and n > 1 and last > first else None)
     if periods_per_year is not None:
         A = _positive_number(periods_per_year, "periods_per_year")
     elif year_freq is not None:
@@ -292,13 +294,14 @@ def basis_from_times(times: np.ndarray | dict | None, n: int, bar_len: pd.Timede
             raise DataError("calendar= needs the bars' timestamps: give close a DatetimeIndex")
         A = _calendar_periods(str(calendar), pd.Timestamp(first, unit="ns"),
                               pd.Timestamp(last, unit="ns"), n)
-    elif spans:
-        A = observed_bars_per_year(first, last, n)
+    elif ends is not None:
+        A = observed_bars_per_year(*ends, n)
     else:
         A = ann_factor(bar_len)
     by_count = periods_per_year is not None or year_freq is not None
     span_years = None
-    if spans and not by_count:
+    if ends is not None and not by_count:
+        first, last = ends
         span_years = (last - first + (bar_len.value if bar_len is not None else 0)) / YEAR.value
     return TimeBasis(periods_per_year=float(A), span_years=span_years, times=times,
                      bar_length=bar_len)

@@ -52,7 +52,11 @@ class Portfolio:
         self._groups = groups
         self._group_start = group_start
         # Per-bar arrays, or (all None) a function that computes them on first use.
-        self._series = (equity, cash, positions) if series is None else None
+        self._series: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if series is None:
+            if equity is None or cash is None or positions is None:
+                raise ValueError("Portfolio: give equity, cash and positions, or series")
+            self._series = (equity, cash, positions)
         self._make_series = series
         self._orders = orders
         self._closed_trades = trades
@@ -65,6 +69,7 @@ class Portfolio:
 
     def _get_series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._series is None:
+            assert self._make_series is not None  # __init__ keeps one or the other
             self._series = self._make_series()
             self._make_series = None
         return self._series

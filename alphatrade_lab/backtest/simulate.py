@@ -319,7 +319,6 @@ def from_signals(
     init = gstate[:, K.G_INIT].copy()
     series = None
     if lazy:
-        equity = cash = pos = None
         series = _LazySeries(frame.values, order_records,
                              _compact(fills, o_start, o_count, o_cap), o_count, init)
     return Portfolio(close=frame, groups=names, group_start=group_start, equity=equity,

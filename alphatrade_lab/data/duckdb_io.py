@@ -40,6 +40,8 @@ from typing import Any
 
 import duckdb
 
+from alphatrade_lab.errors import AlphaTradeError, LockTimeout
+
 __all__ = ["SAFE_CONFIG", "ConfigConflictError", "LockTimeout", "backoff", "check_select",
            "connect", "file_lock", "quote_identifier"]
 
@@ -57,12 +59,9 @@ SAFE_CONFIG: dict[str, Any] = {
 _READ_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"}
 
 
-class ConfigConflictError(duckdb.ConnectionException):
+# Not in alphatrade_lab.errors: its DuckDB base would make that module load DuckDB.
+class ConfigConflictError(AlphaTradeError, duckdb.ConnectionException):
     """This process already has the file open through a connection with other settings."""
-
-
-class LockTimeout(TimeoutError):
-    """Another process held a lab lock file for longer than the allowed wait."""
 
 
 def backoff(deadline: float, delay: float) -> float | None:
@@ -145,6 +144,14 @@ def quote_identifier(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    """The value of a query that returns one row of one column (a setting, a function)."""
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"DuckDB returned no row for {sql!r}")
+    return row[0]
+
+
 def connect(path: str | Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open ``path`` (or ``":memory:"``) with external access and extensions disabled.
 
@@ -181,12 +188,12 @@ def connect(path: str | Path, *, read_only: bool = True) -> duckdb.DuckDBPyConne
     try:
         # A database instance shared with an earlier connection is already set up (and
         # locked); icu is statically linked, so LOAD reads nothing from disk.
-        locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]
+        locked = _scalar(con, "SELECT current_setting('lock_configuration')")
         if not locked:
             con.execute("LOAD icu")
             con.execute("SET GLOBAL TimeZone = 'UTC'")
             con.execute("SET GLOBAL lock_configuration = true")
-        elif con.execute("SELECT current_setting('TimeZone')").fetchone()[0] != "UTC":
+        elif _scalar(con, "SELECT current_setting('TimeZone')") != "UTC":
             raise ConfigConflictError(f"{path}: the open database is not set to UTC")
     except BaseException:
         con.close()
@@ -231,7 +238,7 @@ def check_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     if kind != duckdb.StatementType.SELECT:
         raise ValueError(f"query: only SELECT statements are allowed, got {kind.name}; "
                          "use the record_* methods to write")
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0])
+    tree = json.loads(_scalar(con, "SELECT json_serialize_sql(?::VARCHAR)", [sql]))
     if tree.get("error"):
         raise ValueError(f"query: not a plain SELECT ({tree.get('error_message')})")
     writes = sorted(_query_nodes(tree) - _READ_NODES)

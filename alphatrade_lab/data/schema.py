@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from alphatrade_lab.errors import DataError, RepairWarning
+from alphatrade_lab.errors import DataError, RepairWarning, location
 
 __all__ = ["BAR_COLUMNS", "PRICE_COLUMNS", "is_real_dtype", "validate"]
 
@@ -27,16 +27,6 @@ BAR_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "c
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
 DuplicatePolicy = Literal["first", "last"] | None
-
-
-def _where(source: str, column: str | None = None, row: int | None = None,
-           line: int | None = None) -> str:
-    parts = [f"{source}"]
-    if column is not None:
-        parts.append(f"column '{column}'")
-    if row is not None:
-        parts.append(f"row {row}" + (f" (line {line})" if line is not None else ""))
-    return ", ".join(parts)
 
 
 class _Context:
@@ -62,7 +52,7 @@ class _Context:
         if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
             key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
         line = None if row is None else self.line(row)
-        raise DataError(f"{_where(self.source, column, row, line)}: {what}{key}")
+        raise DataError(f"{location(self.source, column, row, line=line)}: {what}{key}")
 
 
 # The range of datetime64[ns], the contract's timestamp type.
@@ -181,7 +171,7 @@ def _as_float(out: pd.DataFrame, col: str, ctx: _Context) -> np.ndarray:
     except (TypeError, ValueError, OverflowError):
         converted = pd.Series([_to_float(v) for v in values], dtype=np.float64)
     converted = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-    for pos in np.flatnonzero(np.isnan(converted) & pd.notna(values)):
+    for pos in np.flatnonzero(np.isnan(converted) & pd.notna(values)).tolist():
         v = values[pos]
         if isinstance(v, str) and v.strip().lower() == "nan":
             continue  # a NaN, reported as such by the price and volume checks

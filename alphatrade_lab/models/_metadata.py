@@ -10,6 +10,7 @@ import json
 import math
 import re
 from datetime import datetime
+from types import UnionType
 from typing import Any
 
 from alphatrade_lab.errors import DataError
@@ -46,7 +47,7 @@ class _Checker:
     def fail(self, key: str, what: str) -> DataError:
         return DataError(f"{self.where}: bundle.json field {key!r}: {what}")
 
-    def of_type(self, key: str, value: Any, types: type | tuple, name: str,
+    def of_type(self, key: str, value: Any, types: type | UnionType | tuple, name: str,
                 nullable: bool = False) -> Any:
         if value is None and nullable:
             return None

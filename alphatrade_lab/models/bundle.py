@@ -56,7 +56,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import (
+    BundleIntegrityError,
+    DataError,
+    FeatureMismatchWarning,
+    LegacyBundleWarning,
+    UntrustedBundleError,
+    VersionMismatchWarning,
+)
 from alphatrade_lab.models import _archive, _metadata
 
 __all__ = [
@@ -96,26 +103,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
 )
-
-
-class FeatureMismatchWarning(UserWarning):
-    """Input features differ from the bundle's: some were filled or dropped."""
-
-
-class VersionMismatchWarning(UserWarning):
-    """A bundle was saved with another scikit-learn version than the running one."""
-
-
-class LegacyBundleWarning(UserWarning):
-    """A file in the old pickle/joblib format was loaded (no feature spec, maybe no means)."""
-
-
-class UntrustedBundleError(DataError):
-    """A bundle needs types that are not trusted, or a legacy pickle was not vouched for."""
-
-
-class BundleIntegrityError(DataError):
-    """A bundle's content does not match the SHA-256 recorded at export."""
 
 
 def _sha256(data: bytes) -> str:
@@ -577,7 +564,7 @@ def _load_legacy(path: Path, data: bytes, allow_pickle: bool, sha256: str | None
             raise DataError(f"{path}: not a readable pickle/joblib model file "
                             f"({type(exc).__name__}: {exc})") from None
     for w in caught:
-        if issubclass(w.category, InconsistentVersionWarning):
+        if isinstance(w.message, InconsistentVersionWarning):
             _check_version(w.message.original_sklearn_version, str(path))
             break
     else:
@@ -594,7 +581,7 @@ def _load_legacy(path: Path, data: bytes, allow_pickle: bool, sha256: str | None
         model = obj
     if not hasattr(model, "predict_proba"):
         raise DataError(f"{path}: the legacy object {type(model).__name__} has no predict_proba")
-    names = feature_names
+    names = None if feature_names is None else list(feature_names)
     if names is None:
         for key in ("feature_names", "features", "columns"):
             if key in extras:

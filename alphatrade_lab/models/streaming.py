@@ -69,6 +69,14 @@ class StreamingScorer:
     ['confidence', 'direction', 'entry']
     """
 
+    # Per-symbol state, one row per symbol code (set and grown by _alloc).
+    _scal: np.ndarray
+    _last_t: np.ndarray
+    _cring: np.ndarray
+    _lring: np.ndarray
+    _rring: np.ndarray
+    _vring: np.ndarray
+
     def __init__(self, bundle: ModelBundle, threshold: float = 0.5, *,
                  exit_on_flat: bool = True, spec: Any = None):
         if not 0.0 <= threshold <= 1.0:
@@ -206,11 +214,11 @@ class StreamingScorer:
         n_before = len(self._codes)
         lookup = np.array([self._code(s) for s in uniq], dtype=np.int64)
         codes = lookup[inv] if len(sym) else np.zeros(0, dtype=np.int64)
-        arrays = [bars[c].to_numpy(dtype=np.float64, na_value=np.nan)
-                  for c in ("high", "low", "close", "volume")]
+        high, low, close, volume = (bars[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                                    for c in ("high", "low", "close", "volume"))
         try:
             F, P, d, conf, p_flat, p_up, p_down = self._score(
-                codes, ts.as_unit("ns").asi8, *arrays, lambda k: sym[k])
+                codes, ts.as_unit("ns").asi8, high, low, close, volume, lambda k: sym[k])
         except DataError:
             for s in list(self._codes)[n_before:]:  # forget symbols added by this batch
                 del self._codes[s]

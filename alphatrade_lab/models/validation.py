@@ -349,7 +349,8 @@ def train(X: pd.DataFrame, y: Any, estimator: Any, *, t1: Any = None, n_splits: 
     folds = _splits(a0, a1, is_time, n_splits, embargo, mode, max_train)
     with threadpool_limits(limits=threads):
         return _fit(A, yv, a0, folds, is_time, estimator, names, classes, progress,
-                    ModelBundle(None, names, None, None, classes, feature_spec=feature_spec,
+                    ModelBundle(None, names, np.full(len(names), np.nan),
+                                np.full(len(names), np.nan), classes, feature_spec=feature_spec,
                                 label_spec=label_spec, nan_policy=nan_policy,
                                 max_missing=max_missing,
                                 meta={"estimator": repr(estimator)}),

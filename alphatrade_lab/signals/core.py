@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from alphatrade_lab.signals import kernels as SK
 
 __all__ = ["crossed_above", "crossed_below"]
 
-Signal = pd.Series | pd.DataFrame | np.ndarray
+Signal: TypeAlias = pd.Series | pd.DataFrame | np.ndarray
 
 
 def _values(x: Any, name: str, where: str) -> np.ndarray:

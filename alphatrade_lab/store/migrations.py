@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from alphatrade_lab.errors import SchemaVersionError
 from alphatrade_lab.store.schema import (
     SCHEMA_VERSION,
     TABLES,
@@ -47,10 +48,6 @@ from alphatrade_lab.store.schema import (
 
 __all__ = ["MIGRATIONS", "V1_SQL", "Migration", "SchemaVersionError", "current_version",
            "migrate"]
-
-
-class SchemaVersionError(RuntimeError):
-    """The store file was written by a newer schema version than this code knows."""
 
 
 #: Version 1 as the first lab wrote it (frozen: never edit, add a migration instead).

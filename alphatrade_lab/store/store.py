@@ -79,6 +79,7 @@ import pandas as pd
 import pyarrow as pa
 
 from alphatrade_lab.backtest.frames import fingerprint, portfolio_frames
+from alphatrade_lab.backtest.kernels import _REL_TOL
 from alphatrade_lab.data.duckdb_io import (
     ConfigConflictError,
     LockTimeout,
@@ -87,7 +88,7 @@ from alphatrade_lab.data.duckdb_io import (
     file_lock,
 )
 from alphatrade_lab.data.duckdb_io import connect as safe_connect
-from alphatrade_lab.errors import DataError, StoreError
+from alphatrade_lab.errors import DataError, StoreError, StoreLockedError, location
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
@@ -102,10 +103,6 @@ _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _DRIFT_COUNTS = ("n_ref", "n_cur", "nan_ref", "nan_cur")
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
-
-
-class StoreLockedError(TimeoutError):
-    """Another process held the store file's lock for longer than ``lock_timeout``."""
 
 
 def _process_lock(key: str) -> threading.RLock:
@@ -493,17 +490,19 @@ class LabStore:
             over = (k > n).to_numpy()
             if over.any():
                 i = int(over.argmax())
-                raise DataError(f"model_performance: column 'correct_predictions' row {i} "
+                raise DataError(f"{location('model_performance', 'correct_predictions', i)} "
                                 f"is {k.iloc[i]:g} > predictions_count {n.iloc[i]:g}")
             acc = (k / n.where(n > 0)).to_numpy()
             if "accuracy" not in frame.columns:
                 frame["accuracy"] = acc
             else:
                 given = pd.to_numeric(frame["accuracy"], errors="coerce").to_numpy()
-                off = (abs(given - acc) > 1e-9) & ~pd.isna(acc)
+                # the engine's float tolerance (an accuracy is at most 1, so relative
+                # to it is absolute)
+                off = (abs(given - acc) > _REL_TOL) & ~pd.isna(acc)
                 if off.any():
                     i = int(off.argmax())
-                    raise DataError(f"model_performance: column 'accuracy' row {i} is "
+                    raise DataError(f"{location('model_performance', 'accuracy', i)} is "
                                     f"{given[i]:g} but correct/predictions is {acc[i]:g}")
         return self._record("model_performance", frame, {"run_id": run_id})
 
@@ -543,7 +542,7 @@ class LabStore:
         become ``[REDACTED]``); ``delivered``/``failed`` list sink names (JSON arrays)."""
         name = getattr(level, "name", level)
         if not isinstance(name, str) or not name.strip():
-            raise DataError(f"alerts: column 'level' row 0 is {level!r}; expected a name")
+            raise DataError(f"{location('alerts', 'level', 0)} is {level!r}; expected a name")
         row = pd.DataFrame({
             "ts": [pd.Timestamp(ts) if ts is not None else pd.Timestamp.now(tz="UTC")],
             "level": [name.strip().lower()], "title": [title], "message": [message],

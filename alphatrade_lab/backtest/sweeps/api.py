@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import numba
 import numpy as np
@@ -42,6 +42,9 @@ _CHUNK_WORK = 3e7
 # Largest table of moving averages (columns × windows × bars) a chunk builds: 128 MB;
 # beyond it, MA sweeps take the generic path (signals per task, O(bars) per thread).
 _MA_TABLE_CELLS = 2**24
+#: What ``kernels.ma_prepare_nb`` returns (columns, table, return sums, next gaps), then
+#: the windows of the table.
+MATables: TypeAlias = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _is_number(x: Any) -> bool:
@@ -125,7 +128,7 @@ def _position(x: Any, index: pd.Index, name: str, default: int) -> int:
 
 
 def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarray,
-                  end: int) -> tuple | None:
+                  end: int) -> MATables | None:
     """Arrays that every chunk of a sweep can share, computed once: for MA crossovers the
     moving averages of every window in ``params`` (see ``kernels.ma_prepare_nb``), if
     they stay under 128 MB; ``None`` otherwise and for other strategies."""
@@ -136,11 +139,13 @@ def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarra
     # The table, plus 7 numbers per bar and column (return sums and next gap).
     if close.shape[1] * (len(windows) + 7) * end > _MA_TABLE_CELLS:
         return None
-    return (*SK.ma_prepare_nb(close, windows, end), windows)
+    cols, table, sums, gaps = SK.ma_prepare_nb(close, windows, end)
+    return cols, table, sums, gaps, windows
 
 
 def run_chunk(strategy: str | Strategy, close: np.ndarray, params: np.ndarray, start: int,
-              end: int, opts: tuple, shared: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+              end: int, opts: tuple, shared: MATables | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Final column and group state of one chunk of combinations (the unit of parallel work).
 
     ``strategy`` is a built-in name or a :class:`Strategy`; ``opts`` is ``(direction,
