@@ -313,7 +313,7 @@ def test_a_key_column_holding_a_secret_is_refused_not_rewritten():
                            "quantity": [1.0, 1.0],
                            "entry_time": pd.to_datetime(["2024-01-01"] * 2, utc=True),
                            "entry_price": [10.0, 10.0]})
-    with pytest.raises(DataError, match=r"trades: column 'symbol' row 1") as info:
+    with pytest.raises(DataError, match=r"trades, column 'symbol', row 1") as info:
         store.record_trades(trades)
     assert secret not in str(info.value)
     assert store.counts()["trades"] == 0

@@ -187,20 +187,20 @@ def _signals(n=5):
     (lambda f: f.drop(columns="direction"), r"signals: missing required column\(s\) "
                                             r"\['direction'\]"),
     (lambda f: f.assign(direction=[1, 2, 0, 1, -1]),
-     r"signals: column 'direction' row 1 \(index 1\) is 2; allowed: -1, 0, 1"),
-    (lambda f: f.assign(direction=[1, 0.5, 0, 1, -1]), r"'direction' row 1 .*integer"),
-    (lambda f: f.assign(direction=[1, 0, np.nan, 1, -1]), r"'direction' row 2 .*NaN"),
+     r"signals, column 'direction', row 1 \(index 1\) is 2; allowed: -1, 0, 1"),
+    (lambda f: f.assign(direction=[1, 0.5, 0, 1, -1]), r"'direction', row 1 .*integer"),
+    (lambda f: f.assign(direction=[1, 0, np.nan, 1, -1]), r"'direction', row 2 .*NaN"),
     (lambda f: f.assign(confidence=[0.1, 0.2, 0.3, 1.5, 0.2]),
-     r"'confidence' row 3 .*between 0.0 and 1.0"),
-    (lambda f: f.assign(confidence=[0.1, np.inf, 0.3, 0.5, 0.2]), r"'confidence' row 1 .*inf"),
+     r"'confidence', row 3 .*between 0.0 and 1.0"),
+    (lambda f: f.assign(confidence=[0.1, np.inf, 0.3, 0.5, 0.2]), r"'confidence', row 1 .*inf"),
     (lambda f: f.assign(confidence=["a", 0.2, 0.3, 0.5, 0.2]),
-     r"'confidence' row 0 .*expected a number"),
-    (lambda f: f.assign(symbol=["AAA", None, "B", "C", "D"]), r"'symbol' row 1 .*NULL"),
+     r"'confidence', row 0 .*expected a number"),
+    (lambda f: f.assign(symbol=["AAA", None, "B", "C", "D"]), r"'symbol', row 1 .*NULL"),
     (lambda f: f.assign(timestamp=["2024-01-01", "soon", "2024-01-02", "2024-01-03",
-                                   "2024-01-04"]), r"'timestamp' row 1 .*'soon'"),
+                                   "2024-01-04"]), r"'timestamp', row 1 .*'soon'"),
     (lambda f: f.assign(colour="red"), r"signals: unknown column\(s\) \['colour'\]"),
     (lambda f: f.assign(was_executed=[True, "yes", False, True, False]),
-     r"'was_executed' row 1 .*True/False"),
+     r"'was_executed', row 1 .*True/False"),
 ])
 def test_bad_signals_raise_clear_errors(store, change, pattern):
     with pytest.raises(DataError, match=pattern):
@@ -222,21 +222,21 @@ def test_signals_round_trip_with_nullable_values(store):
 def test_bad_trades_and_model_performance(store):
     t = pd.DataFrame({"symbol": ["AAA"], "side": ["buy"], "quantity": [1.0],
                       "entry_time": ["2024-01-01"], "entry_price": [10.0]})
-    with pytest.raises(DataError, match=r"trades: column 'side' row 0 .*long, short"):
+    with pytest.raises(DataError, match=r"trades, column 'side', row 0 .*long, short"):
         store.record_trades(t)
-    with pytest.raises(DataError, match=r"trades: column 'entry_price' row 0 .*NaN"):
+    with pytest.raises(DataError, match=r"trades, column 'entry_price', row 0 .*NaN"):
         store.record_trades(t.assign(side="long", entry_price=np.nan))
-    with pytest.raises(DataError, match=r"trades: column 'metadata' row 0 .*not valid JSON"):
+    with pytest.raises(DataError, match=r"trades, column 'metadata', row 0 .*not valid JSON"):
         store.record_trades(t.assign(side="long", metadata=["{oops"]))
     mp = pd.DataFrame({"date": ["2024-01-01", "2024-01-02"], "symbol": "AAA",
                        "model_type": "logit", "predictions_count": [10, 4],
                        "correct_predictions": [7, 5]})
-    with pytest.raises(DataError, match=r"'correct_predictions' row 1 .*> predictions_count"):
+    with pytest.raises(DataError, match=r"'correct_predictions', row 1 .*> predictions_count"):
         store.record_model_performance(mp)
     store.record_model_performance(mp.assign(correct_predictions=[7, 1], avg_confidence=0.6))
     got = store.model_performance()
     np.testing.assert_allclose(got["accuracy"], [0.7, 0.25])
-    with pytest.raises(DataError, match=r"'accuracy' row 0"):
+    with pytest.raises(DataError, match=r"'accuracy', row 0"):
         store.record_model_performance(mp.assign(correct_predictions=[7, 1], accuracy=0.5))
     assert store.counts()["trades"] == 0
 

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 
 if TYPE_CHECKING:
     from alphatrade_lab.backtest.portfolio import Portfolio
@@ -186,8 +186,8 @@ def daily_performance(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
     bad = ~np.isfinite(eq.to_numpy())
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise DataError(f"daily_performance: equity column {eq.columns[c]!r} row {r} "
-                        f"({eq.index[r]}) is not finite")
+        where = location("daily_performance: equity", eq.columns[c], int(r), label=eq.index[r])
+        raise DataError(f"{where} is not finite")
     bars_per_year = pf.periods_per_year
     init = np.asarray(pf.init_cash, dtype=np.float64).reshape(-1)
     trades = pf.trades

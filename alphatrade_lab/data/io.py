@@ -27,7 +27,7 @@ from alphatrade_lab.data.duckdb_io import (
 )
 from alphatrade_lab.data.duckdb_io import connect as _duckdb_connect
 from alphatrade_lab.data.schema import BAR_COLUMNS, DuplicatePolicy, _Context, _validate
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 
 __all__ = ["load"]
 
@@ -271,7 +271,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             row = _bad_text_row(column)
             if row is not None:
-                raise DataError(f"{path}, column '{name}', row {row}: not UTF-8 text")
+                raise DataError(f"{location(str(path), name, row)}: not UTF-8 text")
     try:
         return table.to_pandas()
     except (*_ARROW_ERRORS, KeyError, IndexError) as exc:  # also damaged pandas metadata

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.schema import _Context, _parse_timestamps
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 
 PRICES = ("open", "high", "low", "close")
 
@@ -25,15 +25,10 @@ class Groups:
 
 def _fail(where: str, column: str | None, pos: int | None, what: str,
           frame: pd.DataFrame | None = None) -> DataError:
-    parts = [where]
-    if column is not None:
-        parts.append(f"column '{column}'")
-    if pos is not None:
-        parts.append(f"row {pos}")
     key = ""
     if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
         key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
-    return DataError(", ".join(parts) + f": {what}{key}")
+    return DataError(f"{location(where, column, pos)}: {what}{key}")
 
 
 def require_frame(frame: object, columns: Sequence[str], where: str) -> pd.DataFrame:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.monitoring import kernels as nb
 
 if TYPE_CHECKING:
@@ -119,11 +119,12 @@ def _values(x: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def _check_inf(sorted_row: np.ndarray, n_valid: int, raw: np.ndarray, where: str) -> None:
+def _check_inf(sorted_row: np.ndarray, n_valid: int, raw: np.ndarray, source: str,
+               column: Any = None) -> None:
     if n_valid and (sorted_row[0] == -np.inf or sorted_row[n_valid - 1] == np.inf):
         i = int(np.flatnonzero(np.isinf(raw))[0])
-        raise DataError(f"{where}: row {i} is {raw[i]!r}; drift statistics need finite values "
-                        "(NaN is allowed and counted)")
+        raise DataError(f"{location(source, column, i)} is {raw[i]!r}; drift statistics "
+                        "need finite values (NaN is allowed and counted)")
 
 
 def _sorted_valid(x: Any, name: str) -> tuple[np.ndarray, int]:
@@ -374,7 +375,7 @@ def sorted_columns(frame: pd.DataFrame, columns: Sequence[str], name: str,
         row[:] = raw
         row.sort(kind="quicksort")
         valid[k] = nb.count_valid_sorted_nb(row)
-        _check_inf(row, int(valid[k]), raw, f"<{name}>, column {columns[k]!r}")
+        _check_inf(row, int(valid[k]), raw, f"<{name}>", columns[k])
 
     if threads is None:
         import numba

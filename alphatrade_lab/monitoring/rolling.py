@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.monitoring import kernels as nb
 from alphatrade_lab.monitoring.drift import (
     _EPS,
@@ -47,7 +47,7 @@ def _timestamps(frame: pd.DataFrame, name: str) -> pd.DatetimeIndex:
         raise DataError(f"<{name}>: needs a 'timestamp' column or a DatetimeIndex")
     if ts.isna().any():
         i = int(np.flatnonzero(ts.isna())[0])
-        raise DataError(f"<{name}>, column 'timestamp': row {i} is missing")
+        raise DataError(f"{location(f'<{name}>', 'timestamp', i)} is missing")
     return ts.as_unit("ns")
 
 
@@ -173,7 +173,8 @@ def rolling_drift(X: pd.DataFrame, reference: Any, window: str | pd.Timedelta = 
         vals = X[c].to_numpy(np.float64, na_value=np.nan)[order]
         if np.isinf(vals).any():
             i = int(order[np.flatnonzero(np.isinf(vals))[0]])
-            raise DataError(f"<X>, column {c!r}: row {i} is infinite")
+            raise DataError(f"{location('<X>', c, i)} is infinite; drift statistics need "
+                            "finite values (NaN is allowed and counted)")
         cur[j] = vals
     stats, valid, nans = nb.rolling_stats_nb(rs, n_ref, cur, starts, ends, bins, _EPS,
                                              0.0 if js_base is None else float(js_base),

@@ -2,7 +2,7 @@
 
 Every check raises :class:`~alphatrade_lab.errors.DataError` naming the table, the column
 and the first offending row (position and index label), e.g.
-``signals: column 'direction' row 3 (index 3) is 2; allowed: -1, 0, 1``.
+``signals, column 'direction', row 3 (index 3) is 2; allowed: -1, 0, 1``.
 
 >>> import pandas as pd
 >>> to_arrow("signals", pd.DataFrame({"timestamp": ["2024-01-01"], "symbol": ["AAA"],
@@ -12,7 +12,7 @@ and the first offending row (position and index label), e.g.
 ...                                   "direction": [2]}))
 Traceback (most recent call last):
 ...
-alphatrade_lab.errors.DataError: signals: column 'direction' row 0 (index 0) is 2; allowed: -1, 0, 1
+alphatrade_lab.errors.DataError: signals, column 'direction', row 0 (index 0) is 2; allowed: ...
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.redact import TRIGGER, Redactor
 from alphatrade_lab.store.schema import TABLES, Column
 
@@ -55,7 +55,7 @@ _KEYS = frozenset({"run_id", "symbol"})
 
 def _where(frame: pd.DataFrame, table: str, col: str, mask: np.ndarray) -> str:
     i = int(np.flatnonzero(mask)[0])
-    return f"{table}: column {col!r} row {i} (index {frame.index[i]!r})"
+    return location(table, col, i, label=frame.index[i])
 
 
 def _fail(frame, table, col, mask, what: str) -> None:
@@ -74,12 +74,12 @@ def _json_text(value: Any, table: str, col: str, row: int, label: Any,
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise DataError(f"{table}: column {col!r} row {row} (index {label!r}) is not "
+            raise DataError(f"{location(table, col, row, label=label)} is not "
                             f"valid JSON: {exc}") from None
     try:
         return json.dumps(redact(value), default=str, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{table}: column {col!r} row {row} (index {label!r}) cannot be "
+        raise DataError(f"{location(table, col, row, label=label)} cannot be "
                         f"stored as JSON: {exc}") from None
 
 
@@ -110,7 +110,7 @@ def _redact_strings(arr: pa.Array, table: str, col: str, redact: Redactor) -> pa
     bad = pc.is_in(arr, value_set=pa.array(list(changed), pa.string()))
     if col in _KEYS:
         i = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{table}: column {col!r} row {i} holds what looks like a credential "
+        raise DataError(f"{location(table, col, i)} holds what looks like a credential "
                         f"({changed[arr[i].as_py()]!r}); a {col} is never rewritten, so "
                         "the rows are refused")
     idx = pc.index_in(arr, value_set=pa.array(list(changed), pa.string()))
