@@ -444,7 +444,7 @@ class LabStore:
                                           data_fingerprint, notes)
         batches = [("runs", run_rows)]
         for table, frame in frames.items():
-            extra = {"run_id": run_id}
+            extra: dict[str, Any] = {"run_id": run_id}
             if table == "trades":
                 extra.update(strategy=strategy, model_version=model_version)
             batches.append((table, to_arrow(table, frame, extra)))
