@@ -1,0 +1,95 @@
+"""The public API is deliberate: each subpackage's ``__all__`` is written out here.
+
+A change to a subpackage's public names fails this test until the list below is updated in
+the same commit, so adding, renaming or dropping a public name is a decision, not an
+accident. Every listed name must also resolve.
+"""
+
+import importlib
+
+import pytest
+
+PUBLIC_API = {
+    "alphatrade_lab": [
+        "DataError", "__version__", "alerts", "backtest", "data", "errors", "features", "models",
+        "monitoring", "risk", "signals", "store", "testing",
+    ],
+    "alphatrade_lab.data": [
+        "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_SEED", "SYMBOLS", "bar_length",
+        "load", "load_sample", "plot_bars", "resample", "sample_path", "sample_regimes",
+        "summarize", "synthetic", "to_wide", "validate",
+    ],
+    "alphatrade_lab.features": [
+        "FeatureSpec", "NAN_STRATEGIES", "handle_nan", "multi_timeframe", "technical",
+    ],
+    "alphatrade_lab.signals": [
+        "crossed_above", "crossed_below",
+    ],
+    "alphatrade_lab.backtest": [
+        "Portfolio", "STAT_NAMES", "STRATEGIES", "Strategy", "deflated_sharpe_ratio",
+        "from_signals", "from_signals_chunked", "from_weights", "heatmap", "split_sample", "sweep",
+        "sweep_ma_cross", "top_k",
+    ],
+    "alphatrade_lab.models": [
+        "BUNDLE_FORMAT", "BUNDLE_VERSION", "BundleIntegrityError", "FeatureMismatchWarning",
+        "Fold", "LabelSpec", "LegacyBundleWarning", "ModelBundle", "NAN_POLICIES", "Signals",
+        "StreamingScorer", "TRUSTED_TYPES", "UntrustedBundleError", "VersionMismatchWarning",
+        "align", "classification_metrics", "direction_from_proba", "labels", "load_bundle",
+        "purged_splits", "save_bundle", "signals", "train",
+    ],
+    "alphatrade_lab.monitoring": [
+        "DEFAULT_THRESHOLDS", "DriftCheck", "DriftResult", "METHODS", "ModelMonitor", "chi_square",
+        "drift_alerts", "drift_report", "first_drift", "js_distance", "ks", "ks_pvalue",
+        "model_performance_frame", "model_timeline", "plot_rolling_drift", "psi", "rolling_drift",
+        "wasserstein",
+    ],
+    "alphatrade_lab.risk": [
+        "BREACH_COLUMNS", "Breach", "INVALID_NAMES", "LIMIT_NAMES", "Limit", "RiskLimits",
+        "RiskManager", "SUMMARY_COLUMNS", "demo_step", "drift_alerts",
+    ],
+    "alphatrade_lab.alerts": [
+        "Alert", "AlertDeliveryError", "AlertLevel", "AlertManager", "AlertResult",
+        "CircuitBreaker", "DiscordAlerter", "LocalReceiver", "LogAlerter", "RateLimiter", "Reply",
+        "Sink", "TelegramAlerter", "WebhookAlerter", "discord_payload", "escape_markdown_v2",
+        "format_text", "scrub", "telegram_messages", "webhook_payload",
+    ],
+    "alphatrade_lab.errors": [
+        "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BundleIntegrityError",
+        "DataError", "FeatureMismatchWarning", "LegacyBundleWarning", "LockTimeout",
+        "RepairWarning", "SchemaVersionError", "StoreError", "StoreLockedError",
+        "UnknownNameError", "UntrustedBundleError", "VersionMismatchWarning",
+    ],
+    "alphatrade_lab.store": [
+        "LabStore", "MIGRATIONS", "SCHEMA_VERSION", "SchemaVersionError", "StoreError",
+        "StoreLockedError", "TABLES", "code_version", "create_table_sql", "daily_performance",
+        "demo_step", "fingerprint", "migrate", "signals_from_wide", "trades_from_portfolio",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_API))
+def test_all_is_the_frozen_public_api(module):
+    names = importlib.import_module(module).__all__
+    assert len(names) == len(set(names)), f"{module}.__all__ lists a name twice"
+    added = sorted(set(names) - set(PUBLIC_API[module]))
+    dropped = sorted(set(PUBLIC_API[module]) - set(names))
+    assert not added and not dropped, (
+        f"{module}.__all__ changed: added {added}, dropped {dropped}; if that is deliberate, "
+        "update PUBLIC_API in tests/test_public_api.py")
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_API))
+def test_every_public_name_resolves(module):
+    mod = importlib.import_module(module)
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert not missing, f"{module}.__all__ names {missing}, which the module does not have"
+
+
+def test_the_top_level_package_lists_every_subpackage():
+    import alphatrade_lab as atl
+
+    for name in atl.__all__:
+        value = getattr(atl, name)
+        if name not in ("DataError", "__version__"):
+            assert value.__name__ == f"alphatrade_lab.{name}"
+
