@@ -58,11 +58,6 @@ def window_mean_nb(cs, nc, i, w):
     return (cs[i + 1] - cs[i + 1 - w]) / w
 
 
-@njit(cache=True)
-def _snap(x):
-    return 0.0 if abs(x) <= 1e-12 else x
-
-
 @njit(cache=True, inline='always')
 def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, debt):
     """Fill one signal action for a lone column, with the engine's buy and sell rules.
@@ -71,10 +66,10 @@ def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, d
     (which works on state arrays): returns ``(side, (filled, cash, free, pos, debt,
     size, price, fees_paid))``.
     """
-    cash = _snap(cash)
-    free = _snap(free)
-    pos = _snap(pos)
-    debt = _snap(debt)
+    cash = K._snap(cash)
+    free = K._snap(free)
+    pos = K._snap(pos)
+    debt = K._snap(debt)
     if action == K.A_OPEN_LONG:
         return 1.0, K.buy_nb(cash, free, pos, debt, np.inf, frac * cash, price, fees,
                              fixed_fees, slippage, False)
