@@ -143,7 +143,8 @@ def _sorted_valid(x: Any, name: str) -> tuple[np.ndarray, int]:
 
 def _exact_ks(n1: int, n2: int, d: float) -> tuple[bool, float, float]:
     try:
-        from scipy.stats._stats_py import _attempt_exact_2kssamp
+        # scipy-stubs types scipy's public API only, not this private helper
+        from scipy.stats._stats_py import _attempt_exact_2kssamp  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - scipy moved its private helper
         return False, d, np.nan
     import warnings
