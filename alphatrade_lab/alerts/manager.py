@@ -47,7 +47,7 @@ import time
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -62,7 +62,11 @@ from alphatrade_lab.alerts.sinks import (
     WebhookAlerter,
     scrub,
 )
+from alphatrade_lab.errors import StoreLockedError
 from alphatrade_lab.redact import redact, register_env_secrets
+
+if TYPE_CHECKING:
+    from alphatrade_lab.store import LabStore
 
 __all__ = ["AlertManager", "AlertResult"]
 
@@ -112,7 +116,7 @@ class _StoreWriter:
     """Writes alert rows to a store from a bounded queue, in a daemon thread; retries a
     row while the store is locked by another process (``StoreLockedError``)."""
 
-    def __init__(self, store: Any, maxsize: int, counts: dict[str, Any]):
+    def __init__(self, store: LabStore, maxsize: int, counts: dict[str, Any]):
         self.store, self.counts = store, counts
         self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.stopping = threading.Event()
@@ -151,8 +155,6 @@ class _StoreWriter:
                     "s" * (len(results) != 1), why, titles, more)
 
     def _run(self) -> None:
-        from alphatrade_lab.store import StoreLockedError
-
         while True:
             item = self.queue.get()
             if item is _CLOSED:
@@ -261,7 +263,7 @@ class AlertManager:
         Size of the client's connection pool (each sink also caps its own requests).
     """
 
-    def __init__(self, sinks: Iterable[Sink] = (), *, store: Any = None,
+    def __init__(self, sinks: Iterable[Sink] = (), *, store: LabStore | str | Path | None = None,
                  run_id: str | None = None, dedupe_window: float = 300.0, log: bool = True,
                  transport: httpx.AsyncBaseTransport | None = None,
                  max_connections: int = 256, max_dedupe_keys: int = 10_000,
@@ -528,7 +530,7 @@ class AlertManager:
         for name in result.failed:
             self.counts["failed"][name] += 1
         if self.store is not None:
-            self._record(result)
+            self._record(self.store, result)
         return result
 
     async def _deliver_one(self, sink: Sink, alert: Alert) -> str | None:
@@ -589,7 +591,7 @@ class AlertManager:
                 self._log_failure(sink.name, alert, error)
         self.counts["sent"] += 1
         if self.store is not None:
-            self._record(result)
+            self._record(self.store, result)
         return result
 
     def _log_failure(self, sink: str, alert: Alert, error: str) -> None:
@@ -602,7 +604,7 @@ class AlertManager:
                 " (further failures of this sink are logged at DEBUG until it recovers)"
                 if first else "")
 
-    def _record(self, result: AlertResult) -> bool:
+    def _record(self, store: LabStore, result: AlertResult) -> bool:
         """Queue the result's store row (the writer thread writes it)."""
         alert = result.alert
         data = dict(alert.data)
@@ -617,7 +619,7 @@ class AlertManager:
                 "ts": alert.ts, "run_id": self.run_id})
         with self._lock:
             if self._writer is None:
-                self._writer = _StoreWriter(self.store, self._store_queue, self.counts)
+                self._writer = _StoreWriter(store, self._store_queue, self.counts)
             writer = self._writer
         return writer.put(result, row)
 
