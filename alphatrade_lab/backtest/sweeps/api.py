@@ -191,7 +191,12 @@ def _ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_local(key, close, params, start, end, opts, chunks, bar):
+_Chunks: TypeAlias = list[tuple[int, int]]
+_ChunkState: TypeAlias = tuple[np.ndarray, np.ndarray]
+
+
+def _run_local(key: str | Strategy, close: np.ndarray, params: np.ndarray, start: int,
+               end: int, opts: tuple, chunks: _Chunks, bar: Any) -> list[_ChunkState]:
     done = []
     shared = shared_arrays(key, close, params, end)
     with _ctrl_c() as stop:
@@ -203,7 +208,8 @@ def _run_local(key, close, params, start, end, opts, chunks, bar):
     return done
 
 
-def _run_dask(client, key, close, params, start, end, opts, chunks, bar):
+def _run_dask(client: Any, key: str | Strategy, close: np.ndarray, params: np.ndarray,
+              start: int, end: int, opts: tuple, chunks: _Chunks, bar: Any) -> list[_ChunkState]:
     from distributed import as_completed
 
     # A unique key (hash=False): a hashed key equal to that of a sweep just released on the
@@ -214,7 +220,7 @@ def _run_dask(client, key, close, params, start, end, opts, chunks, bar):
     futures = [client.submit(run_chunk, key, close_f, params[a:b], start, end, opts, pure=False)
                for a, b in chunks]
     position = {f.key: i for i, f in enumerate(futures)}
-    results: dict[int, tuple] = {}
+    results: dict[int, _ChunkState] = {}
     with _ctrl_c() as stop:
         for fut in as_completed(futures):
             i = position[fut.key]
