@@ -45,14 +45,20 @@ class _Context:
             return row + self.line_offset
         return self.line_of(row) if self.line_of is not None else None
 
-    def fail(self, column: str | None, pos: int | None, what: str,
-             frame: pd.DataFrame | None = None) -> NoReturn:
+    def error(self, column: str | None, pos: int | None, what: str,
+              frame: pd.DataFrame | None = None) -> DataError:
+        """The error for position ``pos``: where it is, what is wrong, and the row's
+        symbol and timestamp when ``frame`` is long-form bars."""
         row = None if pos is None else int(pos if self.row_ids is None else self.row_ids[pos])
         key = ""
         if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
             key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
         line = None if row is None else self.line(row)
-        raise DataError(f"{location(self.source, column, row, line=line)}: {what}{key}")
+        return DataError(f"{location(self.source, column, row, line=line)}: {what}{key}")
+
+    def fail(self, column: str | None, pos: int | None, what: str,
+             frame: pd.DataFrame | None = None) -> NoReturn:
+        raise self.error(column, pos, what, frame)
 
 
 # The range of datetime64[ns], the contract's timestamp type.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.schema import _Context, _parse_timestamps
-from alphatrade_lab.errors import DataError, location
+from alphatrade_lab.errors import DataError
 
 PRICES = ("open", "high", "low", "close")
 
@@ -25,10 +25,7 @@ class Groups:
 
 def _fail(where: str, column: str | None, pos: int | None, what: str,
           frame: pd.DataFrame | None = None) -> DataError:
-    key = ""
-    if frame is not None and pos is not None and {"symbol", "timestamp"} <= set(frame.columns):
-        key = f" [symbol {frame['symbol'].iat[pos]!r}, timestamp {frame['timestamp'].iat[pos]}]"
-    return DataError(f"{location(where, column, pos)}: {what}{key}")
+    return _Context(where).error(column, pos, what, frame)
 
 
 def require_frame(frame: object, columns: Sequence[str], where: str) -> pd.DataFrame:
