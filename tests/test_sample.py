@@ -137,17 +137,17 @@ def test_daily_bars_on_an_exchange_calendar_are_its_sessions(xnys_daily):
     assert len(sessions) == 252  # 2024: 262 weekdays, 10 NYSE holidays (Good Friday included)
     for _, g in bars.groupby("symbol"):
         stamps = pd.DatetimeIndex(g["timestamp"])
-        # Stamped at the session close in UTC: 21:00 in winter, 20:00 in summer, 18:00 on half days.
-        pd.testing.assert_index_equal(stamps, pd.DatetimeIndex(cal.closes[sessions]),
+        # Stamped at the session open in UTC (a bar's timestamp is its open time): 14:30 in
+        # winter, 13:30 in summer.
+        pd.testing.assert_index_equal(stamps, pd.DatetimeIndex(cal.opens[sessions]),
                                       check_names=False)
         days = stamps.normalize().tz_localize(None)
         assert (days == sessions).all()
         assert pd.Timestamp("2024-12-25") not in days and pd.Timestamp("2024-07-04") not in days
         assert pd.Timestamp("2024-03-29") not in days  # Good Friday
         assert (stamps.day_of_week < 5).all()
-    assert stamps[days == pd.Timestamp("2024-07-03")].hour.tolist() == [17]  # early close 13:00 ET
-    assert stamps[days == pd.Timestamp("2024-01-02")].hour.tolist() == [21]
-    assert stamps[days == pd.Timestamp("2024-07-01")].hour.tolist() == [20]
+    assert stamps[days == pd.Timestamp("2024-07-03")].hour.tolist() == [13]  # 09:30 ET, summer
+    assert stamps[days == pd.Timestamp("2024-01-02")].hour.tolist() == [14]  # 09:30 ET, winter
     assert (regimes.index.tz_localize(None) == sessions).all()
 
 

@@ -107,7 +107,8 @@ def synthetic(
     The calendar is 24/7 (as for crypto assets) by default: every ``freq`` bar of
     every day, UTC, minus a few missing bars. With ``calendar="XNYS"`` (or any other
     ``exchange_calendars`` name) the bars are that exchange's sessions instead:
-    one bar per session stamped at the session close (UTC) for ``freq="1D"``, or
+    one bar per session stamped at the session open (UTC; a bar is stamped with its
+    open time, as everywhere in the library) for ``freq="1D"``, or
     intraday bars within each session (a shortened last bar at an early close),
     with weekends and holidays absent. The generating model, per bar t and symbol i:
 
@@ -183,7 +184,7 @@ def synthetic(
 
     >>> nyse = synthetic(n_symbols=1, days=366, freq="1D", calendar="XNYS")
     >>> len(nyse), str(nyse["timestamp"].iloc[0])
-    (252, '2024-01-02 21:00:00+00:00')
+    (252, '2024-01-02 14:30:00+00:00')
     >>> bool((nyse["timestamp"].dt.strftime("%m-%d") == "12-25").any())
     False
     """
@@ -303,7 +304,7 @@ def _session_bars(
 ) -> tuple[pd.DatetimeIndex, np.ndarray, pd.DatetimeIndex, float]:
     """Bars of the sessions of ``calendar`` dated from ``start`` for ``days`` days.
 
-    Returns the bar timestamps (the session close for daily bars, each bar's open
+    Returns the bar timestamps (the session open for daily bars, each bar's open
     within the session for intraday ones, UTC), the session number of each bar,
     the sessions (UTC midnight) and the number of bars in the year from ``start``.
     """
@@ -323,7 +324,7 @@ def _session_bars(
         raise ValueError(f"synthetic(calendar={calendar!r}): no session between {first.date()} "
                          f"and {span_end.date()}; give more days or another start")
     if step == pd.Timedelta("1D"):
-        timestamps = pd.DatetimeIndex(cal.closes.loc[sessions].to_numpy(), tz="UTC")
+        timestamps = pd.DatetimeIndex(cal.opens.loc[sessions].to_numpy(), tz="UTC")
         day_of_bar = np.arange(len(sessions))
         bars_per_year = float((all_sessions < year_end).sum())
     else:
