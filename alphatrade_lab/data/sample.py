@@ -204,8 +204,9 @@ def synthetic(
     if calendar is None:
         n_bars = int(pd.Timedelta(days=days) / step)
         timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=step)
-        bars_per_day = int(pd.Timedelta("1D") / step)
-        day_of_bar = np.repeat(np.arange(-(-n_bars // bars_per_day)), bars_per_day)[:n_bars]
+        per_day = int(pd.Timedelta("1D") / step)
+        bars_per_day: float = per_day  # a whole number here; a session mean with a calendar
+        day_of_bar = np.repeat(np.arange(-(-n_bars // per_day)), per_day)[:n_bars]
         days_index = pd.date_range(timestamps[0], periods=day_of_bar[-1] + 1, freq="1D")
         bars_per_year = _MINUTES_PER_YEAR * pd.Timedelta("1min") / step
     else:
