@@ -27,8 +27,13 @@ def _check_metric(results: pd.DataFrame, metric: str) -> None:
 
 
 def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
-            y: str | None = None, ax=None, symbol=None, cmap: str = "RdYlGn"):
+            y: str | None = None, ax=None, symbol=None, cmap: str = "RdYlGn",
+            center: float | None = 0.0):
     """Heatmap of ``metric`` over two parameters of a sweep.
+
+    The colour scale is diverging and centred on ``center`` (0: a losing cell is never
+    painted as a good one, and equal depth of colour is equal distance from zero); cells
+    without a value (e.g. ``fast >= slow``) are grey; ticks sit at the parameter values.
 
     Parameters
     ----------
@@ -43,12 +48,16 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
         other parameters are averaged.
     ax
         A matplotlib Axes to draw on (default: a new figure).
+    cmap, center
+        Colour map, and the value drawn in its middle colour (None: a plain scale from the
+        smallest to the largest value, for metrics such as ``trade_count``).
 
     Returns
     -------
     matplotlib.axes.Axes
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize, TwoSlopeNorm
 
     data = results
     if "symbol" in data.index.names:
@@ -64,11 +73,19 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
         _, ax = plt.subplots(figsize=(8, 6.5), constrained_layout=True)
     values = grid.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
-    lim = np.abs(finite).max() if finite.size else 1.0
-    centred = finite.size and finite.min() < 0 < finite.max()
+    norm: Normalize
+    if center is None:
+        norm = Normalize()
+    else:
+        half = float(np.abs(finite - center).max()) if finite.size else 0.0
+        half = half if half > 0 else 1.0
+        norm = TwoSlopeNorm(vcenter=center, vmin=center - half, vmax=center + half)
     mesh = ax.pcolormesh(grid.columns, grid.index, np.ma.masked_invalid(values), cmap=cmap,
-                         vmin=-lim if centred else None, vmax=lim if centred else None,
-                         shading="nearest")
+                         norm=norm, shading="nearest")
+    ax.set_facecolor("lightgrey")
+    for axis, ticks in ((ax.xaxis, grid.columns), (ax.yaxis, grid.index)):
+        step = max(1, -(-len(ticks) // 20))
+        axis.set_ticks(list(ticks[::step]))
     ax.figure.colorbar(mesh, ax=ax, label=metric)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
