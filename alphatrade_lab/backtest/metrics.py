@@ -258,7 +258,7 @@ def time_basis(index: pd.Index, *, freq: Any = None, periods_per_year: Any = Non
     """
     times = None
     if isinstance(index, pd.DatetimeIndex) and len(index) > 0:
-        times = index.asi8 * pd.Timedelta(1, unit=index.unit).value
+        times = index.as_unit("ns").asi8
     bar_len = (_positive_timedelta(freq, "freq") if freq is not None
                else infer_bar_length(index))
     return basis_from_times(times, len(index), bar_len, periods_per_year=periods_per_year,

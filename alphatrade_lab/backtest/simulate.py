@@ -414,7 +414,7 @@ def from_signals_chunked(
                           _EMPTY, _EMPTY, _EMPTY, np.empty((0, K.N_ORDER)), zero, zero.copy(),
                           zero, np.empty((0, K.N_TRADE)), zero, zero.copy(), zero)
         if isinstance(frame.index, pd.DatetimeIndex):
-            stamps = frame.index.asi8 * pd.Timedelta(1, unit=frame.index.unit).value
+            stamps = frame.index.as_unit("ns").asi8
             need = _duration_bars(gstate)
             times = {b: t for b, t in times.items() if b in need}
             times.update((b, int(stamps[b - bar0])) for b in need if bar0 <= b < bar0 + n)
@@ -424,15 +424,11 @@ def from_signals_chunked(
     cstate, gstate = state
     names = pd.Index(["portfolio"]) if cash_sharing else columns
     basis = basis_from_times(None if last_ts is None else times, bar0, bar_length,
-                             first=None if first_ts is None else _utc_ns(first_ts),
-                             last=None if last_ts is None else _utc_ns(last_ts),
+                             first=None if first_ts is None else first_ts.value,
+                             last=None if last_ts is None else last_ts.value,
                              periods_per_year=periods_per_year, year_freq=year_freq,
                              calendar=calendar)
     return stats_from_state(cstate, gstate, group_start, names, basis)
-
-
-def _utc_ns(ts: pd.Timestamp) -> int:
-    return int((ts if ts.tz is None else ts.tz_convert("UTC").tz_localize(None)).value)
 
 
 def _duration_bars(gstate: np.ndarray) -> set[int]:

@@ -29,7 +29,7 @@ def summarize(bars: pd.DataFrame) -> pd.DataFrame:
     base = bar_length(bars)
     daily = to_wide(resample(bars, "1D", base=base, drop_incomplete=False), "close")
     log_ret = np.log(daily).diff()
-    days = daily.index.asi8 * pd.Timedelta(1, unit=daily.index.unit).value
+    days = daily.index.as_unit("ns").asi8
     rows = {}
     for sym, g in bars.groupby("symbol", sort=True):
         first, last = g["timestamp"].iat[0], g["timestamp"].iat[-1]
