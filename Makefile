@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 # Re-install only when the project's requirements change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check check-static lab lint types bench sample clean
+.PHONY: demo test quick check check-static lab lint types bench sample clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,cluster,dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The quick loop: everything but the tests marked slow (under a minute).
+quick: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

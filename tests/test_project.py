@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
@@ -18,34 +22,86 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_environment_yml_matches_pyproject():
+def requirement_groups() -> dict[str, dict[str, str]]:
+    """pyproject's requirements by group (runtime and each extra): {group: {name: specifier}}.
+    Without the self-reference that pulls other extras into one."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {}
-    for spec in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
-        req = Requirement(spec)
-        wanted[normalise(req.name)] = str(req.specifier)
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    have = {}
-    for dep in env["dependencies"]:
-        if isinstance(dep, dict) or dep.startswith(("python=", "pip")):
-            continue
-        req = Requirement(dep)
-        have[normalise(CONDA_TO_PYPI.get(req.name, req.name))] = str(req.specifier)
+    groups = {"runtime": project["dependencies"], **project["optional-dependencies"]}
+    return {group: {normalise(r.name): str(r.specifier) for r in map(Requirement, specs)
+                    if normalise(r.name) != "alphatrade-lab"}
+            for group, specs in groups.items()}
+
+
+def test_extras_by_role():
+    groups = requirement_groups()
+    assert list(groups) == ["runtime", "lab", "cluster", "dev"]
+    assert set(groups["lab"]) == {"jupyterlab", "ipykernel"}
+    assert set(groups["cluster"]) == {"dask", "distributed"}
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["dev"]
+    assert "alphatrade-lab[lab,cluster]" in dev  # the tests run the notebooks and Dask
+
+
+def library_imports() -> set[str]:
+    """Top-level names of the third-party modules that alphatrade_lab imports anywhere."""
+    names = set()
+    for path in (ROOT / "alphatrade_lab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"alphatrade_lab"}
+
+
+def test_runtime_dependencies_are_what_the_library_imports():
+    dists = importlib.metadata.packages_distributions()
+    imported = {normalise(d) for name in library_imports() for d in dists[name]}
+    groups = requirement_groups()
+    assert imported - set(groups["cluster"]) == set(groups["runtime"])
+
+
+def test_library_imports_without_the_extras():
+    """Every library module imports with the lab, cluster and dev packages missing."""
+    blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",
+               "empyrical", "nbclient", "nbformat", "pytest", "hypothesis", "yaml"]
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
+            "import importlib, pkgutil, alphatrade_lab\n"
+            "for m in pkgutil.walk_packages(alphatrade_lab.__path__, 'alphatrade_lab.'):\n"
+            "    importlib.import_module(m.name)\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_environment_yml_matches_pyproject():
+    """Each '# group' section of environment.yml lists that group's packages and versions."""
+    text = (ROOT / "environment.yml").read_text()
+    listed = {dep for dep in yaml.safe_load(text)["dependencies"]
+              if isinstance(dep, str) and not dep.startswith(("python=", "pip"))}
+    wanted = requirement_groups()
+    have: dict[str | None, dict[str, str]] = {}
+    group = None
+    for line in text.splitlines():
+        item = line.strip()
+        if item.startswith("# ") and item[2:] in wanted:
+            group = item[2:]
+        elif item.startswith("- ") and item[2:] in listed:
+            req = Requirement(item[2:])
+            have.setdefault(group, {})[normalise(CONDA_TO_PYPI.get(req.name, req.name))] = (
+                str(req.specifier))
     assert have == wanted
 
 
 def test_constraints_pin_every_dependency():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pinned = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             req = Requirement(line)
             pinned[normalise(req.name)] = req
-    for spec in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
-        req = Requirement(spec)
-        assert normalise(req.name) in pinned, req.name
-        version = next(iter(pinned[normalise(req.name)].specifier)).version
-        assert req.specifier.contains(version), (req, version)
+    for specs in requirement_groups().values():
+        for name, specifier in specs.items():
+            assert name in pinned, name
+            version = next(iter(pinned[name].specifier)).version
+            assert SpecifierSet(specifier).contains(version), (name, specifier, version)
 
 
 def test_readme_quick_start_is_the_two_commands():
@@ -74,7 +130,12 @@ def test_makefile_targets():
     dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "demo"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert "pip install" in dry and "alphatrade-lab demo" in dry
-    for target in ("test", "lab", "bench", "lint", "types", "check-static", "check"):
+    assert '-e ".[lab,cluster,dev]"' in dry  # one install for the demo, the tests and the lab
+    for target, command in (("test", "-m pytest\n"), ("quick", '-m pytest -m "not slow"\n')):
+        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+        assert dry.endswith(command), (target, dry)
+    for target in ("lab", "bench", "lint", "types", "check-static", "check"):
         subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, check=True)
 
 

@@ -210,7 +210,11 @@ def _run_local(key: str | Strategy, close: np.ndarray, params: np.ndarray, start
 
 def _run_dask(client: Any, key: str | Strategy, close: np.ndarray, params: np.ndarray,
               start: int, end: int, opts: tuple, chunks: _Chunks, bar: Any) -> list[_ChunkState]:
-    from distributed import as_completed
+    try:
+        from distributed import as_completed
+    except ImportError as exc:
+        msg = 'backend="dask" needs Dask: pip install "alphatrade-lab[cluster]"'
+        raise ImportError(msg) from exc
 
     # A unique key (hash=False): a hashed key equal to that of a sweep just released on the
     # same prices races with its release on the scheduler (dask/distributed#8576) and hangs
