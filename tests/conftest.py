@@ -1,10 +1,11 @@
-"""Shared fixtures: the sample market and small hand-made bars."""
+"""Shared fixtures: the sample market, small hand-made bars and a random market builder."""
 
 from __future__ import annotations
 
 import uuid
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,6 +31,32 @@ def small_bars() -> pd.DataFrame:
             c = o + 0.05
             rows.append((t, sym, o, c + 0.2, o - 0.2, c, 10.0 + i))
     return pd.DataFrame(rows, columns=list(atl.data.BAR_COLUMNS))
+
+
+def make_random_market(n: int, k: int, seed: int, *, freq: str = "1min", start=100.0,
+                       p: float = 0.05, open_sd: float = 0.002):
+    """``k`` symbols over ``n`` bars from 2024-01-01 UTC: (close, open, entries, exits) frames.
+
+    Closes are a geometric random walk (1% a bar) from ``start`` (one price, or one per
+    symbol); each open is the previous close times noise of ``open_sd``; entries and exits
+    are independent draws with probability ``p``. Columns are ``s0``, ``s1``, ... (``s00``,
+    ``s01``, ... from 11 symbols on).
+    """
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq=freq, tz="UTC")
+    cols = [f"s{j:0{len(str(k - 1))}d}" for j in range(k)]  # sort in column order
+    close = pd.DataFrame(start * np.exp(np.cumsum(rng.normal(0, 0.01, (n, k)), axis=0)),
+                         index=idx, columns=cols)
+    open_ = close.shift(1).fillna(close.iloc[0]) * np.exp(rng.normal(0, open_sd, (n, k)))
+    entries = pd.DataFrame(rng.random((n, k)) < p, index=idx, columns=cols)
+    exits = pd.DataFrame(rng.random((n, k)) < p, index=idx, columns=cols)
+    return close, open_, entries, exits
+
+
+@pytest.fixture(scope="session")
+def random_market():
+    """The builder :func:`make_random_market`, for module fixtures that shape their market."""
+    return make_random_market
 
 
 # Property-based tests: the same examples on every run (derandomize, no example database),

@@ -16,15 +16,8 @@ N, K = 2000, 6
 
 
 @pytest.fixture(scope="module")
-def market():
-    rng = np.random.default_rng(3)
-    idx = pd.date_range("2024-01-01", periods=N, freq="1min", tz="UTC")
-    cols = [f"s{j}" for j in range(K)]
-    close = pd.DataFrame(50 * np.exp(np.cumsum(rng.normal(0, 0.01, (N, K)), axis=0)),
-                         index=idx, columns=cols)
-    open_ = close.shift(1).fillna(close.iloc[0]) * np.exp(rng.normal(0, 0.002, (N, K)))
-    entries = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
-    exits = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
+def market(random_market):
+    close, open_, entries, exits = random_market(N, K, seed=3, start=50, p=0.03)
     close.iloc[100:110, 2] = np.nan
     open_.iloc[100:111, 2] = np.nan
     return close, open_, entries, exits

@@ -13,17 +13,11 @@ N, K = 1500, 5
 
 
 @pytest.fixture(scope="module")
-def market():
-    rng = np.random.default_rng(11)
-    idx = pd.date_range("2024-01-01", periods=N, freq="1h", tz="UTC")
-    cols = [f"s{j}" for j in range(K)]
-    close = pd.DataFrame(50 * np.exp(np.cumsum(rng.normal(0, 0.01, (N, K)), axis=0)),
-                         index=idx, columns=cols)
+def market(random_market):
+    close, _, entries, exits = random_market(N, K, seed=11, freq="1h", start=50, p=0.03)
     close.iloc[:7, 1] = np.nan          # no price at the start
     close.iloc[300:340, 2] = np.nan     # a gap
     close.iloc[-5:, 3] = np.nan         # no price at the end
-    entries = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
-    exits = pd.DataFrame(rng.random((N, K)) < 0.03, index=idx, columns=cols)
     entries.iloc[100:110] = True        # same-bar conflicts
     exits.iloc[105:115] = True
     return close, entries, exits

@@ -21,19 +21,11 @@ RTOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def market():
-    rng = np.random.default_rng(15)
-    idx = pd.date_range("2024-01-01", periods=N, freq="1h", tz="UTC")
-    cols = [f"s{j}" for j in range(K)]
+def market(random_market):
     # Prices of 20-80 against 1,000 of cash: positions of a few dozen shares, where
     # rounding to whole shares changes every order.
-    start = np.linspace(20, 80, K)
-    close = pd.DataFrame(start * np.exp(np.cumsum(rng.normal(0, 0.01, (N, K)), axis=0)),
-                         index=idx, columns=cols)
-    open_ = close.shift(1).fillna(close.iloc[0]) * np.exp(rng.normal(0, 0.003, (N, K)))
-    entries = pd.DataFrame(rng.random((N, K)) < 0.04, index=idx, columns=cols)
-    exits = pd.DataFrame(rng.random((N, K)) < 0.04, index=idx, columns=cols)
-    return close, open_, entries, exits
+    return random_market(N, K, seed=15, freq="1h", start=np.linspace(20, 80, K), p=0.04,
+                         open_sd=0.003)
 
 
 def assert_same(pf, vpf, min_orders=100):

@@ -15,15 +15,8 @@ RTOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def market():
-    rng = np.random.default_rng(42)
-    idx = pd.date_range("2024-01-01", periods=N, freq="1min", tz="UTC")
-    cols = [f"s{j:02d}" for j in range(K)]
-    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (N, K)), axis=0)),
-                         index=idx, columns=cols)
-    open_ = close.shift(1).fillna(close.iloc[0]) * np.exp(rng.normal(0, 0.002, (N, K)))
-    entries = pd.DataFrame(rng.random((N, K)) < 0.05, index=idx, columns=cols)
-    exits = pd.DataFrame(rng.random((N, K)) < 0.05, index=idx, columns=cols)
+def market(random_market):
+    close, open_, entries, exits = random_market(N, K, seed=42)
     # Force some same-bar entry/exit conflicts.
     exits.iloc[::97] = entries.iloc[::97].to_numpy()
     return close, open_, entries, exits
