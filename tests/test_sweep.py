@@ -265,6 +265,13 @@ def test_bad_input(hourly):
         sweep_ma_cross(close, fast=[5], slow=[10], start=499)
 
 
+def test_dask_backend_without_dask_names_the_extra(hourly, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    with pytest.raises(ImportError, match=r'pip install "alphatrade-lab\[cluster\]"'):
+        sweep_ma_cross(hourly.iloc[:500], fast=[5], slow=[10], backend="dask", client=object(),
+                       progress=False)
+
+
 @pytest.mark.timeout(300)
 def test_dask_backend_gives_identical_results(hourly):
     import distributed
