@@ -12,7 +12,7 @@ True
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import AlphaTradeError, AlphaTradeWarning, DataError
 
 try:
     __version__ = version("alphatrade-lab")
@@ -20,9 +20,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "models", "monitoring",
-               "risk", "signals", "store", "testing")
+               "pipeline", "risk", "signals", "store", "testing")
 
-__all__ = ["DataError", "__version__", *_SUBPACKAGES]
+__all__ = ["AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", *_SUBPACKAGES]
 
 
 def __getattr__(name: str):

@@ -12,7 +12,8 @@ or without activating it: ``.venv/bin/python research/train_export.py --config .
 Writes ``report.md``, the bundle ``model.atlb`` (with its ``.sha256``), the per-fold
 metrics, the held-out backtest and a plot to a new folder under ``out`` (``runs/`` by
 default, git-ignored). The steps are those of the demo report's model section
-(:func:`alphatrade_lab.models.demo.run_experiment`).
+(:func:`alphatrade_lab.models.run_experiment`, reported by
+:func:`alphatrade_lab.pipeline.experiment_report`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from pathlib import Path
 import matplotlib
 
 import alphatrade_lab as atl
-from alphatrade_lab.models.demo import run_experiment
-from alphatrade_lab.pipeline import new_run_dir
+from alphatrade_lab.pipeline import experiment_report, new_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> Path:
     run_dir = new_run_dir(out, "train-export")
     (run_dir / "config.toml").write_text(args.config.read_text())
     bars = atl.data.load_sample()
-    lines, results = run_experiment(bars, run_dir, print, config)
+    experiment = atl.models.run_experiment(bars, run_dir / "model.atlb", config)
+    result = experiment_report(experiment)
+    result.save(run_dir)
     report = ["# Train and export", "", f"Config: `{args.config.name}` (copied to "
-              "`config.toml`).", "", *lines,
-              f"Finished in {results['seconds']:.1f} s.", ""]
+              "`config.toml`).", "", *result.lines,
+              f"Finished in {experiment.seconds:.1f} s.", ""]
     (run_dir / "report.md").write_text("\n".join(report))
     print(f"report written to {run_dir / 'report.md'}")
     return run_dir

@@ -11,8 +11,9 @@ import pytest
 
 PUBLIC_API = {
     "alphatrade_lab": [
-        "DataError", "__version__", "alerts", "backtest", "data", "errors", "features", "models",
-        "monitoring", "risk", "signals", "store", "testing",
+        "AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", "alerts", "backtest",
+        "data", "errors", "features", "models", "monitoring", "pipeline", "risk", "signals",
+        "store", "testing",
     ],
     "alphatrade_lab.data": [
         "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_SEED", "SYMBOLS", "bar_length",
@@ -31,11 +32,12 @@ PUBLIC_API = {
         "sweep_ma_cross", "top_k",
     ],
     "alphatrade_lab.models": [
-        "BUNDLE_FORMAT", "BUNDLE_VERSION", "BundleIntegrityError", "FeatureMismatchWarning",
-        "Fold", "LabelSpec", "LegacyBundleWarning", "ModelBundle", "NAN_POLICIES", "Signals",
-        "StreamingScorer", "TRUSTED_TYPES", "UntrustedBundleError", "VersionMismatchWarning",
-        "align", "classification_metrics", "direction_from_proba", "labels", "load_bundle",
-        "purged_splits", "save_bundle", "signals", "train",
+        "BUNDLE_FORMAT", "BUNDLE_VERSION", "BundleIntegrityError", "DEFAULT_CONFIG", "Experiment",
+        "FeatureMismatchWarning", "Fold", "LabelSpec", "LegacyBundleWarning", "ModelBundle",
+        "NAN_POLICIES", "Signals", "StreamingScorer", "TRUSTED_TYPES", "UntrustedBundleError",
+        "VersionMismatchWarning", "align", "build_estimator", "classification_metrics",
+        "describe_estimator", "direction_from_proba", "labels", "load_bundle", "merge_config",
+        "purged_splits", "run_experiment", "save_bundle", "signals", "train",
     ],
     "alphatrade_lab.monitoring": [
         "DEFAULT_THRESHOLDS", "DriftCheck", "DriftResult", "METHODS", "ModelMonitor", "chi_square",
@@ -45,7 +47,12 @@ PUBLIC_API = {
     ],
     "alphatrade_lab.risk": [
         "BREACH_COLUMNS", "Breach", "INVALID_NAMES", "LIMIT_NAMES", "Limit", "RiskLimits",
-        "RiskManager", "SUMMARY_COLUMNS", "demo_step", "drift_alerts",
+        "RiskManager", "SUMMARY_COLUMNS",
+    ],
+    "alphatrade_lab.pipeline": [
+        "Context", "STEPS", "StepResult", "backtest_step", "drift_step", "experiment_report",
+        "market_step", "md_table", "model_step", "new_run_dir", "risk_step", "run_demo",
+        "sweep_step",
     ],
     "alphatrade_lab.alerts": [
         "Alert", "AlertDeliveryError", "AlertLevel", "AlertManager", "AlertResult",
@@ -62,7 +69,7 @@ PUBLIC_API = {
     "alphatrade_lab.store": [
         "LabStore", "MIGRATIONS", "SCHEMA_VERSION", "SchemaVersionError", "StoreError",
         "StoreLockedError", "TABLES", "code_version", "create_table_sql", "daily_performance",
-        "demo_step", "fingerprint", "migrate", "signals_from_wide", "trades_from_portfolio",
+        "fingerprint", "migrate", "signals_from_wide", "trades_from_portfolio",
     ],
 }
 
@@ -90,6 +97,6 @@ def test_the_top_level_package_lists_every_subpackage():
 
     for name in atl.__all__:
         value = getattr(atl, name)
-        if name not in ("DataError", "__version__"):
+        if name in atl._SUBPACKAGES:
             assert value.__name__ == f"alphatrade_lab.{name}"
 

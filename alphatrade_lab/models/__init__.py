@@ -30,6 +30,14 @@ from alphatrade_lab.models.bundle import (
     load_bundle,
     save_bundle,
 )
+from alphatrade_lab.models.experiment import (
+    DEFAULT_CONFIG,
+    Experiment,
+    build_estimator,
+    describe_estimator,
+    merge_config,
+    run_experiment,
+)
 from alphatrade_lab.models.labels import LabelSpec, align, labels
 from alphatrade_lab.models.signals import Signals, direction_from_proba, signals
 from alphatrade_lab.models.streaming import StreamingScorer
@@ -43,9 +51,11 @@ from alphatrade_lab.models.validation import (
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
+    "DEFAULT_CONFIG",
     "NAN_POLICIES",
     "TRUSTED_TYPES",
     "BundleIntegrityError",
+    "Experiment",
     "FeatureMismatchWarning",
     "Fold",
     "LabelSpec",
@@ -56,11 +66,15 @@ __all__ = [
     "UntrustedBundleError",
     "VersionMismatchWarning",
     "align",
+    "build_estimator",
     "classification_metrics",
+    "describe_estimator",
     "direction_from_proba",
     "labels",
     "load_bundle",
+    "merge_config",
     "purged_splits",
+    "run_experiment",
     "save_bundle",
     "signals",
     "train",

@@ -8,7 +8,6 @@
 [('max_drawdown', 'critical'), ('daily_loss', 'warning'), ('daily_loss', 'critical')]
 """
 
-from alphatrade_lab.risk.demo import demo_step
 from alphatrade_lab.risk.limits import (
     BREACH_COLUMNS,
     INVALID_NAMES,
@@ -16,7 +15,7 @@ from alphatrade_lab.risk.limits import (
     Limit,
     RiskLimits,
 )
-from alphatrade_lab.risk.manager import SUMMARY_COLUMNS, Breach, RiskManager, drift_alerts
+from alphatrade_lab.risk.manager import SUMMARY_COLUMNS, Breach, RiskManager
 
 __all__ = [
     "BREACH_COLUMNS",
@@ -27,6 +26,4 @@ __all__ = [
     "Limit",
     "RiskLimits",
     "RiskManager",
-    "demo_step",
-    "drift_alerts",
 ]

@@ -43,7 +43,7 @@ from alphatrade_lab.risk.limits import (
     valid_equity,
 )
 
-__all__ = ["SUMMARY_COLUMNS", "Breach", "RiskManager", "drift_alerts"]
+__all__ = ["SUMMARY_COLUMNS", "Breach", "RiskManager"]
 
 _PERCENT = {"max_drawdown", "daily_loss", "gross_exposure", "position_size"}
 #: Columns of :meth:`RiskManager.summarize`: one row per limit and portfolio.

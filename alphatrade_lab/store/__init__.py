@@ -16,7 +16,6 @@ See :mod:`alphatrade_lab.store.store` for the concurrency model,
 
 from alphatrade_lab.backtest.frames import daily_performance, fingerprint, trades_from_portfolio
 from alphatrade_lab.store.convert import signals_from_wide
-from alphatrade_lab.store.demo import demo_step
 from alphatrade_lab.store.migrations import MIGRATIONS, SchemaVersionError, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
 from alphatrade_lab.store.store import LabStore, StoreError, StoreLockedError, code_version
@@ -32,7 +31,6 @@ __all__ = [
     "code_version",
     "create_table_sql",
     "daily_performance",
-    "demo_step",
     "fingerprint",
     "migrate",
     "signals_from_wide",

@@ -101,6 +101,26 @@ __all__ = ["LabStore", "StoreError", "StoreLockedError", "code_version"]
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 # columns of a monitoring drift report that the drift_stats table does not keep
 _DRIFT_COUNTS = ("n_ref", "n_cur", "nan_ref", "nan_cur")
+# Per symbol of one run: trades, win rate and pnl from ``trades``, signal counts from
+# ``signals`` and the worst and best day from ``daily_performance``.
+_RUN_SUMMARY_SQL = """
+WITH t AS (
+    SELECT symbol, count(*) AS trades, avg(CASE WHEN pnl > 0 THEN 1.0 ELSE 0.0 END) AS win_rate,
+           sum(pnl) AS pnl
+    FROM trades WHERE run_id = $run GROUP BY symbol
+), s AS (
+    SELECT symbol, count(*) AS signals,
+           sum(CASE WHEN was_executed THEN 1 ELSE 0 END) AS executed
+    FROM signals WHERE run_id = $run GROUP BY symbol
+), d AS (
+    SELECT portfolio AS symbol, min(pnl_pct) AS worst_day, max(pnl_pct) AS best_day
+    FROM daily_performance WHERE run_id = $run GROUP BY portfolio
+)
+SELECT t.symbol, t.trades, t.win_rate, t.pnl, coalesce(s.signals, 0) AS signals,
+       coalesce(s.executed, 0) AS executed, d.worst_day, d.best_day
+FROM t LEFT JOIN s ON s.symbol = t.symbol LEFT JOIN d ON d.symbol = t.symbol
+ORDER BY t.symbol
+"""
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
 
@@ -639,6 +659,21 @@ class LabStore:
         """Daily performance rows by run and portfolio, in date order."""
         return self._select("daily_performance", 'run_id, portfolio, "date"',
                             run_id=run_id, portfolio=portfolio)
+
+    def run_summary(self, run_id: str) -> pd.DataFrame:
+        """Per symbol of one run: trades, win rate and pnl, signals and how many were
+        executed, and the worst and best day (one read-only query).
+
+        >>> import numpy as np, alphatrade_lab as atl
+        >>> close = atl.data.to_wide(atl.data.load_sample(["AAA"]), "close").iloc[:600]
+        >>> pf = atl.backtest.from_signals(close, np.arange(600) % 50 == 0,
+        ...                                np.arange(600) % 50 == 25)
+        >>> store = atl.store.LabStore(":memory:")
+        >>> summary = store.run_summary(store.record_backtest(pf, strategy="demo"))
+        >>> summary[["symbol", "trades", "signals"]].to_dict("records")
+        [{'symbol': 'AAA', 'trades': 12, 'signals': 0}]
+        """
+        return self._read(_RUN_SUMMARY_SQL, {"run": run_id})
 
     def model_performance(self, symbol: Any = None, model_type: Any = None, *,
                           run_id: Any = None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The demo's model step and the train/export research script."""
+"""The research job's steps (alphatrade_lab.pipeline) and the train/export research script."""
 
 from __future__ import annotations
 
@@ -7,19 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.models.demo import demo_step
+from alphatrade_lab.pipeline import Context, backtest_step, model_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_step_trains_exports_reloads_and_backtests(sample_bars, tmp_path):
+@pytest.mark.slow
+def test_model_step_trains_exports_reloads_and_backtests(sample_bars, tmp_path):
     echoed = []
-    lines = demo_step(sample_bars, tmp_path, echoed.append)
-    text = "\n".join(lines)
+    result = model_step(Context(sample_bars, tmp_path, tmp_path / "lab.duckdb", echoed.append))
+    result.save(tmp_path)
+    text = "\n".join(result.lines)
     for name in ("model.atlb", "model.atlb.sha256", "model_folds.csv", "model_backtest.csv",
                  "model_equity.png"):
         assert (tmp_path / name).is_file(), name
@@ -50,6 +54,7 @@ def test_demo_step_trains_exports_reloads_and_backtests(sample_bars, tmp_path):
     assert any("walk-forward" in e for e in echoed)
 
 
+@pytest.mark.slow
 def test_train_export_script(tmp_path):
     config = tmp_path / "small.toml"
     text = (ROOT / "research" / "configs" / "train_export.toml").read_text()
@@ -68,3 +73,37 @@ def test_train_export_script(tmp_path):
     assert (run / "config.toml").read_text() == text
     bundle = atl.models.load_bundle(run / "model.atlb")
     assert bundle.label_spec["horizon"] == 4
+
+
+def test_backtest_step_records_runs_trades_signals_and_daily(sample_bars, tmp_path):
+    bars = sample_bars[sample_bars["timestamp"] < sample_bars["timestamp"].min()
+                       + pd.Timedelta("50D")]
+    path = tmp_path / "data" / "lab.duckdb"
+    seen = []
+    ctx = Context(bars, tmp_path, path, seen.append)
+    result = backtest_step(ctx)
+    again = backtest_step(ctx)
+    text = "\n".join(result.lines)
+    pf, run_id = result.values["portfolio"], result.values["run_id"]
+    assert str(path) in text and run_id in text and len(seen) == 4
+    assert again.values["run_id"] != run_id
+    close = ctx.close
+    fast, slow = close.rolling(24).mean(), close.rolling(96).mean()
+    entries = (fast > slow) & (fast.shift() <= slow.shift())  # a cross from a valid bar
+    exits = (fast < slow) & (fast.shift() >= slow.shift())
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+        n = con.execute("SELECT count(*) FROM trades WHERE run_id = ?", [run_id]).fetchone()[0]
+        assert n == len(pf.trades) > 0
+        n = con.execute("SELECT count(*) FROM signals WHERE run_id = ?", [run_id]).fetchone()[0]
+        assert n == int(entries.to_numpy().sum() + exits.to_numpy().sum())
+        days = con.execute("SELECT count(*) FROM daily_performance WHERE run_id = ?",
+                           [run_id]).fetchone()[0]
+        assert days == close.shape[1] * len(set(close.index.date))
+    # the summary table's pnl per symbol is the equity each symbol gained
+    table = next(block for block in result.lines if block.startswith("```") and "pnl" in block)
+    for sym, value in (pf.equity.iloc[-1] - pf.init_cash).items():
+        row = next(line for line in table.splitlines() if line.strip().startswith(sym))
+        assert f"{value:,.4f}" in row
+    assert set(result.frames) == {"backtest_stats", "trades"}
+    assert set(result.figures) == {"backtest"}
