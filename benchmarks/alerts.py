@@ -27,12 +27,11 @@ from alphatrade_lab.alerts import (
     Alert,
     AlertManager,
     DiscordAlerter,
-    LocalReceiver,
-    Reply,
     TelegramAlerter,
     WebhookAlerter,
 )
 from alphatrade_lab.store import LabStore
+from alphatrade_lab.testing import LocalReceiver, Reply
 
 N = 1_000
 TIMEOUT = 5.0

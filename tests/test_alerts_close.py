@@ -19,14 +19,13 @@ import pytest
 from alphatrade_lab.alerts import (
     Alert,
     AlertManager,
-    LocalReceiver,
     LogAlerter,
-    Reply,
     TelegramAlerter,
     WebhookAlerter,
 )
 from alphatrade_lab.risk import RiskLimits, RiskManager
 from alphatrade_lab.store import LabStore
+from alphatrade_lab.testing import LocalReceiver, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"

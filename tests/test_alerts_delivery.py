@@ -13,14 +13,13 @@ from alphatrade_lab.alerts import (
     AlertLevel,
     AlertManager,
     DiscordAlerter,
-    LocalReceiver,
     LogAlerter,
-    Reply,
     Sink,
     TelegramAlerter,
     WebhookAlerter,
 )
 from alphatrade_lab.store import LabStore
+from alphatrade_lab.testing import LocalReceiver, Reply
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 CHAT = "-1001234567890"

@@ -16,14 +16,13 @@ from alphatrade_lab.alerts import (
     AlertLevel,
     AlertManager,
     DiscordAlerter,
-    LocalReceiver,
-    Reply,
     TelegramAlerter,
     WebhookAlerter,
     scrub,
 )
 from alphatrade_lab.alerts.manager import AlertResult
 from alphatrade_lab.store import LabStore
+from alphatrade_lab.testing import LocalReceiver, Reply
 
 TOKEN = "987654321:AAF-secretTokenPartThatIsLong_enough1"
 CHAT = "77665544"

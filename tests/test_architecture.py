@@ -3,12 +3,13 @@ writes SQL, and importing the alert layer does not load DuckDB.
 
 Layers, lowest first (a module may import its own layer and the ones below, never above):
 
-    errors, redact, _figure  ->  data  ->  features, signals  ->  models, backtest  ->  store
-    ->  alerts  ->  monitoring, risk  ->  live  ->  service  ->  pipeline, cli, testing
+    errors, events, redact, _figure  ->  data  ->  features, signals  ->  models, backtest
+    ->  store  ->  monitoring, risk  ->  alerts  ->  live  ->  service  ->  pipeline, cli, testing
 
-``alerts`` (levels, sinks, the manager) sits under ``monitoring`` and ``risk``: those decide
-what is worth an alert and build ``Alert`` objects, the alert layer only delivers them (and
-records them through the store). Imports inside functions count: a lazy import is still a
+``monitoring`` and ``risk`` decide what is worth an alert and build ``Alert`` records (plain
+values from ``events``, the bottom layer); they hand them to an ``AlertDispatcher`` they are
+given. ``alerts`` (formats, sinks, the manager) sits above them and delivers (recording what
+it sent through the store). Imports inside functions count: a lazy import is still a
 dependency. A subpackage not in the table fails the test until it is given a layer.
 """
 
@@ -25,13 +26,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "alphatrade_lab"
 
 LAYERS: dict[str, int] = {
-    "": 0, "errors": 0, "redact": 0, "_figure": 0,
+    "": 0, "errors": 0, "events": 0, "redact": 0, "_figure": 0,
     "data": 1,
     "features": 2, "signals": 2, "sentiment": 2,
     "models": 3, "backtest": 3, "rl": 3,
     "store": 4,
-    "alerts": 5,
-    "monitoring": 6, "risk": 6,
+    "monitoring": 5, "risk": 5,
+    "alerts": 6,
     "live": 7,
     "service": 8,
     "pipeline": 9, "cli": 9, "testing": 9,
@@ -116,15 +117,15 @@ def test_the_graph_sees_lazy_relative_and_attribute_imports():
     src = ("import alphatrade_lab as atl\n"
            "def f():\n"
            "    from alphatrade_lab.store import LabStore\n"
-           "    from ..alerts import levels\n"
+           "    from ..alerts import manager\n"
            "    return atl.monitoring.psi\n")
     got = {m for m, _ in imports_of("alphatrade_lab.backtest.portfolio", ast.parse(src))}
-    assert got == {"alphatrade_lab", "alphatrade_lab.store", "alphatrade_lab.alerts.levels",
+    assert got == {"alphatrade_lab", "alphatrade_lab.store", "alphatrade_lab.alerts.manager",
                    "alphatrade_lab.monitoring"}
     graph = {"alphatrade_lab.backtest.portfolio": imports_of(
         "alphatrade_lab.backtest.portfolio", ast.parse(src))}
     assert [t for _, t, _ in upward_imports(graph)] == [
-        "alphatrade_lab.store", "alphatrade_lab.alerts.levels", "alphatrade_lab.monitoring"]
+        "alphatrade_lab.store", "alphatrade_lab.alerts.manager", "alphatrade_lab.monitoring"]
 
 
 def upward_imports(graph: dict[str, list[tuple[str, int]]]) -> list[tuple[str, str, int]]:

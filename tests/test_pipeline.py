@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.pipeline import Context, backtest_step, model_step
+from alphatrade_lab.pipeline import Context, StepResult, backtest_step, model_step, risk_step
+from alphatrade_lab.testing import LocalReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +109,34 @@ def test_backtest_step_records_runs_trades_signals_and_daily(sample_bars, tmp_pa
         assert f"{value:,.4f}" in row
     assert set(result.frames) == {"backtest_stats", "trades"}
     assert set(result.figures) == {"backtest"}
+
+
+def test_risk_step_alerts_reach_telegram_discord_and_the_store(sample_bars, tmp_path):
+    close = atl.data.to_wide(atl.data.resample(sample_bars, "1h"), "close")
+    fast, slow = close.rolling(24).mean(), close.rolling(96).mean()
+    pf = atl.backtest.from_signals(close, fast > slow, fast < slow, fees=0.001)
+    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    store_path = tmp_path / "lab.duckdb"
+    run_id = atl.store.LabStore(store_path).record_run(kind="backtest")
+    with LocalReceiver() as rx:
+        env = {"TELEGRAM_BOT_TOKEN": token, "TELEGRAM_CHAT_ID": "1",
+               "TELEGRAM_API_BASE": rx.url, "DISCORD_WEBHOOK": rx.url + "/api/webhooks/1/x"}
+        ctx = Context(sample_bars, tmp_path, store_path, lambda *_: None, env)
+        ctx.results["backtest"] = StepResult([], values={"portfolio": pf, "run_id": run_id})
+        result = risk_step(ctx, max_alerts=6)
+        tg = rx.requests(f"/bot{token}/sendMessage")
+        dc = rx.requests("/api/webhooks/1/x")
+    rows = atl.store.LabStore(store_path).alerts()
+    assert result.lines[0] == "## Risk limits"
+    assert len(rows) == 6 and len(dc) == 6 and len(tg) == 6
+    assert (rows["run_id"] == run_id).all()
+    assert all(sorted(json.loads(d)) == ["discord", "log", "telegram"]
+               for d in rows["delivered_sinks"])
+    assert set(rows["level"]) <= {"critical", "warning"}
+    assert rows["title"].str.startswith("Risk Alert: ").all()
+    text = "\n".join(result.lines)
+    for title in rows["title"]:
+        assert title.split(": ")[1] in text
+    assert token not in rows.to_json(date_format="iso")
+    assert len(result.frames["risk_alerts"]) == 6
+    assert len(result.frames["risk_breaches"]) > 6

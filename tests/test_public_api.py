@@ -56,9 +56,15 @@ PUBLIC_API = {
     ],
     "alphatrade_lab.alerts": [
         "Alert", "AlertDeliveryError", "AlertLevel", "AlertManager", "AlertResult",
-        "CircuitBreaker", "DiscordAlerter", "LocalReceiver", "LogAlerter", "RateLimiter", "Reply",
+        "CircuitBreaker", "DiscordAlerter", "LogAlerter", "RateLimiter",
         "Sink", "TelegramAlerter", "WebhookAlerter", "discord_payload", "escape_markdown_v2",
         "format_text", "scrub", "telegram_messages", "webhook_payload",
+    ],
+    "alphatrade_lab.events": [
+        "Alert", "AlertDispatcher", "AlertLevel",
+    ],
+    "alphatrade_lab.testing": [
+        "LocalReceiver", "Received", "Reply", "assert_no_lookahead", "perturb_after",
     ],
     "alphatrade_lab.errors": [
         "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BundleIntegrityError",

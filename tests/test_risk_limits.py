@@ -3,15 +3,15 @@ the streaming state gives the same breaches; breaches and drift become alerts.""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.alerts import AlertManager, LocalReceiver
-from alphatrade_lab.risk import Limit, RiskLimits, RiskManager, drift_alerts
+from alphatrade_lab.alerts import AlertManager
+from alphatrade_lab.monitoring import drift_alerts
+from alphatrade_lab.risk import Limit, RiskLimits, RiskManager
+from alphatrade_lab.testing import LocalReceiver
 
 
 @pytest.fixture(scope="module")
@@ -191,26 +191,3 @@ def test_drift_report_sends_warnings(sample_bars):
         assert len(rx.requests("/drift")) == len(alerts) == len(results) >= 1
     with pytest.raises(ValueError, match="missing columns"):
         drift_alerts(report.drop(columns="drifted"))
-
-
-def test_demo_step_alerts_reach_telegram_discord_and_the_store(pf, tmp_path):
-    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
-    with LocalReceiver() as rx:
-        env = {"TELEGRAM_BOT_TOKEN": token, "TELEGRAM_CHAT_ID": "1",
-               "TELEGRAM_API_BASE": rx.url, "DISCORD_WEBHOOK": rx.url + "/api/webhooks/1/x"}
-        store_path = tmp_path / "lab.duckdb"
-        lines = atl.risk.demo_step(pf, store_path, echo=lambda *_: None, env=env,
-                                   max_alerts=6)
-        tg = rx.requests(f"/bot{token}/sendMessage")
-        dc = rx.requests("/api/webhooks/1/x")
-    rows = atl.store.LabStore(store_path).alerts()
-    assert lines[0] == "## Risk limits"
-    assert len(rows) == 6 and len(dc) == 6 and len(tg) == 6
-    assert all(sorted(json.loads(d)) == ["discord", "log", "telegram"]
-               for d in rows["delivered_sinks"])
-    assert set(rows["level"]) <= {"critical", "warning"}
-    assert rows["title"].str.startswith("Risk Alert: ").all()
-    text = "\n".join(lines)
-    for title in rows["title"]:
-        assert title.split(": ")[1] in text
-    assert token not in rows.to_json(date_format="iso")

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.alerts import AlertManager, LocalReceiver, WebhookAlerter
+from alphatrade_lab.alerts import AlertManager, WebhookAlerter
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.risk import Breach, RiskLimits, RiskManager
+from alphatrade_lab.testing import LocalReceiver
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ from alphatrade_lab.alerts.formatting import (
     telegram_messages,
     webhook_payload,
 )
-from alphatrade_lab.alerts.levels import Alert, AlertLevel
 from alphatrade_lab.alerts.manager import AlertManager, AlertResult
-from alphatrade_lab.alerts.receiver import LocalReceiver, Reply
 from alphatrade_lab.alerts.sinks import (
     AlertDeliveryError,
     CircuitBreaker,
@@ -28,6 +26,7 @@ from alphatrade_lab.alerts.sinks import (
     WebhookAlerter,
     scrub,
 )
+from alphatrade_lab.events import Alert, AlertLevel
 
 __all__ = [
     "Alert",
@@ -37,10 +36,8 @@ __all__ = [
     "AlertResult",
     "CircuitBreaker",
     "DiscordAlerter",
-    "LocalReceiver",
     "LogAlerter",
     "RateLimiter",
-    "Reply",
     "Sink",
     "TelegramAlerter",
     "WebhookAlerter",

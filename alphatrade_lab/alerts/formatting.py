@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from alphatrade_lab.alerts.levels import Alert
+from alphatrade_lab.events import Alert
 
 __all__ = [
     "DISCORD_LIMITS",

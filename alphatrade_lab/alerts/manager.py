@@ -52,7 +52,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from alphatrade_lab.alerts.levels import Alert, AlertLevel
 from alphatrade_lab.alerts.sinks import (
     AlertDeliveryError,
     DiscordAlerter,
@@ -63,6 +62,7 @@ from alphatrade_lab.alerts.sinks import (
     scrub,
 )
 from alphatrade_lab.errors import StoreLockedError
+from alphatrade_lab.events import Alert, AlertLevel
 from alphatrade_lab.redact import redact, register_env_secrets
 
 if TYPE_CHECKING:

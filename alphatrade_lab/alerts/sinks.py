@@ -47,8 +47,8 @@ from alphatrade_lab.alerts.formatting import (
     telegram_messages,
     webhook_payload,
 )
-from alphatrade_lab.alerts.levels import Alert, AlertLevel
 from alphatrade_lab.errors import AlertDeliveryError
+from alphatrade_lab.events import Alert, AlertLevel
 from alphatrade_lab.redact import REDACTED, redact, redact_truncate, register_secret
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphatrade_lab.alerts import Alert, AlertLevel
 from alphatrade_lab.errors import DataError
+from alphatrade_lab.events import Alert, AlertLevel
 
 __all__ = ["drift_alerts"]
 

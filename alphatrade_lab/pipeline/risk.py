@@ -11,18 +11,15 @@ from alphatrade_lab.risk import RiskManager
 
 __all__ = ["risk_step"]
 
-#: Alerts sent at most (critical ones first); the report counts all episodes.
-MAX_ALERTS = 25
-
-
-def risk_step(ctx: Context) -> StepResult:
+def risk_step(ctx: Context, max_alerts: int = 25) -> StepResult:
     """Evaluate ``ctx.results["backtest"]``'s portfolio against :class:`RiskLimits`'
-    defaults. Frames ``risk_breaches`` (every episode) and ``risk_alerts`` (the summaries
+    defaults; send at most ``max_alerts`` alerts (critical ones first; the report counts
+    all episodes). Frames ``risk_breaches`` (every episode) and ``risk_alerts`` (the summaries
     sent); values ``results`` (the :class:`AlertResult` of each alert)."""
     backtest = ctx.results["backtest"].values
     rm = RiskManager()
     breaches = rm.evaluate(backtest["portfolio"])
-    chosen = rm.summarize(breaches).head(MAX_ALERTS)
+    chosen = rm.summarize(breaches).head(max_alerts)
     with AlertManager.from_env(ctx.env, store=ctx.store, run_id=backtest["run_id"]) as manager:
         alerts = [rm.summary_alert(r) for r in chosen.to_dict("records")]
         results = manager.send_many(alerts) if alerts else []

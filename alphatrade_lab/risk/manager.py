@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.alerts import Alert, AlertLevel, AlertManager, AlertResult
 from alphatrade_lab.errors import DataError
+from alphatrade_lab.events import Alert, AlertDispatcher, AlertLevel
 from alphatrade_lab.monitoring.alerting import drift_alerts
 from alphatrade_lab.risk.limits import (
     BREACH_COLUMNS,
@@ -141,7 +141,7 @@ class RiskManager:
     """
 
     def __init__(self, limits: RiskLimits | Mapping[str, Any] | None = None, *,
-                 manager: AlertManager | None = None, start_equity: float | None = None):
+                 manager: AlertDispatcher | None = None, start_equity: float | None = None):
         if limits is None:
             limits = RiskLimits()
         elif isinstance(limits, Mapping):
@@ -410,7 +410,7 @@ class RiskManager:
         else:
             self._states.pop(portfolio, None)
 
-    def wait(self, timeout: float | None = None) -> list[AlertResult]:
+    def wait(self, timeout: float | None = None) -> list[Any]:
         """Wait (at most ``timeout`` seconds in all) for the alerts :meth:`update` handed
         to the manager; their results, in order.
 
@@ -547,10 +547,10 @@ class RiskManager:
         return [self.summary_alert(r) for r in self.summarize(breaches).to_dict("records")]
 
     def send(self, breaches: pd.DataFrame | Iterable[Breach],
-             manager: AlertManager | None = None, *,
-             per_episode: bool = False) -> list[AlertResult]:
-        """Send the breaches' :meth:`alerts` (blocking) through ``manager``, this risk
-        manager's own, or a temporary :meth:`AlertManager.from_env` one.
+             manager: AlertDispatcher | None = None, *,
+             per_episode: bool = False) -> list[Any]:
+        """Send the breaches' :meth:`alerts` (blocking) through ``manager`` or this risk
+        manager's own (one is needed: ValueError otherwise).
 
         By default one alert per limit and portfolio summarises its episodes (a year
         of hourly bars can hold hundreds, and chat services deliver about one message
@@ -559,8 +559,8 @@ class RiskManager:
         return _send(self.alerts(breaches, per_episode=per_episode),
                      manager or self.manager)
 
-    def send_drift(self, report: pd.DataFrame, manager: AlertManager | None = None
-                   ) -> list[AlertResult]:
+    def send_drift(self, report: pd.DataFrame, manager: AlertDispatcher | None = None
+                   ) -> list[Any]:
         """Send :func:`alphatrade_lab.monitoring.drift_alerts` of a drift report
         (WARNING, one per feature)."""
         return _send(drift_alerts(report), manager or self.manager)
@@ -597,10 +597,11 @@ def _episodes(n: int, severity: str = "") -> str:
     return f"{n} {kind}episode{'' if n == 1 else 's'}"
 
 
-def _send(alerts: list[Alert], manager: AlertManager | None) -> list[AlertResult]:
+def _send(alerts: list[Alert], manager: AlertDispatcher | None) -> list[Any]:
     if not alerts:
         return []
-    if manager is not None:
-        return manager.send_many(alerts)
-    with AlertManager.from_env() as own:
-        return own.send_many(alerts)
+    if manager is None:
+        raise ValueError("RiskManager.send: pass an AlertManager (e.g. "
+                         "alphatrade_lab.alerts.AlertManager.from_env()), here or to "
+                         "RiskManager(manager=...)")
+    return manager.send_many(alerts)

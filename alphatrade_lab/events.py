@@ -1,4 +1,8 @@
-"""Alert levels and the :class:`Alert` record.
+"""Plain value types that every layer may build: :class:`AlertLevel` and :class:`Alert`.
+
+Risk and monitoring decide what deserves an alert and build ``Alert`` records;
+:mod:`alphatrade_lab.alerts`, a layer above them, formats and delivers them
+(:class:`AlertDispatcher` is what they hand them to).
 
 >>> AlertLevel.parse("warning") < AlertLevel.CRITICAL
 True
@@ -9,17 +13,18 @@ True
 
 from __future__ import annotations
 
+import concurrent.futures
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from alphatrade_lab.redact import redact
 
-__all__ = ["Alert", "AlertLevel"]
+__all__ = ["Alert", "AlertDispatcher", "AlertLevel"]
 
 
 class AlertLevel(enum.IntEnum):
@@ -125,3 +130,19 @@ class Alert:
         return {"level": self.level.name.lower(), "title": self.title,
                 "message": self.message, "data": self.data, "ts": self.ts.isoformat(),
                 "repeat_count": self.repeat_count}
+
+
+class AlertDispatcher(Protocol):
+    """What delivers alerts: :class:`~alphatrade_lab.alerts.AlertManager` is one. The
+    layers below the alert layer take one of these instead of importing it."""
+
+    def submit(self, level: Any, title: str | None = None, message: str = "",
+               data: Mapping[str, Any] | None = None, *,
+               deadline: float | None | str = "default") -> concurrent.futures.Future:
+        """Hand an alert over without waiting."""
+        ...
+
+    def send_many(self, alerts: Iterable[Alert], *,
+                  deadline: float | None | str = "default") -> list[Any]:
+        """Deliver alerts, blocking; one result each."""
+        ...

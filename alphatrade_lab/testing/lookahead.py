@@ -1,6 +1,4 @@
-"""Test helpers, public so that users can check their own features too.
-
-:func:`assert_no_lookahead` is the leakage harness: it checks that a function of
+"""The leakage harness: :func:`assert_no_lookahead`: it checks that a function of
 bars never lets data after a time t change an output known at or before t.
 """
 

@@ -1,0 +1,13 @@
+"""Test helpers, public so that users can check their own work too.
+
+- :func:`assert_no_lookahead` (and :func:`perturb_after`): the leakage harness, which
+  checks that a function of bars never lets data after a time t change an output known
+  at or before t.
+- :class:`LocalReceiver` (with :class:`Reply`, :class:`Received`): a local HTTP server on
+  127.0.0.1 that impersonates the Telegram, Discord and webhook endpoints.
+"""
+
+from alphatrade_lab.testing.lookahead import assert_no_lookahead, perturb_after
+from alphatrade_lab.testing.receiver import LocalReceiver, Received, Reply
+
+__all__ = ["LocalReceiver", "Received", "Reply", "assert_no_lookahead", "perturb_after"]
