@@ -236,3 +236,23 @@ def test_importing_a_layer_above_the_store_does_not_load_duckdb(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "[]", f"import {module} loaded {out.stdout.strip()}"
+
+
+def test_kernel_modules_are_imported_as_nb_or_subpackage_nb():
+    """One naming rule for kernel modules: a subpackage's own ``kernels`` is ``nb``, another
+    subpackage's is ``<subpackage>_nb`` (``features_nb``, ``backtest_nb``)."""
+    wrong = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("alphatrade_lab")):
+                continue
+            for alias in node.names:
+                if alias.name != "kernels":
+                    continue
+                want = "nb" if node.module == package else node.module.rpartition(".")[2] + "_nb"
+                if alias.asname != want:
+                    wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports "
+                                 f"{node.module}.kernels as {alias.asname}, not {want}")
+    assert not wrong, "\n".join(wrong)

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as nb
 from alphatrade_lab.data.schema import is_real_dtype
 from alphatrade_lab.errors import DataError
 
 __all__ = ["Frame", "as_prices", "as_signal", "per_column", "cost_fraction", "granularity",
            "parse_direction", "parse_execution", "group_offsets"]
 
-DIRECTIONS = {"longonly": K.LONGONLY, "shortonly": K.SHORTONLY, "both": K.BOTH}
-EXECUTIONS = {"close": K.EXEC_CLOSE, "next_open": K.EXEC_NEXT_OPEN}
+DIRECTIONS = {"longonly": nb.LONGONLY, "shortonly": nb.SHORTONLY, "both": nb.BOTH}
+EXECUTIONS = {"close": nb.EXEC_CLOSE, "next_open": nb.EXEC_NEXT_OPEN}
 # Fees or slippage above this fraction of a fill's value are almost surely a percentage
 # typed as a fraction (fees=0.1 for 0.1%): warn.
 PLAUSIBLE_COST = 0.05
@@ -127,7 +127,7 @@ def as_prices(x: Any, name: str) -> Frame:
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {values.shape})")
     _check_time_axis(index, name)
-    row, col = K.first_bad_price_nb(values)
+    row, col = nb.first_bad_price_nb(values)
     if row >= 0:
         raise DataError(f"{name}: column {columns[col]!r}, {_label(index, row)}: price "
                         f"{values[row, col]!r} is not finite and > 0")
@@ -200,7 +200,7 @@ def as_signal(x: Any, name: str, ref: Frame, *, dtype: type = bool) -> np.ndarra
         if not is_real_dtype(arr.dtype):
             raise DataError(f"{name}: must be numeric, got dtype {arr.dtype}")
         arr = arr.astype(np.float64, copy=False)
-        row, col = K.first_inf_nb(arr)
+        row, col = nb.first_inf_nb(arr)
         if row >= 0:
             raise DataError(f"{name}: infinite value at {_label(ref.index, row)}, "
                             f"column {ref.columns[col if arr.shape[1] > 1 else 0]!r}")

@@ -89,7 +89,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as nb
 from alphatrade_lab.data.calendar import YEAR, observed_bars_per_year
 from alphatrade_lab.errors import DataError, unknown_name
 
@@ -326,8 +326,8 @@ def stats_from_state(cstate: np.ndarray, gstate: np.ndarray, group_start: np.nda
 
     Examples
     --------
-    >>> cs, gs = K.init_state_nb(1, 1, np.array([100.0]))
-    >>> K.update_stats_nb(0, 0, 110.0, True, gs)
+    >>> cs, gs = nb.init_state_nb(1, 1, np.array([100.0]))
+    >>> nb.update_stats_nb(0, 0, 110.0, True, gs)
     >>> basis = time_basis(pd.RangeIndex(1))
     >>> stats_from_state(cs, gs, np.array([0, 1]), pd.Index(["a"]), basis)["total_return"]
     a    0.1
@@ -335,48 +335,48 @@ def stats_from_state(cstate: np.ndarray, gstate: np.ndarray, group_start: np.nda
     """
     g = gstate
     A = basis.periods_per_year
-    init = g[:, K.G_INIT]
-    end = g[:, K.G_PREV_V]
-    n = g[:, K.G_NBARS]
+    init = g[:, nb.G_INIT]
+    end = g[:, nb.G_PREV_V]
+    n = g[:, nb.G_NBARS]
     with np.errstate(divide="ignore", invalid="ignore"):
         total_return = end / init - 1.0
         cagr = np.where(n > 0, (end / init) ** (1.0 / basis.years(n)) - 1.0, np.nan)
-        mean = g[:, K.G_SUM_R] / n
+        mean = g[:, nb.G_SUM_R] / n
         # Sums of r and r**2 are accurate here because |mean(r)| << std(r) for bar returns.
-        var = np.maximum(g[:, K.G_SUM_R2] - g[:, K.G_SUM_R] * mean, 0.0) / (n - 1)
+        var = np.maximum(g[:, nb.G_SUM_R2] - g[:, nb.G_SUM_R] * mean, 0.0) / (n - 1)
         std = np.where(n > 1, np.sqrt(var), np.nan)
         vol = std * np.sqrt(A)
         sharpe = np.where((n > 1) & (std > 0), mean / std * np.sqrt(A), np.nan)
-        down = np.sqrt(g[:, K.G_DOWN2] / n) * np.sqrt(A)
+        down = np.sqrt(g[:, nb.G_DOWN2] / n) * np.sqrt(A)
         sortino = np.where((n > 1) & (down > 0), mean * A / down, np.nan)
-        max_dd = g[:, K.G_MAX_DD]
+        max_dd = g[:, nb.G_MAX_DD]
         calmar = np.where(max_dd != 0, cagr / np.abs(max_dd), np.nan)
-        closed = g[:, K.G_N_CLOSED]
-        n_win = g[:, K.G_N_WIN]
-        n_loss = g[:, K.G_N_LOSS]
+        closed = g[:, nb.G_N_CLOSED]
+        n_win = g[:, nb.G_N_WIN]
+        n_loss = g[:, nb.G_N_LOSS]
         win_rate = n_win / closed
         has = closed > 0
-        sum_win = np.where(has, g[:, K.G_SUM_WIN], np.nan)
-        sum_loss = np.where(has, g[:, K.G_SUM_LOSS], np.nan)
+        sum_win = np.where(has, g[:, nb.G_SUM_WIN], np.nan)
+        sum_loss = np.where(has, g[:, nb.G_SUM_LOSS], np.nan)
         profit_factor = sum_win / np.abs(sum_loss)
         avg_win = np.where(n_win > 0, sum_win / n_win, np.where(has, 0.0, np.nan))
         avg_loss = np.where(n_loss > 0, sum_loss / n_loss, np.where(has, 0.0, np.nan))
         expectancy = win_rate * avg_win - (n_loss / closed) * np.abs(avg_loss)
-        exposure = g[:, K.G_EXPOSED] / n
+        exposure = g[:, nb.G_EXPOSED] / n
     # The longest drawdown: the longest recovered one, or the one still open at the end.
-    dd_bars = g[:, K.G_MAX_DD_BARS]
-    dd_start = g[:, K.G_DD_START]
-    has_peak = g[:, K.G_PEAK_BAR] >= 0
-    active = np.where(has_peak, g[:, K.G_LAST_BAR] - g[:, K.G_PEAK_BAR], 0.0)
+    dd_bars = g[:, nb.G_MAX_DD_BARS]
+    dd_start = g[:, nb.G_DD_START]
+    has_peak = g[:, nb.G_PEAK_BAR] >= 0
+    active = np.where(has_peak, g[:, nb.G_LAST_BAR] - g[:, nb.G_PEAK_BAR], 0.0)
     use_active = active > dd_bars
-    start = np.where(use_active, g[:, K.G_PEAK_BAR], dd_start)
-    stop = np.where(use_active, g[:, K.G_LAST_BAR], dd_start + dd_bars)
+    start = np.where(use_active, g[:, nb.G_PEAK_BAR], dd_start)
+    stop = np.where(use_active, g[:, nb.G_LAST_BAR], dd_start + dd_bars)
     none = np.maximum(active, dd_bars) <= 0
     start = np.where(none, 0.0, start) + bar0
     stop = np.where(none, 0.0, stop) + bar0
     dd_duration = basis.durations(start, stop)
     open_trades = np.zeros(len(g))
-    is_open = (cstate[:, K.C_TR_DIR] != 0) & (cstate[:, K.C_TR_SIZE] > 0)
+    is_open = (cstate[:, nb.C_TR_DIR] != 0) & (cstate[:, nb.C_TR_SIZE] > 0)
     for j in range(len(g)):
         open_trades[j] = is_open[group_start[j]:group_start[j + 1]].sum()
     out = pd.DataFrame({
@@ -397,8 +397,8 @@ def stats_from_state(cstate: np.ndarray, gstate: np.ndarray, group_start: np.nda
         "trade_count": (closed + open_trades).astype(np.int64),
         "closed_trade_count": closed.astype(np.int64),
         "open_trade_count": open_trades.astype(np.int64),
-        "order_count": g[:, K.G_N_ORDERS].astype(np.int64),
-        "total_fees": g[:, K.G_FEES],
+        "order_count": g[:, nb.G_N_ORDERS].astype(np.int64),
+        "total_fees": g[:, nb.G_FEES],
         "bars": n.astype(np.int64),
     }, index=names)
     return out

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as nb
 from alphatrade_lab.backtest.metrics import TimeBasis, basis_from_times, stats_from_state
 from alphatrade_lab.errors import unknown_name
 
@@ -147,27 +147,27 @@ class Portfolio:
         """Filled orders: column, timestamp, side, size, price (slippage included), fees."""
         o = self._orders
         return pd.DataFrame({
-            "column": self.columns[o[:, K.O_COL].astype(np.int64)],
-            "timestamp": self._times(o[:, K.O_BAR]),
-            "side": np.where(o[:, K.O_SIDE] > 0, "buy", "sell"),
-            "size": o[:, K.O_SIZE],
-            "price": o[:, K.O_PRICE],
-            "fees": o[:, K.O_FEES],
+            "column": self.columns[o[:, nb.O_COL].astype(np.int64)],
+            "timestamp": self._times(o[:, nb.O_BAR]),
+            "side": np.where(o[:, nb.O_SIDE] > 0, "buy", "sell"),
+            "size": o[:, nb.O_SIZE],
+            "price": o[:, nb.O_PRICE],
+            "fees": o[:, nb.O_FEES],
         })
 
     def _open_trades(self) -> np.ndarray:
         cs = self._cstate
-        cols = np.flatnonzero((cs[:, K.C_TR_DIR] != 0) & (cs[:, K.C_TR_SIZE] > 0))
-        out = np.empty((len(cols), K.N_TRADE))
+        cols = np.flatnonzero((cs[:, nb.C_TR_DIR] != 0) & (cs[:, nb.C_TR_SIZE] > 0))
+        out = np.empty((len(cols), nb.N_TRADE))
         last = len(self.index) - 1
         for r, c in enumerate(cols):
-            size = cs[c, K.C_TR_SIZE]
-            entry_price = cs[c, K.C_TR_GROSS] / size
-            exit_price = cs[c, K.C_VAL]
-            sign = cs[c, K.C_TR_DIR]
-            pnl = sign * (size * exit_price - size * entry_price) - cs[c, K.C_TR_FEES]
-            out[r] = [c, cs[c, K.C_TR_BAR], last, entry_price, exit_price, size, sign, pnl,
-                      pnl / (size * entry_price), cs[c, K.C_TR_FEES], 0.0]
+            size = cs[c, nb.C_TR_SIZE]
+            entry_price = cs[c, nb.C_TR_GROSS] / size
+            exit_price = cs[c, nb.C_VAL]
+            sign = cs[c, nb.C_TR_DIR]
+            pnl = sign * (size * exit_price - size * entry_price) - cs[c, nb.C_TR_FEES]
+            out[r] = [c, cs[c, nb.C_TR_BAR], last, entry_price, exit_price, size, sign, pnl,
+                      pnl / (size * entry_price), cs[c, nb.C_TR_FEES], 0.0]
         return out
 
     @property
@@ -185,27 +185,27 @@ class Portfolio:
         op = self._open_trades()
         t = np.vstack([closed, op]) if len(op) else closed
         status = np.array(["closed"] * len(closed) + ["open"] * len(op), dtype=object)
-        order = np.lexsort((t[:, K.T_ENTRY_BAR], t[:, K.T_COL])) if len(t) else np.arange(0)
+        order = np.lexsort((t[:, nb.T_ENTRY_BAR], t[:, nb.T_COL])) if len(t) else np.arange(0)
         t, status = t[order], status[order]
-        entry, exit_ = self._times(t[:, K.T_ENTRY_BAR]), self._times(t[:, K.T_EXIT_BAR])
+        entry, exit_ = self._times(t[:, nb.T_ENTRY_BAR]), self._times(t[:, nb.T_EXIT_BAR])
         if isinstance(self.index, pd.DatetimeIndex):
             duration = pd.TimedeltaIndex(exit_ - entry)
         else:
-            duration = (t[:, K.T_EXIT_BAR] - t[:, K.T_ENTRY_BAR]).astype(np.int64)
+            duration = (t[:, nb.T_EXIT_BAR] - t[:, nb.T_ENTRY_BAR]).astype(np.int64)
         return pd.DataFrame({
-            "column": self.columns[t[:, K.T_COL].astype(np.int64)],
-            "direction": np.where(t[:, K.T_DIR] > 0, "long", "short"),
+            "column": self.columns[t[:, nb.T_COL].astype(np.int64)],
+            "direction": np.where(t[:, nb.T_DIR] > 0, "long", "short"),
             "status": status,
             "entry_time": entry,
             "exit_time": exit_,
-            "entry_price": t[:, K.T_ENTRY_PRICE],
-            "exit_price": t[:, K.T_EXIT_PRICE],
-            "size": t[:, K.T_SIZE],
-            "pnl": t[:, K.T_PNL],
-            "return": t[:, K.T_RET],
+            "entry_price": t[:, nb.T_ENTRY_PRICE],
+            "exit_price": t[:, nb.T_EXIT_PRICE],
+            "size": t[:, nb.T_SIZE],
+            "pnl": t[:, nb.T_PNL],
+            "return": t[:, nb.T_RET],
             "duration": duration,
-            "entry_fees": t[:, K.T_ENTRY_FEES],
-            "exit_fees": t[:, K.T_EXIT_FEES],
+            "entry_fees": t[:, nb.T_ENTRY_FEES],
+            "exit_fees": t[:, nb.T_EXIT_FEES],
         })
 
     # ----------------------------------------------------------- summary

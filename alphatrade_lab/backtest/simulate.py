@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as nb
 from alphatrade_lab.backtest._inputs import (
     Frame,
     as_prices,
@@ -50,7 +50,7 @@ from alphatrade_lab.backtest._inputs import (
     parse_execution,
     per_column,
 )
-from alphatrade_lab.backtest.kernels_fast import (
+from alphatrade_lab.backtest.kernels import (
     N_FILL,
     count_true_nb,
     expand_1col_nb,
@@ -132,7 +132,7 @@ class _SignalParams:
 def _use_fast_path(p: _SignalParams, group_start: np.ndarray, k: int) -> bool:
     """Whether :func:`simulate_signals_1col_nb` gives the numbers of the general kernel:
     one column per cash group, no stops, fills at the close."""
-    return p.execution == K.EXEC_CLOSE and not p.use_stops and len(group_start) == k + 1
+    return p.execution == nb.EXEC_CLOSE and not p.use_stops and len(group_start) == k + 1
 
 
 def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np.ndarray,
@@ -149,7 +149,7 @@ def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np
                                  o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
                                  fills)
         return
-    K.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
+    nb.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
                           p.fixed_fees, p.slippage, p.frac, p.gran, p.sl_stop, p.tp_stop, bar0,
                           cstate,
                           gstate, equity, cash, pos, orders, o_start, o_count, o_cap, trades,
@@ -163,7 +163,7 @@ class _LazySeries:
     def __init__(self, close: np.ndarray, orders: np.ndarray, fills: np.ndarray,
                  count: np.ndarray, init_cash: np.ndarray):
         self.close, self.fills, self.count, self.init_cash = close, fills, count, init_cash
-        self.order_bar = np.ascontiguousarray(orders[:, K.O_BAR])
+        self.order_bar = np.ascontiguousarray(orders[:, nb.O_BAR])
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, k = self.close.shape
@@ -178,7 +178,7 @@ class _LazySeries:
 
 
 def _open_frame(open: Any, close: Frame, execution: int) -> np.ndarray:
-    if execution != K.EXEC_NEXT_OPEN:
+    if execution != nb.EXEC_NEXT_OPEN:
         return _EMPTY
     if open is None:
         raise ValueError("execution='next_open' needs the open prices (open=...)")
@@ -281,7 +281,7 @@ def from_signals(
         raise ValueError(f"record must be 'full' or 'summary', got {record!r}")
     group_start = group_offsets(k, cash_sharing)
     n_groups = len(group_start) - 1
-    cstate, gstate = K.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
+    cstate, gstate = nb.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
     full = record == "full"
     # The fast path records each fill's cash and position instead of per-bar arrays;
     # the Portfolio rebuilds equity, cash and positions from them when first asked.
@@ -291,8 +291,8 @@ def from_signals(
         counts = _signal_counts(e, n, k) + _signal_counts(x, n, k)
         counts = counts * (2 if p.use_stops else 1) + 1
         o_start, o_cap = _capacity(counts)
-        orders = np.empty((int(o_cap.sum()), K.N_ORDER))
-        trades = np.empty((int(o_cap.sum()), K.N_TRADE))
+        orders = np.empty((int(o_cap.sum()), nb.N_ORDER))
+        trades = np.empty((int(o_cap.sum()), nb.N_TRADE))
         if lazy:
             fills = np.empty((int(o_cap.sum()), N_FILL))
             equity = cash = pos = _EMPTY
@@ -303,7 +303,7 @@ def from_signals(
             pos = np.empty((n, k), order="F")
     else:
         o_start = o_cap = np.zeros(k, dtype=np.int64)
-        orders, trades = np.empty((0, K.N_ORDER)), np.empty((0, K.N_TRADE))
+        orders, trades = np.empty((0, nb.N_ORDER)), np.empty((0, nb.N_TRADE))
         equity = cash = pos = _EMPTY
     o_count = np.zeros(k, dtype=np.int64)
     t_count = np.zeros(k, dtype=np.int64)
@@ -316,7 +316,7 @@ def from_signals(
     if not full:
         return stats
     order_records = _compact(orders, o_start, o_count, o_cap)
-    init = gstate[:, K.G_INIT].copy()
+    init = gstate[:, nb.G_INIT].copy()
     series = None
     if lazy:
         series = _LazySeries(frame.values, order_records,
@@ -391,7 +391,7 @@ def from_signals_chunked(
                               tp_stop=tp_stop)
             group_start = group_offsets(k, cash_sharing)
             n_groups = len(group_start) - 1
-            state = K.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
+            state = nb.init_state_nb(k, n_groups, _init_cash(init_cash, n_groups))
             columns, kind = frame.columns, frame.kind
         elif k != len(columns) or (kind == "frame" and not frame.columns.equals(columns)):
             raise DataError(f"chunk {j}: columns {list(frame.columns)} differ from the first "
@@ -411,8 +411,8 @@ def from_signals_chunked(
         zero = np.zeros(k, dtype=np.int64)
         cstate, gstate = state
         _simulate_signals(frame.values, e, x, open_, group_start, p, bar0, cstate, gstate,
-                          _EMPTY, _EMPTY, _EMPTY, np.empty((0, K.N_ORDER)), zero, zero.copy(),
-                          zero, np.empty((0, K.N_TRADE)), zero, zero.copy(), zero)
+                          _EMPTY, _EMPTY, _EMPTY, np.empty((0, nb.N_ORDER)), zero, zero.copy(),
+                          zero, np.empty((0, nb.N_TRADE)), zero, zero.copy(), zero)
         if isinstance(frame.index, pd.DatetimeIndex):
             stamps = frame.index.as_unit("ns").asi8
             need = _duration_bars(gstate)
@@ -434,8 +434,8 @@ def from_signals_chunked(
 def _duration_bars(gstate: np.ndarray) -> set[int]:
     """The bars whose times a drawdown duration may need once the run ends."""
     g = gstate
-    bars = np.concatenate([g[:, K.G_PEAK_BAR], g[:, K.G_DD_START],
-                           g[:, K.G_DD_START] + g[:, K.G_MAX_DD_BARS], g[:, K.G_LAST_BAR]])
+    bars = np.concatenate([g[:, nb.G_PEAK_BAR], g[:, nb.G_DD_START],
+                           g[:, nb.G_DD_START] + g[:, nb.G_MAX_DD_BARS], g[:, nb.G_LAST_BAR]])
     return {int(b) for b in bars if b >= 0} | {0}
 
 
@@ -488,21 +488,21 @@ def from_weights(
     if record not in ("full", "summary"):
         raise ValueError(f"record must be 'full' or 'summary', got {record!r}")
     group_start = group_offsets(k, True)
-    cstate, gstate = K.init_state_nb(k, 1, _init_cash(init_cash, 1))
+    cstate, gstate = nb.init_state_nb(k, 1, _init_cash(init_cash, 1))
     full = record == "full"
     if full:
-        counts = np.broadcast_to(K.count_not_nan_nb(w) * (n if w.shape[0] == 1 else 1), (k,))
+        counts = np.broadcast_to(nb.count_not_nan_nb(w) * (n if w.shape[0] == 1 else 1), (k,))
         o_start, o_cap = _capacity(counts + 1)
-        orders = np.empty((int(o_cap.sum()), K.N_ORDER))
-        trades = np.empty((int(o_cap.sum()), K.N_TRADE))
+        orders = np.empty((int(o_cap.sum()), nb.N_ORDER))
+        trades = np.empty((int(o_cap.sum()), nb.N_TRADE))
         equity, cash, pos = np.empty((n, 1)), np.empty((n, 1)), np.empty((n, k), order="F")
     else:
         o_start = o_cap = np.zeros(k, dtype=np.int64)
-        orders, trades = np.empty((0, K.N_ORDER)), np.empty((0, K.N_TRADE))
+        orders, trades = np.empty((0, nb.N_ORDER)), np.empty((0, nb.N_TRADE))
         equity = cash = pos = _EMPTY
     o_count = np.zeros(k, dtype=np.int64)
     t_count = np.zeros(k, dtype=np.int64)
-    K.simulate_weights_nb(frame.values, w, group_start, fee_arr, slip_arr, gran, 0, cstate,
+    nb.simulate_weights_nb(frame.values, w, group_start, fee_arr, slip_arr, gran, 0, cstate,
                           gstate, equity, cash, pos, orders, o_start, o_count, o_cap, trades,
                           o_start, t_count, o_cap)
     names = pd.Index(["portfolio"])
@@ -515,4 +515,4 @@ def from_weights(
                      orders=_compact(orders, o_start, o_count, o_cap),
                      trades=_compact(trades, o_start, t_count, o_cap),
                      cstate=cstate, gstate=gstate, stats=stats, basis=basis,
-                     init_cash=gstate[:, K.G_INIT].copy())
+                     init_cash=gstate[:, nb.G_INIT].copy())

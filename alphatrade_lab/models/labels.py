@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError
-from alphatrade_lab.features import kernels as fnb
+from alphatrade_lab.features import kernels as features_nb
 from alphatrade_lab.features._input import check_bars
 from alphatrade_lab.models import kernels as nb
 
@@ -172,8 +172,8 @@ def labels(bars: pd.DataFrame, spec: LabelSpec | None = None, **options: Any) ->
     if spec.vol_window is None:
         thr = np.full(n, spec.threshold)
     else:
-        r1 = fnb.log_return_nb(close, groups.starts, groups.ends, 1)
-        vol = fnb.rolling_std_nb(r1, groups.starts, groups.ends, spec.vol_window, 1)
+        r1 = features_nb.log_return_nb(close, groups.starts, groups.ends, 1)
+        vol = features_nb.rolling_std_nb(r1, groups.starts, groups.ends, spec.vol_window, 1)
         thr = spec.threshold * vol * np.sqrt(spec.horizon)
     if spec.kind == "direction":
         lab, ret, end = nb.direction_labels_nb(close, groups.starts, groups.ends, spec.horizon,

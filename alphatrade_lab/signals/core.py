@@ -9,7 +9,7 @@ import pandas as pd
 
 from alphatrade_lab.data.schema import is_real_dtype
 from alphatrade_lab.errors import DataError
-from alphatrade_lab.signals import kernels as SK
+from alphatrade_lab.signals import kernels as nb
 
 __all__ = ["crossed_above", "crossed_below"]
 
@@ -130,7 +130,7 @@ def crossed_above(a: Signal, b: Any) -> Signal:
     >>> crossed_below(fast, 3.0).tolist()
     [False, False, False, False, False, True, False, False]
     """
-    return _cross(SK.crossed_above_nb, a, b, "crossed_above")
+    return _cross(nb.crossed_above_nb, a, b, "crossed_above")
 
 
 def crossed_below(a: Signal, b: Any) -> Signal:
@@ -149,4 +149,4 @@ def crossed_below(a: Signal, b: Any) -> Signal:
     >>> round(float(pf.total_return["AAA"]), 4)
     -0.2393
     """
-    return _cross(SK.crossed_below_nb, a, b, "crossed_below")
+    return _cross(nb.crossed_below_nb, a, b, "crossed_below")

@@ -17,11 +17,11 @@ import pandas as pd
 from scipy import stats as sps
 from tqdm.auto import tqdm
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.backtest._inputs import as_prices, parse_direction, per_column
 from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_basis
 from alphatrade_lab.backtest.simulate import from_signals
-from alphatrade_lab.backtest.sweeps import kernels as SK
+from alphatrade_lab.backtest.sweeps import kernels as nb
 from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
 from alphatrade_lab.backtest.sweeps.strategies import (
     MA_CROSS,
@@ -139,7 +139,7 @@ def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarra
     # The table, plus 7 numbers per bar and column (return sums and next gap).
     if close.shape[1] * (len(windows) + 7) * end > _MA_TABLE_CELLS:
         return None
-    cols, table, sums, gaps = SK.ma_prepare_nb(close, windows, end)
+    cols, table, sums, gaps = nb.ma_prepare_nb(close, windows, end)
     return cols, table, sums, gaps, windows
 
 
@@ -159,7 +159,7 @@ def run_chunk(strategy: str | Strategy, close: np.ndarray, params: np.ndarray, s
         if shared is None:
             shared = shared_arrays(strat, close, params, end)
         if shared is not None:
-            return SK.sweep_ma_pairs_nb(*shared, params[:, 0].astype(np.int64),
+            return nb.sweep_ma_pairs_nb(*shared, params[:, 0].astype(np.int64),
                                         params[:, 1].astype(np.int64), start, end, *opts)
         # Too many bars for a table of every window: each task computes its own signals.
     return strat.kernel(close, params, start, end, *opts)
@@ -243,10 +243,11 @@ def _run_dask(client: Any, key: str | Strategy, close: np.ndarray, params: np.nd
 
 
 def _per_bar_sharpe(g: np.ndarray) -> np.ndarray:
-    n = g[:, K.G_NBARS]
+    n = g[:, backtest_nb.G_NBARS]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = g[:, K.G_SUM_R] / n
-        var = np.maximum(g[:, K.G_SUM_R2] - g[:, K.G_SUM_R] * mean, 0.0) / (n - 1)
+        s1, s2 = g[:, backtest_nb.G_SUM_R], g[:, backtest_nb.G_SUM_R2]
+        mean = s1 / n
+        var = np.maximum(s2 - s1 * mean, 0.0) / (n - 1)
         return np.where((n > 1) & (var > 0), mean / np.sqrt(var), np.nan)
 
 

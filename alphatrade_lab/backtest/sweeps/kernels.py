@@ -19,7 +19,7 @@ own: ``f(close, params, entries, exits)`` fills the boolean arrays ``entries`` a
 import numpy as np
 from numba import njit, prange
 
-from alphatrade_lab.backtest import kernels as K
+from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.features.kernels import rsi_1d_nb
 from alphatrade_lab.signals.kernels import crossed_above_at_nb, crossed_below_at_nb
 
@@ -66,28 +66,28 @@ def order_nb(action, price, fees, fixed_fees, slippage, frac, cash, free, pos, d
     (which works on state arrays): returns ``(side, (filled, cash, free, pos, debt,
     size, price, fees_paid))``.
     """
-    cash = K._snap(cash)
-    free = K._snap(free)
-    pos = K._snap(pos)
-    debt = K._snap(debt)
-    if action == K.A_OPEN_LONG:
-        return 1.0, K.buy_nb(cash, free, pos, debt, np.inf, frac * cash, price, fees,
+    cash = backtest_nb._snap(cash)
+    free = backtest_nb._snap(free)
+    pos = backtest_nb._snap(pos)
+    debt = backtest_nb._snap(debt)
+    if action == backtest_nb.A_OPEN_LONG:
+        return 1.0, backtest_nb.buy_nb(cash, free, pos, debt, np.inf, frac * cash, price, fees,
                              fixed_fees, slippage, False)
-    if action == K.A_TO_LONG:
+    if action == backtest_nb.A_TO_LONG:
         size = np.inf
         if frac < 1.0:
             adj = price * (1.0 + slippage)
-            all_in = K.add_nb(cash, -fixed_fees) / (1.0 + fees) / adj
+            all_in = backtest_nb.add_nb(cash, -fixed_fees) / (1.0 + fees) / adj
             size = -pos + frac * max(all_in + pos, 0.0)
-        return 1.0, K.buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees,
+        return 1.0, backtest_nb.buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees,
                              slippage, False)
-    if action == K.A_CLOSE_SHORT:
-        return 1.0, K.buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees,
+    if action == backtest_nb.A_CLOSE_SHORT:
+        return 1.0, backtest_nb.buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees,
                              slippage, True)
-    if action == K.A_CLOSE_LONG:
-        return -1.0, K.sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees,
+    if action == backtest_nb.A_CLOSE_LONG:
+        return -1.0, backtest_nb.sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees,
                                slippage, True)
-    return -1.0, K.sell_nb(cash, free, pos, debt, np.inf, frac, price, fees, fixed_fees,
+    return -1.0, backtest_nb.sell_nb(cash, free, pos, debt, np.inf, frac, price, fees, fixed_fees,
                            slippage, False)
 
 
@@ -97,7 +97,7 @@ def _close_part(book, size, exit_price, exit_fees, entry_fees):
     (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
      n_orders, total_fees) = book
     entry_val = size * (tr_gross / tr_size)
-    diff = K.add_nb(size * exit_price, -entry_val)
+    diff = backtest_nb.add_nb(size * exit_price, -entry_val)
     if tr_dir < 0 and diff != 0:
         diff = -diff
     pnl = diff - entry_fees - exit_fees
@@ -131,8 +131,8 @@ def book_fill_nb(book, side, size, price, fees_paid):
     book = (tr_dir, tr_size, tr_gross, tr_fees, n_closed, n_win, n_loss, sum_win, sum_loss,
             n_orders, total_fees)
     open_size = tr_size
-    if K.is_close_nb(size, open_size) or size < open_size:
-        done = K.is_close_nb(size, open_size)
+    if backtest_nb.is_close_nb(size, open_size) or size < open_size:
+        done = backtest_nb.is_close_nb(size, open_size)
         closed = open_size if done else size
         book = _close_part(book, closed, price, fees_paid, closed / open_size * tr_fees)
         if done:
@@ -170,8 +170,8 @@ def bar_nb(bar, price, entry, exit_, account, book, stats, direction, fees, fixe
     if not np.isnan(price):
         val = price
         if entry or exit_:
-            action = K.resolve_action_nb(pos, entry, exit_, direction)
-            if action != K.A_NONE:
+            action = backtest_nb.resolve_action_nb(pos, entry, exit_, direction)
+            if action != backtest_nb.A_NONE:
                 side, res = order_nb(action, price, fees, fixed_fees, slippage, frac, cash,
                                      free, pos, debt)
                 if res[0]:
@@ -195,7 +195,7 @@ def step_stats_fast_nb(stats, bar, value, exposed):
     (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start, n_exposed,
      _) = stats
     if value != prev or n == 0:
-        return K.step_stats_nb(stats, bar, value, exposed)
+        return backtest_nb.step_stats_nb(stats, bar, value, exposed)
     if value >= peak:
         peak_bar = float(bar)
     if exposed:
@@ -207,26 +207,26 @@ def step_stats_fast_nb(stats, bar, value, exposed):
 @njit(cache=True)
 def final_state_nb(account, book, stats, init_cash):
     """The column and group state rows that ``metrics.stats_from_state`` reads."""
-    cs = np.zeros(K.N_CSTATE)
-    gs = np.zeros((1, K.N_GSTATE))
-    cs[K.C_POS] = account[2]
-    cs[K.C_DEBT] = account[3]
-    cs[K.C_VAL] = account[4]
-    cs[K.C_TR_DIR] = book[0]
-    cs[K.C_TR_SIZE] = book[1]
-    cs[K.C_TR_GROSS] = book[2]
-    cs[K.C_TR_FEES] = book[3]
-    gs[0, K.G_CASH] = account[0]
-    gs[0, K.G_FREE] = account[1]
-    gs[0, K.G_INIT] = init_cash
-    gs[0, K.G_N_CLOSED] = book[4]
-    gs[0, K.G_N_WIN] = book[5]
-    gs[0, K.G_N_LOSS] = book[6]
-    gs[0, K.G_SUM_WIN] = book[7]
-    gs[0, K.G_SUM_LOSS] = book[8]
-    gs[0, K.G_N_ORDERS] = book[9]
-    gs[0, K.G_FEES] = book[10]
-    K.store_stats_nb(gs, 0, stats)
+    cs = np.zeros(backtest_nb.N_CSTATE)
+    gs = np.zeros((1, backtest_nb.N_GSTATE))
+    cs[backtest_nb.C_POS] = account[2]
+    cs[backtest_nb.C_DEBT] = account[3]
+    cs[backtest_nb.C_VAL] = account[4]
+    cs[backtest_nb.C_TR_DIR] = book[0]
+    cs[backtest_nb.C_TR_SIZE] = book[1]
+    cs[backtest_nb.C_TR_GROSS] = book[2]
+    cs[backtest_nb.C_TR_FEES] = book[3]
+    gs[0, backtest_nb.G_CASH] = account[0]
+    gs[0, backtest_nb.G_FREE] = account[1]
+    gs[0, backtest_nb.G_INIT] = init_cash
+    gs[0, backtest_nb.G_N_CLOSED] = book[4]
+    gs[0, backtest_nb.G_N_WIN] = book[5]
+    gs[0, backtest_nb.G_N_LOSS] = book[6]
+    gs[0, backtest_nb.G_SUM_WIN] = book[7]
+    gs[0, backtest_nb.G_SUM_LOSS] = book[8]
+    gs[0, backtest_nb.G_N_ORDERS] = book[9]
+    gs[0, backtest_nb.G_FEES] = book[10]
+    backtest_nb.store_stats_nb(gs, 0, stats)
     return cs, gs[0]
 
 
@@ -362,8 +362,9 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
     while i < end:
         if i > start and not (np.isnan(ma_fast[i - 1]) or np.isnan(ma_slow[i - 1])):
             stop = min(end, next_gap[i])
-            want_up = K.resolve_action_nb(pos, True, False, direction) != K.A_NONE
-            want_dn = K.resolve_action_nb(pos, False, True, direction) != K.A_NONE
+            none = backtest_nb.A_NONE
+            want_up = backtest_nb.resolve_action_nb(pos, True, False, direction) != none
+            want_dn = backtest_nb.resolve_action_nb(pos, False, True, direction) != none
             (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
              n_exposed, last) = stats
             j = i
@@ -417,7 +418,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                     if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
                         break
                     value = cash + pos * col[j]
-                    r = (value - prev) / prev if prev > 0 else K.bar_return_nb(value, prev)
+                    r = ((value - prev) / prev if prev > 0
+                         else backtest_nb.bar_return_nb(value, prev))
                     if r < 0:
                         down2 += r * r
                     s1 += r
@@ -459,8 +461,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
         if not np.isnan(price):
             val = price
             if e or x:
-                action = K.resolve_action_nb(pos, e, x, direction)
-                if action != K.A_NONE:
+                action = backtest_nb.resolve_action_nb(pos, e, x, direction)
+                if action != backtest_nb.A_NONE:
                     side, res = order_nb(action, price, fees, fixed_fees, slippage, frac,
                                          cash, free, pos, debt)
                     if res[0]:
@@ -522,8 +524,8 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
     m = fast.shape[0]
     fi = np.searchsorted(windows, fast)
     si = np.searchsorted(windows, slow)
-    c_out = np.empty((m * k, K.N_CSTATE))
-    g_out = np.empty((m * k, K.N_GSTATE))
+    c_out = np.empty((m * k, backtest_nb.N_CSTATE))
+    g_out = np.empty((m * k, backtest_nb.N_GSTATE))
     for task in prange(m * k):
         p = task // k
         j = task - p * k
@@ -548,8 +550,8 @@ def make_sweep_kernel(signals_nb):
                  init_cash):
         k = close.shape[1]
         m = params.shape[0]
-        c_out = np.empty((m * k, K.N_CSTATE))
-        g_out = np.empty((m * k, K.N_GSTATE))
+        c_out = np.empty((m * k, backtest_nb.N_CSTATE))
+        g_out = np.empty((m * k, backtest_nb.N_GSTATE))
         for task in prange(m * k):
             p = task // k
             j = task - p * k

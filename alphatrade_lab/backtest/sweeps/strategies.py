@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.backtest.sweeps import kernels as SK
+from alphatrade_lab.backtest.sweeps import kernels as nb
 
 __all__ = ["BOLLINGER_REVERSION", "DONCHIAN_BREAKOUT", "MA_CROSS", "RSI_REVERSAL", "STRATEGIES",
            "Strategy"]
@@ -74,7 +74,7 @@ class Strategy:
     @cached_property
     def kernel(self):
         """The fused parallel sweep kernel for this strategy (compiled on first call)."""
-        return SK.make_sweep_kernel(self.signals_nb)
+        return nb.make_sweep_kernel(self.signals_nb)
 
     def signals(self, close: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
         """Entries and exits of one parameter set on a 2-D close array (the unfused path)."""
@@ -118,14 +118,14 @@ def _fast_below_slow(p: dict) -> Any:
     return p["fast"] < p["slow"]
 
 
-MA_CROSS = Strategy("ma_cross", ("fast", "slow"), SK.ma_cross_signals_nb, _fast_below_slow,
+MA_CROSS = Strategy("ma_cross", ("fast", "slow"), nb.ma_cross_signals_nb, _fast_below_slow,
                     windows=("fast", "slow"))
 RSI_REVERSAL = Strategy("rsi_reversal", ("window", "lower", "upper"),
-                        SK.rsi_reversal_signals_nb, lambda p: p["lower"] < p["upper"],
+                        nb.rsi_reversal_signals_nb, lambda p: p["lower"] < p["upper"],
                         windows=("window",))
 BOLLINGER_REVERSION = Strategy("bollinger_reversion", ("window", "k"),
-                               SK.bollinger_reversion_signals_nb, windows=("window",))
-DONCHIAN_BREAKOUT = Strategy("donchian_breakout", ("window",), SK.donchian_breakout_signals_nb,
+                               nb.bollinger_reversion_signals_nb, windows=("window",))
+DONCHIAN_BREAKOUT = Strategy("donchian_breakout", ("window",), nb.donchian_breakout_signals_nb,
                              windows=("window",))
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in
