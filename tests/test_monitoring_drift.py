@@ -52,6 +52,7 @@ def test_ks_pvalue_large_samples_matches_scipy(shift):
 
 @pytest.mark.parametrize(("n", "d"), [(141, 0.2), (5000, 0.03), (60000, 0.01), (500_000, 0.003),
                                       (500_000, 0.0025), (1000, 0.6), (300, 0.005)])
+@pytest.mark.slow
 def test_kstwo_sf_matches_scipy(n, d):
     from alphatrade_lab.monitoring.drift import _kstwo_sf
 
@@ -195,11 +196,13 @@ def test_drift_report_goes_to_the_store():
     ts = pd.date_range("2024-03-01", periods=len(cur), freq="1min", tz="UTC")
     cur = cur.assign(timestamp=ts)
     store = atl.store.LabStore(":memory:")
-    rep = mon.drift_report(ref, cur, store=store)
-    stored = store.drift(rep.attrs["run_id"])
+    rep = mon.drift_report(ref, cur)
+    run_id = store.record_run(kind="monitoring")
+    store.record_drift(rep, run_id=run_id, window_start=ts.min(), window_end=ts.max())
+    stored = store.drift(run_id)
     assert len(stored) == len(rep)
     assert stored["window_end"].max() == ts.max()
     merged = stored.merge(rep, on=["feature", "method"], suffixes=("", "_rep"))
     assert (merged["drifted"] == merged["drifted_rep"]).all()
     np.testing.assert_allclose(merged["statistic"], merged["statistic_rep"])
-    assert store.runs(kind="monitoring")["run_id"].tolist() == [rep.attrs["run_id"]]
+    assert store.runs(kind="monitoring")["run_id"].tolist() == [run_id]

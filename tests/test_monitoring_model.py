@@ -26,12 +26,12 @@ def test_metrics_equal_sklearn(classes):
     pred, actual, conf, ts = _stream(1500, classes=classes)
     m = mon.ModelMonitor(window_size=1000)
     for p, t in zip(pred, ts, strict=True):
-        m.record_prediction("AAA", p, None, np.nan, t)
+        m.add_prediction("AAA", p, None, np.nan, t)
     for a, t in zip(actual, ts, strict=True):
         m.update_actual("AAA", t, a)  # the oldest 500 are gone: False, no error
     m2 = mon.ModelMonitor(window_size=1000)
     for p, a, c, t in zip(pred, actual, conf, ts, strict=True):
-        m2.record_prediction("AAA", p, a, c, t)
+        m2.add_prediction("AAA", p, a, c, t)
     got = m2.calculate_metrics("AAA")
     p, a, c = pred[-1000:], actual[-1000:], conf[-1000:]
     labels = sorted(set(p) | set(a))
@@ -54,7 +54,7 @@ def test_none_below_min_samples_and_pending():
     m = mon.ModelMonitor(window_size=500)
     pred, actual, conf, ts = _stream(150)
     for i in range(150):
-        m.record_prediction("A", pred[i], actual[i] if i < 99 else None, conf[i], ts[i])
+        m.add_prediction("A", pred[i], actual[i] if i < 99 else None, conf[i], ts[i])
     assert m.calculate_metrics("A") is None
     assert m.update_actual("A", ts[120], actual[120])
     assert not m.update_actual("A", ts[0] - pd.Timedelta("1h"), 1)
@@ -66,7 +66,7 @@ def test_none_below_min_samples_and_pending():
 def test_memory_is_bounded_by_the_window():
     m = mon.ModelMonitor(window_size=50, min_samples=10)
     for i in range(20_000):
-        m.record_prediction("A", i % 3, None, 0.5, timestamp=i)
+        m.add_prediction("A", i % 3, None, 0.5, timestamp=i)
         if i % 2:
             m.update_actual("A", i - 1, (i - 1) % 3)
     sizes = m.sizes("A")
@@ -81,7 +81,7 @@ def test_update_actual_is_a_lookup_not_a_scan():
     small, big = mon.ModelMonitor(window_size=100), mon.ModelMonitor(window_size=100_000)
     for m, n in ((small, 100), (big, 100_000)):
         for i in range(n):
-            m.record_prediction("A", 1, None, 0.5, timestamp=i)
+            m.add_prediction("A", 1, None, 0.5, timestamp=i)
     t_small = min(timeit.repeat(lambda: small.update_actual("A", 50, 1), number=2000, repeat=3))
     t_big = min(timeit.repeat(lambda: big.update_actual("A", 50, 1), number=2000, repeat=3))
     assert t_big < 5 * t_small + 1e-3
@@ -91,12 +91,12 @@ def test_check_drift_messages():
     m = mon.ModelMonitor(window_size=200, drift_threshold=0.10)
     rng = np.random.default_rng(1)
     for i in range(200):
-        m.record_prediction("A", 1, int(rng.random() < 0.7), 0.6, timestamp=i)
+        m.add_prediction("A", 1, int(rng.random() < 0.7), 0.6, timestamp=i)
     assert not m.check_drift("A") and "no baseline" in m.check_drift("A").message
     base = m.set_baseline("A")
     assert not m.check_drift("A").drifted
     for i in range(200, 400):
-        m.record_prediction("A", 1, int(rng.random() < 0.45), 0.62, timestamp=i)
+        m.add_prediction("A", 1, int(rng.random() < 0.45), 0.62, timestamp=i)
     check = m.check_drift("A")
     assert check.drifted and check.reasons == ("accuracy",)
     assert check.accuracy_drop == pytest.approx(base["accuracy"]
@@ -104,10 +104,10 @@ def test_check_drift_messages():
     assert "accuracy dropped by" in check.message and f"{check.accuracy_drop:.3f}" in check.message
     m2 = mon.ModelMonitor(window_size=100)
     for i in range(100):
-        m2.record_prediction("B", 0, 0, 0.55, timestamp=i)
+        m2.add_prediction("B", 0, 0, 0.55, timestamp=i)
     m2.set_baseline("B")
     for i in range(100, 200):
-        m2.record_prediction("B", 0, 0, 0.75, timestamp=i)
+        m2.add_prediction("B", 0, 0, 0.75, timestamp=i)
     check = m2.check_drift("B")
     assert check.reasons == ("confidence",) and "+0.200" in check.message
 
@@ -125,7 +125,7 @@ def test_from_frame_equals_row_by_row():
     fast = mon.ModelMonitor.from_frame(df, window_size=700)
     slow = mon.ModelMonitor(window_size=700)
     for r in df.itertuples():
-        slow.record_prediction(r.symbol, r.prediction, r.actual, r.confidence, r.timestamp)
+        slow.add_prediction(r.symbol, r.prediction, r.actual, r.confidence, r.timestamp)
     for s in ("A", "B"):
         assert fast.calculate_metrics(s) == slow.calculate_metrics(s)
     t = df["timestamp"].iloc[-1]
@@ -140,7 +140,7 @@ def test_timeline_equals_monitor_checks():
     tl = mon.model_timeline(df, window_size=150, baseline=200, min_samples=100)
     m = mon.ModelMonitor(window_size=150, min_samples=100)
     for i, r in enumerate(df.itertuples()):
-        m.record_prediction("A", r.prediction, r.actual, r.confidence, r.timestamp)
+        m.add_prediction("A", r.prediction, r.actual, r.confidence, r.timestamp)
         got = m.calculate_metrics("A")
         if got is None:
             assert np.isnan(tl["accuracy"].iloc[i])
@@ -161,7 +161,7 @@ def test_performance_rows_go_to_the_store():
     done = df.dropna(subset=["actual"])
     assert rows["predictions_count"].sum() == len(done)
     assert rows["correct_predictions"].sum() == int((done["prediction"] == done["actual"]).sum())
-    m = mon.ModelMonitor.from_frame(df, window_size=500, store=store, model_type="logreg")
-    assert m.record_performance() > 0
+    m = mon.ModelMonitor.from_frame(df, window_size=500, model_type="logreg")
+    assert store.record_model_performance(m.performance_frame()) > 0
     stored = store.model_performance(model_type="logreg")
     assert len(stored) == len(rows) + len(m.performance_frame())

@@ -74,6 +74,7 @@ def test_min_count_gives_nan_not_a_number():
     assert out["n_cur"].max() == 5 and out["statistic"].isna().all() and not out["drifted"].any()
 
 
+@pytest.mark.slow
 def test_no_lookahead_on_features_of_bars(sample_bars):
     bars = sample_bars[sample_bars["symbol"].isin(["AAA", "BBB"])]
     bars = bars[bars["timestamp"] < "2024-01-21"].reset_index(drop=True)
@@ -93,8 +94,10 @@ def test_no_lookahead_on_features_of_bars(sample_bars):
 def test_plot_and_store(tmp_path):
     X = _frame()
     store = atl.store.LabStore(tmp_path / "lab.duckdb")
-    out = mon.rolling_drift(X, reference="5D", window="12h", store=store)
-    stored = store.drift(out.attrs["run_id"])
+    out = mon.rolling_drift(X, reference="5D", window="12h")
+    run_id = store.record_run(kind="monitoring")
+    assert store.record_drift(out, run_id=run_id) == int(np.isfinite(out["statistic"]).sum())
+    stored = store.drift(run_id)
     assert len(stored) == int(np.isfinite(out["statistic"]).sum())
     assert set(stored["window_end"]) == set(out["window_end"])
     fig = mon.plot_rolling_drift(out, events={"change": "2024-01-08"})

@@ -37,16 +37,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.monitoring import kernels as nb
-
-if TYPE_CHECKING:
-    from alphatrade_lab.store import LabStore
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -448,20 +445,10 @@ def rows_from_stats(features: Sequence[str], methods: Sequence[str], stats: np.n
     return {k: v[order] for k, v in out.items()}
 
 
-def _span(frame: pd.DataFrame) -> tuple[Any, Any]:
-    if "timestamp" in frame.columns and len(frame):
-        ts = pd.to_datetime(frame["timestamp"], utc=True)
-        return ts.min(), ts.max()
-    if isinstance(frame.index, pd.DatetimeIndex) and len(frame):
-        return frame.index.min(), frame.index.max()
-    return None, None
-
-
 def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
                  methods: Iterable[str] | str | None = None,
                  thresholds: Mapping[str, float] | None = None, *, bins: int = 10,
                  features: Iterable[str] | None = None, js_base: float | None = None,
-                 store: LabStore | None = None, run_id: str | None = None,
                  threads: int | None = None) -> pd.DataFrame:
     """Drift of every feature of ``cur_frame`` against ``ref_frame``, by several methods.
 
@@ -485,11 +472,6 @@ def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
         Columns to compare (default: all but ``timestamp`` and ``symbol``).
     js_base
         Logarithm base of the JS distance (default: natural log, as scipy).
-    store, run_id
-        A convenience: a :class:`~alphatrade_lab.store.LabStore` to pass the report to
-        (:meth:`~alphatrade_lab.store.LabStore.record_drift`, under ``run_id``, a new
-        ``"monitoring"`` run when None), with the current frame's time span as the
-        window. The run id is in ``report.attrs["run_id"]``.
     threads
         Threads for sorting (default: numba's thread count).
 
@@ -543,12 +525,4 @@ def drift_report(ref_frame: pd.DataFrame, cur_frame: pd.DataFrame,
                   .sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True))
     report = report.astype({"drifted": bool, "n_ref": np.int64, "n_cur": np.int64,
                             "nan_ref": np.int64, "nan_cur": np.int64})
-    if store is not None:
-        start, end = _span(cur_frame)
-        if run_id is None:
-            run_id = store.record_run(kind="monitoring", params={
-                "what": "drift_report", "methods": methods, "bins": bins,
-                "thresholds": {m: th[m] for m in [*methods, "chi2"]}})
-        store.record_drift(report, run_id=run_id, window_start=start, window_end=end)
-        report.attrs["run_id"] = run_id
     return report

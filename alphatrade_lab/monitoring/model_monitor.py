@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError
-
-if TYPE_CHECKING:
-    from alphatrade_lab.store import LabStore
 
 __all__ = ["DriftCheck", "ModelMonitor", "model_performance_frame", "model_timeline"]
 
@@ -116,15 +113,14 @@ class ModelMonitor:
         Drift when the average confidence moves (either way) by more than this.
     min_samples
         :meth:`calculate_metrics` returns None below this many completed predictions.
-    store, model_type
-        Optional lab store for :meth:`record_performance`, and the ``model_type`` of its
-        rows.
+    model_type
+        The ``model_type`` of :meth:`performance_frame`'s rows.
 
     Examples
     --------
     >>> m = ModelMonitor(window_size=200)
     >>> for i in range(150):
-    ...     m.record_prediction("AAA", i % 2, None, 0.7, timestamp=i)
+    ...     m.add_prediction("AAA", i % 2, None, 0.7, timestamp=i)
     >>> for i in range(150):
     ...     _ = m.update_actual("AAA", i, 1)
     >>> met = m.calculate_metrics("AAA")
@@ -134,14 +130,13 @@ class ModelMonitor:
 
     def __init__(self, window_size: int = 1000, drift_threshold: float = 0.10, *,
                  confidence_threshold: float = 0.15, min_samples: int = 100,
-                 store: LabStore | None = None, model_type: str = "model"):
+                 model_type: str = "model"):
         if isinstance(window_size, bool) or int(window_size) != window_size or window_size < 1:
             raise ValueError(f"window_size must be a positive integer, not {window_size!r}")
         self.window_size = int(window_size)
         self.drift_threshold = float(drift_threshold)
         self.confidence_threshold = float(confidence_threshold)
         self.min_samples = int(min_samples)
-        self.store = store
         self.model_type = model_type
         self._rings: dict[Any, _Ring] = {}
         self._codes: dict[Any, int] = {}
@@ -186,7 +181,7 @@ class ModelMonitor:
 
     # -- recording -----------------------------------------------------------
 
-    def record_prediction(self, symbol: Any, prediction: Any, actual: Any = None,
+    def add_prediction(self, symbol: Any, prediction: Any, actual: Any = None,
                           confidence: float = np.nan, timestamp: Any = None) -> None:
         """Add a prediction (``actual`` None while unknown; fill it in with
         :meth:`update_actual` by the same ``timestamp``). Timestamps should be unique per
@@ -297,10 +292,10 @@ class ModelMonitor:
         --------
         >>> m = ModelMonitor(window_size=100, min_samples=100)
         >>> for i in range(100):
-        ...     m.record_prediction("A", 1, 1 if i % 10 else 0, 0.6, timestamp=i)
+        ...     m.add_prediction("A", 1, 1 if i % 10 else 0, 0.6, timestamp=i)
         >>> _ = m.set_baseline("A")
         >>> for i in range(100, 200):
-        ...     m.record_prediction("A", 1, 1 if i % 2 else 0, 0.9, timestamp=i)
+        ...     m.add_prediction("A", 1, 1 if i % 2 else 0, 0.9, timestamp=i)
         >>> check = m.check_drift("A")
         >>> bool(check), check.reasons
         (True, ('accuracy', 'confidence'))
@@ -371,18 +366,6 @@ class ModelMonitor:
             return model_performance_frame(pd.DataFrame(columns=list(FRAME_COLUMNS)),
                                            self.model_type)
         return model_performance_frame(pd.concat(parts, ignore_index=True), self.model_type)
-
-    def record_performance(self, store: LabStore | None = None,
-                           run_id: str | None = None) -> int:
-        """A convenience: pass :meth:`performance_frame` to ``store`` (default: the
-        monitor's store) through
-        :meth:`~alphatrade_lab.store.LabStore.record_model_performance`. Returns the number
-        of rows written."""
-        store = self.store if store is None else store
-        if store is None:
-            raise ValueError("no store: pass store= here or to ModelMonitor(...)")
-        rows = self.performance_frame()
-        return store.record_model_performance(rows, run_id=run_id) if len(rows) else 0
 
 
 def _judge(symbol: Any, base_acc: float, acc: float, base_conf: float, conf: float,

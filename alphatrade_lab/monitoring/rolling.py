@@ -11,7 +11,7 @@ own future.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,6 @@ from alphatrade_lab.monitoring.drift import (
     rows_from_stats,
     sorted_columns,
 )
-
-if TYPE_CHECKING:
-    from alphatrade_lab.store import LabStore
 
 __all__ = ["first_drift", "plot_rolling_drift", "rolling_drift"]
 
@@ -82,8 +79,7 @@ def rolling_drift(X: pd.DataFrame, reference: Any, window: str | pd.Timedelta = 
                   methods: Iterable[str] | str | None = None,
                   thresholds: Mapping[str, float] | None = None, bins: int = 10,
                   features: Iterable[str] | None = None, min_count: int = 10,
-                  js_base: float | None = None, store: LabStore | None = None,
-                  run_id: str | None = None) -> pd.DataFrame:
+                  js_base: float | None = None) -> pd.DataFrame:
     """Drift statistics of consecutive time windows of ``X`` against a reference period.
 
     Parameters
@@ -107,11 +103,6 @@ def rolling_drift(X: pd.DataFrame, reference: Any, window: str | pd.Timedelta = 
         Columns to compare (default: every numeric column but ``timestamp``/``symbol``).
     min_count
         Windows with fewer valid values of a feature get a NaN statistic (not drifted).
-    store, run_id
-        A convenience: a lab store to pass the result to
-        (:meth:`~alphatrade_lab.store.LabStore.record_drift`, with each row's window,
-        under ``run_id``, a new ``"monitoring"`` run when None; see ``attrs["run_id"]``).
-
     Returns
     -------
     pandas.DataFrame
@@ -198,13 +189,6 @@ def rolling_drift(X: pd.DataFrame, reference: Any, window: str | pd.Timedelta = 
     for c in ("window_start", "window_end"):
         out[c] = pd.to_datetime(out[c], utc=True).dt.as_unit("ns")
     out.attrs.update(reference_start=ref_start, reference_end=ref_end, window=str(step))
-    if store is not None:
-        if run_id is None:
-            run_id = store.record_run(kind="monitoring", params={
-                "what": "rolling_drift", "methods": methods, "window": str(step),
-                "reference": [str(ref_start), str(ref_end)], "bins": bins})
-        store.record_drift(out, run_id=run_id)
-        out.attrs["run_id"] = run_id
     return out
 
 
