@@ -27,9 +27,10 @@ PUBLIC_API = {
         "crossed_above", "crossed_below",
     ],
     "alphatrade_lab.backtest": [
-        "Portfolio", "STAT_NAMES", "STRATEGIES", "Strategy", "deflated_sharpe_ratio",
-        "from_signals", "from_signals_chunked", "from_weights", "heatmap", "split_sample", "sweep",
-        "sweep_ma_cross", "top_k",
+        "Portfolio", "STAT_NAMES", "STRATEGIES", "Strategy", "daily_performance_frame",
+        "deflated_sharpe_ratio", "fingerprint", "from_signals", "from_signals_chunked",
+        "from_weights", "heatmap", "portfolio_frames", "split_sample", "sweep", "sweep_ma_cross",
+        "top_k", "trades_frame",
     ],
     "alphatrade_lab.models": [
         "BUNDLE_FORMAT", "BUNDLE_VERSION", "BundleIntegrityError", "DEFAULT_CONFIG", "Experiment",
@@ -74,8 +75,8 @@ PUBLIC_API = {
     ],
     "alphatrade_lab.store": [
         "LabStore", "MIGRATIONS", "SCHEMA_VERSION", "SchemaVersionError", "StoreError",
-        "StoreLockedError", "TABLES", "code_version", "create_table_sql", "daily_performance",
-        "fingerprint", "migrate", "signals_from_wide", "trades_from_portfolio",
+        "StoreLockedError", "TABLES", "code_version", "create_table_sql", "migrate",
+        "signals_from_wide",
     ],
 }
 

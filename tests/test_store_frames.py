@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.backtest.frames import portfolio_frames
+from alphatrade_lab.backtest import portfolio_frames
 from alphatrade_lab.errors import DataError, location
 
 

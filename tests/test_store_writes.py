@@ -63,6 +63,7 @@ def _expected_daily(equity: pd.Series, init: float, trades: pd.DataFrame) -> pd.
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_record_backtest_trades_match_the_portfolio(store, pf):
     run = store.record_backtest(pf, strategy="ma", params={"fast": 12, "slow": 48})
     got = store.trades(run)
@@ -92,7 +93,7 @@ def test_record_backtest_trades_match_the_portfolio(store, pf):
     runs = store.runs()
     assert runs["run_id"].tolist() == [run]
     assert json.loads(runs["params"].iloc[0]) == {"fast": 12, "slow": 48}
-    assert runs["data_fingerprint"].iloc[0] == atl.store.fingerprint(pf)
+    assert runs["data_fingerprint"].iloc[0] == atl.backtest.fingerprint(pf)
     assert runs["code_version"].iloc[0].startswith("alphatrade_lab")
 
 
@@ -121,6 +122,7 @@ def test_daily_performance_per_column_matches_independent_computation(store, pf)
         assert got["trades_count"].sum() == pf.stats().loc[col, "closed_trade_count"]
 
 
+@pytest.mark.slow
 def test_daily_performance_total_and_cash_sharing(store, close, cross, pf):
     run = store.record_backtest(pf, daily="total")
     got = store.daily_performance(run)

@@ -10,6 +10,12 @@
 True
 """
 
+from alphatrade_lab.backtest.frames import (
+    daily_performance_frame,
+    fingerprint,
+    portfolio_frames,
+    trades_frame,
+)
 from alphatrade_lab.backtest.metrics import STAT_NAMES
 from alphatrade_lab.backtest.portfolio import Portfolio
 from alphatrade_lab.backtest.simulate import from_signals, from_signals_chunked, from_weights
@@ -29,13 +35,17 @@ __all__ = [
     "STRATEGIES",
     "Portfolio",
     "Strategy",
+    "daily_performance_frame",
     "deflated_sharpe_ratio",
+    "fingerprint",
     "from_signals",
     "from_signals_chunked",
     "from_weights",
     "heatmap",
+    "portfolio_frames",
     "split_sample",
     "sweep",
     "sweep_ma_cross",
     "top_k",
+    "trades_frame",
 ]

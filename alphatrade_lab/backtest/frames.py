@@ -62,8 +62,8 @@ from alphatrade_lab.errors import DataError, location
 if TYPE_CHECKING:
     from alphatrade_lab.backtest.portfolio import Portfolio
 
-__all__ = ["DAILY_MODES", "daily_performance", "fingerprint", "portfolio_frames",
-           "trades_from_portfolio"]
+__all__ = ["DAILY_MODES", "daily_performance_frame", "fingerprint", "portfolio_frames",
+           "trades_frame"]
 
 DAILY_MODES = ("columns", "total", "both")
 
@@ -101,7 +101,7 @@ def fingerprint(obj: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def trades_from_portfolio(pf: Portfolio) -> pd.DataFrame:
+def trades_frame(pf: Portfolio) -> pd.DataFrame:
     """``pf.trades`` in the store's ``trades`` columns (without run, strategy, model).
 
     ``symbol`` is the close column, ``side`` long/short, ``quantity`` the size, ``pnl_pct``
@@ -164,18 +164,18 @@ def _daily_one(eq: pd.Series, init: float, bars_per_year: float,
     })
 
 
-def daily_performance(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
+def daily_performance_frame(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
     """Daily performance rows of a Portfolio (see the module docstring for definitions).
 
     Returns the ``daily_performance`` columns except ``run_id``, sorted by portfolio and
     date.
     """
     if daily not in DAILY_MODES:
-        raise DataError(f"daily_performance: daily must be one of {DAILY_MODES}, "
+        raise DataError(f"daily_performance_frame: daily must be one of {DAILY_MODES}, "
                         f"got {daily!r}")
     eq = _as_frame(pf.equity, "portfolio")
     if not isinstance(eq.index, pd.DatetimeIndex):
-        raise DataError("daily_performance: the portfolio's index must be a DatetimeIndex "
+        raise DataError("daily_performance_frame: the portfolio's index must be a DatetimeIndex "
                         "to group its equity by day")
     if eq.index.tz is None:
         eq = eq.tz_localize("UTC")
@@ -186,7 +186,8 @@ def daily_performance(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
     bad = ~np.isfinite(eq.to_numpy())
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        where = location("daily_performance: equity", eq.columns[c], int(r), label=eq.index[r])
+        where = location("daily_performance_frame: equity", eq.columns[c], int(r),
+                         label=eq.index[r])
         raise DataError(f"{where} is not finite")
     bars_per_year = pf.periods_per_year
     init = np.asarray(pf.init_cash, dtype=np.float64).reshape(-1)
@@ -215,9 +216,9 @@ def daily_performance(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
 def portfolio_frames(pf: Portfolio, daily: str = "columns") -> dict[str, pd.DataFrame]:
     """The store frames of a Portfolio: ``{"trades": ..., "daily_performance": ...}``.
 
-    ``trades`` is :func:`trades_from_portfolio`, ``daily_performance`` is
-    :func:`daily_performance` with ``daily`` = ``"columns"``, ``"total"`` or ``"both"``;
+    ``trades`` is :func:`trades_frame`, ``daily_performance`` is
+    :func:`daily_performance_frame` with ``daily`` = ``"columns"``, ``"total"`` or ``"both"``;
     neither has a ``run_id`` (the store adds it).
     """
-    return {"trades": trades_from_portfolio(pf),
-            "daily_performance": daily_performance(pf, daily)}
+    return {"trades": trades_frame(pf),
+            "daily_performance": daily_performance_frame(pf, daily)}
