@@ -45,11 +45,11 @@ def run_weights(c):
 
 
 def run_sweep(c):
-    return sweep("ma_cross", {"fast": [2], "slow": [5]}, c, progress=False)
+    return sweep(c, "ma_cross", {"fast": [2], "slow": [5]}, progress=False)
 
 
 def run_split(c):
-    return split_sample("ma_cross", {"fast": [2], "slow": [5]}, c, progress=False)
+    return split_sample(c, "ma_cross", {"fast": [2], "slow": [5]}, progress=False)
 
 
 def run_chunked(c):
@@ -128,9 +128,10 @@ def test_non_numeric_prices_are_refused(close, make, run):
         elif run == "weights":
             from_weights(prices, 0.5)
         else:
-            sweep("ma_cross", {"fast": [2], "slow": [5]}, prices, progress=False)
+            sweep(prices, "ma_cross", {"fast": [2], "slow": [5]}, progress=False)
 
 
+@pytest.mark.slow
 def test_nullable_float_prices_are_accepted(close):
     pf = from_signals(close.astype("Float64"), True, False)
     ref = from_signals(close, True, False)
@@ -149,6 +150,7 @@ def test_one_labelled_column_is_not_broadcast_to_other_symbols(close, which):
             from_signals(close, True, one)
 
 
+@pytest.mark.slow
 def test_documented_broadcasting_still_works(close):
     flag = close.index.day == 1
     expected = from_signals(close, pd.DataFrame({c: flag for c in close.columns},

@@ -31,6 +31,7 @@ def assert_rows_equal(result, row, reference):
     assert result.loc[row, "max_drawdown_duration"] == reference["max_drawdown_duration"].iloc[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
 def test_ma_sweep_equals_from_signals_on_vectorbts_signals(hourly, direction):
     import vectorbt as vbt
@@ -49,6 +50,7 @@ def test_ma_sweep_equals_from_signals_on_vectorbts_signals(hourly, direction):
         assert_rows_equal(res, (fast, slow, sym), ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
 @pytest.mark.parametrize("costs", [COSTS, {"fees": 0.002, "size": 0.5}], ids=["all-in", "half"])
 def test_ma_sweep_between_signals_equals_from_signals(direction, costs):
@@ -82,6 +84,7 @@ def test_ma_sweep_between_signals_equals_from_signals(direction, costs):
         assert_rows_equal(res, (f, s, sym), ref)
 
 
+@pytest.mark.slow
 def test_ma_signals_match_vectorbt_with_gaps(hourly):
     import vectorbt as vbt
 
@@ -137,10 +140,11 @@ GRIDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GRIDS))
 def test_builtin_strategies_equal_the_unfused_path(hourly, name):
     close = hourly[["AAA", "CCC"]].iloc[:3000].dropna()
-    res = sweep(name, GRIDS[name], close, direction="both", metrics=STAT_NAMES, progress=False,
+    res = sweep(close, name, GRIDS[name], direction="both", metrics=STAT_NAMES, progress=False,
                 **COSTS)
     params = list(GRIDS[name])
     for row in res.index:
@@ -154,6 +158,7 @@ def test_builtin_strategies_equal_the_unfused_path(hourly, name):
         assert_rows_equal(res, row, ref)
 
 
+@pytest.mark.slow
 def test_user_strategy_and_trading_window(hourly):
     from numba import njit
 
@@ -168,13 +173,13 @@ def test_user_strategy_and_trading_window(hourly):
     strat = atl.backtest.Strategy("momentum", ("lag", "threshold"), momentum_nb)
     close = hourly["BBB"].ffill()
     cut = 5000
-    res = sweep(strat, {"lag": [24], "threshold": [0.02]}, close, start=cut, metrics=STAT_NAMES,
+    res = sweep(close, strat, {"lag": [24], "threshold": [0.02]}, start=cut, metrics=STAT_NAMES,
                 progress=False)
     change = close / close.shift(24) - 1
     ref = from_signals(close.iloc[cut:], (change > 0.02).iloc[cut:], (change < -0.02).iloc[cut:],
                        record="summary")
     assert_rows_equal(res, (24, 0.02), ref)
-    by_time = sweep(strat, {"lag": [24], "threshold": [0.02]}, close, start=close.index[cut],
+    by_time = sweep(close, strat, {"lag": [24], "threshold": [0.02]}, start=close.index[cut],
                     metrics=STAT_NAMES, progress=False)
     pd.testing.assert_frame_equal(by_time, res)
 
@@ -182,10 +187,10 @@ def test_user_strategy_and_trading_window(hourly):
 def test_split_sample(hourly):
     close = hourly[["AAA"]]
     grid = {"fast": [6, 12, 24], "slow": [48, 96, 192]}
-    table = atl.backtest.split_sample("ma_cross", grid, close, split=0.6, top=4, progress=False)
+    table = atl.backtest.split_sample(close, "ma_cross", grid, split=0.6, top=4, progress=False)
     cut = int(0.6 * len(close))
-    is_ = sweep("ma_cross", grid, close, end=cut, progress=False)
-    oos = sweep("ma_cross", grid, close, start=cut, progress=False)
+    is_ = sweep(close, "ma_cross", grid, end=cut, progress=False)
+    oos = sweep(close, "ma_cross", grid, start=cut, progress=False)
     assert len(table) == 4 and table.attrs["split"] == cut
     top = is_["sharpe"].sort_values(ascending=False).index[:4]
     assert list(table.index) == list(top)
@@ -193,6 +198,7 @@ def test_split_sample(hourly):
     assert -1 <= table.attrs["rank_correlation"] <= 1
 
 
+@pytest.mark.slow
 def test_grid_filter_vectorised_or_per_combination(hourly):
     close = hourly["BBB"].iloc[:600]
     calls = []
@@ -206,11 +212,11 @@ def test_grid_filter_vectorised_or_per_combination(hourly):
 
     strat = atl.backtest.Strategy("d", ("window",), STRATEGIES["donchian_breakout"].signals_nb,
                                   per_combination)
-    res = sweep(strat, {"window": [10, 20, 30]}, close, progress=False)
+    res = sweep(close, strat, {"window": [10, 20, 30]}, progress=False)
     assert list(res.index) == [10, 30] and len(calls) == 1  # one call on whole columns
     strat = atl.backtest.Strategy("d", ("window",), STRATEGIES["donchian_breakout"].signals_nb,
                                   scalar_only)
-    res = sweep(strat, {"window": [10, 20, 30, 40]}, close, progress=False)
+    res = sweep(close, strat, {"window": [10, 20, 30, 40]}, progress=False)
     assert list(res.index) == [10, 30]
 
 
@@ -248,9 +254,9 @@ def test_plots(hourly):
 def test_bad_input(hourly):
     close = hourly.iloc[:500]
     with pytest.raises(ValueError, match="unknown strategy 'magic'"):
-        sweep("magic", {}, close)
+        sweep(close, "magic", {})
     with pytest.raises(ValueError, match=r"missing \['slow'\]"):
-        sweep("ma_cross", {"fast": [2]}, close)
+        sweep(close, "ma_cross", {"fast": [2]})
     with pytest.raises(ValueError, match="no valid combination"):
         sweep_ma_cross(close, fast=[50], slow=[10])
     with pytest.raises(ValueError, match="unknown metrics"):
@@ -272,6 +278,7 @@ def test_dask_backend_without_dask_names_the_extra(hourly, monkeypatch):
                        progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_dask_backend_gives_identical_results(hourly):
     import distributed
@@ -280,24 +287,24 @@ def test_dask_backend_gives_identical_results(hourly):
     local = sweep_ma_cross(close, fast=range(2, 20, 3), slow=range(10, 60, 10), progress=False,
                            fees=0.001, chunk_size=7)
     small = hourly.iloc[:500, :2]
-    small_local = sweep("donchian_breakout", {"window": [5, 10]}, small, progress=False)
+    small_local = sweep(small, "donchian_breakout", {"window": [5, 10]}, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         remote = sweep_ma_cross(close, fast=range(2, 20, 3), slow=range(10, 60, 10),
                                 progress=False, fees=0.001, backend="dask", client=client,
                                 chunk_size=7)
-        generic = sweep("donchian_breakout", {"window": [10, 20, 40]}, close, backend="dask",
+        generic = sweep(close, "donchian_breakout", {"window": [10, 20, 40]}, backend="dask",
                         client=client, progress=False)
         # Back-to-back sweeps of the same prices: each scatters them while the previous
         # sweep's copy is being released (scattering under a hashed key hung or lost it).
         for _ in range(40):
-            again = sweep("donchian_breakout", {"window": [5, 10]}, small, backend="dask",
+            again = sweep(small, "donchian_breakout", {"window": [5, 10]}, backend="dask",
                           client=client, progress=False, chunk_size=1)
             pd.testing.assert_frame_equal(again, small_local, check_exact=True)
     pd.testing.assert_frame_equal(remote, local, check_exact=True)
     pd.testing.assert_frame_equal(
-        generic, sweep("donchian_breakout", {"window": [10, 20, 40]}, close, progress=False))
+        generic, sweep(close, "donchian_breakout", {"window": [10, 20, 40]}, progress=False))
 
 
 def run_python(code: str, **kwargs) -> subprocess.Popen:
@@ -305,6 +312,7 @@ def run_python(code: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_with_many_combinations():
     # 20,000 bars x 4,950 pairs would be 790 MB for one float array of bars x combinations.
     proc = run_python("""
@@ -326,6 +334,7 @@ def test_memory_stays_flat_with_many_combinations():
     assert float(grown_mb) < 100, grown_mb
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_finished():
     proc = run_python("""
         import sys, warnings, numpy as np, pandas as pd
@@ -351,3 +360,11 @@ def test_ctrl_c_keeps_what_finished():
     assert interrupted == "True" and 0 < int(rows) == int(completed) < 19503
     assert "interrupted" in " ".join(message)
     assert "combo" in err  # the progress bar was drawn
+
+
+def test_the_old_argument_order_is_refused_by_name(hourly):
+    close = hourly.iloc[:300]
+    with pytest.raises(TypeError, match=r"sweep\(close, strategy, grid"):
+        sweep("ma_cross", {"fast": [2], "slow": [5]}, close)
+    with pytest.raises(TypeError, match=r"split_sample\(close, strategy, grid"):
+        atl.backtest.split_sample("ma_cross", {"fast": [2], "slow": [5]}, close)

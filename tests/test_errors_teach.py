@@ -17,8 +17,9 @@ def close():
     return atl.data.to_wide(atl.data.load_sample(["AAA", "BBB"]), "close").iloc[:1500]
 
 
+@pytest.mark.slow
 def test_heatmap_metric_in_the_wrong_case_suggests_the_right_one(close):
-    res = atl.backtest.sweep("ma_cross", GRID, close, progress=False)
+    res = atl.backtest.sweep(close, "ma_cross", GRID, progress=False)
     with pytest.raises(UnknownNameError, match="did you mean 'sharpe'"):
         atl.backtest.heatmap(res, "Sharpe")
     with pytest.raises(KeyError):  # still a KeyError for code that caught one
@@ -35,12 +36,12 @@ def test_plot_of_a_group_in_the_wrong_case_suggests_the_right_one(close):
 @pytest.mark.parametrize("split", [70, 70.0, 0, 1, 1.5])
 def test_split_sample_refuses_a_bare_number_that_is_not_a_fraction(close, split):
     with pytest.raises(DataError, match=r"fraction in \(0, 1\).*split=0.7"):
-        atl.backtest.split_sample("ma_cross", GRID, close, split=split, progress=False)
+        atl.backtest.split_sample(close, "ma_cross", GRID, split=split, progress=False)
 
 
 def test_split_sample_still_takes_a_timestamp(close):
     at = close.index[1000]
-    table = atl.backtest.split_sample("ma_cross", GRID, close, split=at, progress=False)
+    table = atl.backtest.split_sample(close, "ma_cross", GRID, split=at, progress=False)
     assert table.attrs["split"] == 1000
 
 
@@ -86,15 +87,16 @@ def test_risk_evaluate_refuses_the_equity_curve_and_points_to_the_portfolio(clos
     assert list(risk.evaluate(pf).columns)  # the portfolio itself still works
 
 
+@pytest.mark.slow
 def test_sweep_grid_as_a_list_of_tuples_is_the_combinations(close):
-    res = atl.backtest.sweep("ma_cross", [(5, 20), (10, 40)], close, progress=False)
+    res = atl.backtest.sweep(close, "ma_cross", [(5, 20), (10, 40)], progress=False)
     assert res.index.droplevel("symbol").unique().tolist() == [(5, 20), (10, 40)]
-    ref = atl.backtest.sweep("ma_cross", {"fast": [5, 10], "slow": [20, 40]}, close,
+    ref = atl.backtest.sweep(close, "ma_cross", {"fast": [5, 10], "slow": [20, 40]},
                              progress=False)
     pd.testing.assert_frame_equal(res, ref.loc[res.index])
-    pairs = atl.backtest.sweep("ma_cross", list(GRID.items()), close, progress=False)
+    pairs = atl.backtest.sweep(close, "ma_cross", list(GRID.items()), progress=False)
     pd.testing.assert_frame_equal(pairs, ref)
-    one = atl.backtest.sweep("donchian_breakout", [24, 48], close, progress=False)
+    one = atl.backtest.sweep(close, "donchian_breakout", [24, 48], progress=False)
     assert one.index.get_level_values("window").unique().tolist() == [24, 48]
 
 
@@ -102,9 +104,10 @@ def test_sweep_grid_as_a_list_of_tuples_is_the_combinations(close):
 def test_sweep_grid_in_another_form_says_the_accepted_forms(close, grid):
     with pytest.raises(DataError, match=r"give a dict of values per parameter \({'fast': \[...\], "
                                         r"'slow': \[...\]}.*one tuple \(fast, slow\) each"):
-        atl.backtest.sweep("ma_cross", grid, close, progress=False)
+        atl.backtest.sweep(close, "ma_cross", grid, progress=False)
 
 
+@pytest.mark.slow
 def test_a_window_longer_than_the_data_warns_instead_of_trading_silently_0_times(close):
     n = len(close)
     with pytest.warns(UserWarning, match=rf"ma_cross: slow={n + 10} is not shorter than the "
@@ -116,7 +119,7 @@ def test_a_window_longer_than_the_data_warns_instead_of_trading_silently_0_times
                        ("bollinger_reversion", {"window": [n], "k": [2.0]}),
                        ("donchian_breakout", {"window": [n]})]:
         with pytest.warns(UserWarning, match=f"{name}: window={n} is not shorter"):
-            atl.backtest.sweep(name, grid, close, progress=False)
+            atl.backtest.sweep(close, name, grid, progress=False)
     with pytest.warns(UserWarning, match="window=5000"):
         atl.backtest.STRATEGIES["donchian_breakout"].signals(close.to_numpy(), [5000])
     with warnings.catch_warnings():
@@ -124,6 +127,7 @@ def test_a_window_longer_than_the_data_warns_instead_of_trading_silently_0_times
         atl.backtest.sweep_ma_cross(close, fast=[5], slow=[50], progress=False)
 
 
+@pytest.mark.slow
 def test_multi_timeframe_on_too_little_data_is_unknown_not_bearish(bars):
     short = bars.groupby("symbol").head(600).reset_index(drop=True)  # 10 hours
     M = atl.features.multi_timeframe(short, ["1h", "1D"], fast=2, slow=3)

@@ -144,6 +144,7 @@ def test_sweep_ma_cross_equals_from_signals_on_crossed(hourly_close, fast, slow,
     _assert_same(res.loc[(fast, slow)], ref.loc[hourly_close.columns, STATS])
 
 
+@pytest.mark.slow
 def test_generic_ma_path_and_ties_agree(monkeypatch):
     """Integer closes on flat stretches make the two averages tie often; the generic
     path (each task computes its own signals) gives the same as the fused one."""
@@ -179,6 +180,7 @@ def test_out_of_sample_start_uses_the_warm_up_bar(hourly_close):
     _assert_same(res.loc[(10, 30)], ref.loc[close.columns, STATS])
 
 
+@pytest.mark.slow
 def test_notebook_crossover_differed_only_after_nan_bars(hourly_close):
     """Notebook 02's ``above & ~above.shift(1, fill_value=False)`` read a NaN previous bar
     as "not above": it fired on the first bar of the slow average and after each gap.
@@ -222,6 +224,7 @@ def test_a_crossover_on_the_next_bar_is_caught():
         assert_no_lookahead(peeks, bars)
 
 
+@pytest.mark.slow
 def test_rsi_sweep_uses_the_feature_rsi_and_the_crossover():
     """One RSI: the sweep's ``rsi_reversal`` signals are ``crossed_below(rsi, lower)`` and
     ``crossed_above(rsi, upper)`` of the ``rsi_14`` feature of the long-form bars (a
@@ -237,8 +240,9 @@ def test_rsi_sweep_uses_the_feature_rsi_and_the_crossover():
     np.testing.assert_array_equal(e, entries.to_numpy())
     np.testing.assert_array_equal(x, exits.to_numpy())
     assert e.sum() > 10 and x.sum() > 10
-    res = atl.backtest.sweep("rsi_reversal", {"window": [14], "lower": [30.0], "upper": [70.0]},
-                             close, fees=0.001, progress=False, metrics=STATS)
+    res = atl.backtest.sweep(close, "rsi_reversal",
+                             {"window": [14], "lower": [30.0], "upper": [70.0]},
+                             fees=0.001, progress=False, metrics=STATS)
     ref = atl.backtest.from_signals(close, entries, exits, fees=0.001).stats()
     _assert_same(res.loc[(14, 30.0, 70.0)], ref.loc[close.columns, STATS])
 

@@ -24,7 +24,7 @@ def sweep_step(ctx: Context) -> StepResult:
     elapsed = time.perf_counter() - t0
     mean = res.groupby(level=["fast", "slow"]).mean()
     top = backtest.top_k(mean, "sharpe", k=10)
-    split = backtest.split_sample("ma_cross", GRID, close, split=0.7, top=5, fees=FEES,
+    split = backtest.split_sample(close, "ma_cross", GRID, split=0.7, top=5, fees=FEES,
                                   progress=False)
     dsr = res.attrs["deflated_sharpe"]
     rank = split.attrs["rank_correlation"]

@@ -251,10 +251,17 @@ def _per_bar_sharpe(g: np.ndarray) -> np.ndarray:
         return np.where((n > 1) & (var > 0), mean / np.sqrt(var), np.nan)
 
 
+def _check_order(name: str, close: Any) -> None:
+    """The prices come first; a strategy there is the argument order of old releases."""
+    if isinstance(close, str | Strategy):
+        raise TypeError(f"{name}(close, strategy, grid, ...): the prices come first (as in "
+                        f"from_signals and sweep_ma_cross), got the strategy {close!r} there")
+
+
 def sweep(
+    close: Any,
     strategy: str | Strategy,
     grid: Mapping[str, Iterable] | pd.DataFrame,
-    close: Any,
     *,
     fees: float = 0.0,
     fixed_fees: float = 0.0,
@@ -284,6 +291,9 @@ def sweep(
 
     Parameters
     ----------
+    close
+        Close prices: Series, DataFrame (timestamp × symbol) or array. They come first,
+        as in :func:`~alphatrade_lab.backtest.from_signals` and :func:`sweep_ma_cross`.
     strategy
         A built-in name (``"ma_cross"``, ``"rsi_reversal"``, ``"bollinger_reversion"``,
         ``"donchian_breakout"``) or a :class:`Strategy` wrapping your own signal kernel.
@@ -293,8 +303,6 @@ def sweep(
         combinations themselves: a list of tuples in the strategy's parameter order
         (``[(5, 20), (10, 40)]``) or a frame with one row per combination. A window
         parameter not shorter than the data warns (``UserWarning``): it cannot signal.
-    close
-        Close prices: Series, DataFrame (timestamp × symbol) or array.
     fees, fixed_fees, slippage, size, direction, init_cash, freq
         As in :func:`~alphatrade_lab.backtest.from_signals` (scalars).
     periods_per_year, year_freq, calendar
@@ -327,13 +335,14 @@ def sweep(
     --------
     >>> import alphatrade_lab as atl
     >>> close = atl.data.to_wide(atl.data.resample(atl.data.load_sample(), "1h"), "close")
-    >>> res = sweep("donchian_breakout", {"window": [24, 48, 96]}, close, fees=0.001,
+    >>> res = sweep(close, "donchian_breakout", {"window": [24, 48, 96]}, fees=0.001,
     ...             progress=False)
     >>> res.shape
     (15, 5)
     >>> 0 <= res.attrs["deflated_sharpe"] <= 1
     True
     """
+    _check_order("sweep", close)
     strat = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
     if strat is None:
         raise ValueError(f"unknown strategy {strategy!r}; built-ins: {sorted(STRATEGIES)}")
@@ -436,12 +445,12 @@ def sweep_ma_cross(close: Any, fast: Iterable[int], slow: Iterable[int], **kwarg
     slow = [int(s) for s in slow]
     if min(fast + slow) < 1:
         raise ValueError("moving-average windows must be at least 1")
-    return sweep(MA_CROSS, {"fast": fast, "slow": slow}, close, **kwargs)
+    return sweep(close, MA_CROSS, {"fast": fast, "slow": slow}, **kwargs)
 
 
-def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.DataFrame,
-                 close: Any, *, split: float | Any = 0.7, metric: str = "sharpe", top: int = 10,
-                 **kwargs) -> pd.DataFrame:
+def split_sample(close: Any, strategy: str | Strategy,
+                 grid: Mapping[str, Iterable] | pd.DataFrame, *, split: float | Any = 0.7,
+                 metric: str = "sharpe", top: int = 10, **kwargs) -> pd.DataFrame:
     """In-sample best combinations and how they did out of sample.
 
     Sweeps the bars before ``split`` (in sample) and the bars from ``split`` on (out
@@ -453,6 +462,8 @@ def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.Dat
 
     Parameters
     ----------
+    close, strategy, grid
+        As in :func:`sweep`.
     split
         Fraction of the bars in sample (in (0, 1)), or the first out-of-sample
         timestamp. Other numbers raise :class:`~alphatrade_lab.errors.DataError`
@@ -466,11 +477,12 @@ def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.Dat
     --------
     >>> import alphatrade_lab as atl
     >>> close = atl.data.to_wide(atl.data.resample(atl.data.load_sample(["AAA"]), "1h"), "close")
-    >>> table = split_sample("ma_cross", {"fast": [6, 12, 24], "slow": [48, 96]}, close,
+    >>> table = split_sample(close, "ma_cross", {"fast": [6, 12, 24], "slow": [48, 96]},
     ...                      top=3, progress=False)
     >>> list(table.columns[:2])
     [('in_sample', 'total_return'), ('in_sample', 'sharpe')]
     """
+    _check_order("split_sample", close)
     frame = as_prices(close, "close")
     n = frame.values.shape[0]
     if isinstance(split, float) and 0 < split < 1:
@@ -486,8 +498,8 @@ def split_sample(strategy: str | Strategy, grid: Mapping[str, Iterable] | pd.Dat
     metrics = list(kwargs.pop("metrics", DEFAULT_METRICS))
     if metric not in metrics:
         metrics.append(metric)
-    is_ = sweep(strategy, grid, close, end=cut, metrics=metrics, **kwargs)
-    oos = sweep(strategy, grid, close, start=cut, metrics=metrics, **kwargs)
+    is_ = sweep(close, strategy, grid, end=cut, metrics=metrics, **kwargs)
+    oos = sweep(close, strategy, grid, start=cut, metrics=metrics, **kwargs)
     both = pd.concat({"in_sample": is_, "out_of_sample": oos}, axis=1)
     ranked = both.sort_values(("in_sample", metric), ascending=False, na_position="last")
     result = ranked.head(top).copy()

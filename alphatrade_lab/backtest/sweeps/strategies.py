@@ -60,7 +60,7 @@ class Strategy:
     >>> import alphatrade_lab as atl
     >>> close = atl.data.to_wide(atl.data.resample(atl.data.load_sample(["AAA"]), "1h"), "close")
     >>> grid = {"lag": [12, 24, 48], "threshold": [0.01, 0.02]}
-    >>> res = atl.backtest.sweep(momentum, grid, close, fees=0.001, progress=False)
+    >>> res = atl.backtest.sweep(close, momentum, grid, fees=0.001, progress=False)
     >>> res.index.names
     FrozenList(['lag', 'threshold', 'symbol'])
     """
