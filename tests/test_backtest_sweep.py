@@ -242,7 +242,8 @@ def test_plots(hourly):
     import matplotlib.collections
 
     res = sweep_ma_cross(hourly.iloc[:2000], fast=[5, 10, 20], slow=[30, 60], progress=False)
-    ax = atl.backtest.heatmap(res, "total_return", symbol="BBB")
+    fig = atl.backtest.heatmap(res, "total_return", symbol="BBB")
+    (ax,) = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     assert any(isinstance(c, matplotlib.collections.QuadMesh) for c in ax.collections)
     assert ax.get_xlabel() == "fast" and ax.get_ylabel() == "slow"
     top = atl.backtest.top_k(res, "sharpe", k=3)

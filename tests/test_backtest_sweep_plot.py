@@ -16,7 +16,7 @@ def results(values: np.ndarray) -> pd.DataFrame:
 
 
 def test_all_losing_cells_stay_on_the_losing_side_of_the_scale():
-    ax = heatmap(results(np.array([-2.0, -1.5, -1.0, -0.5, -0.25, np.nan])))
+    ax = heatmap(results(np.array([-2.0, -1.5, -1.0, -0.5, -0.25, np.nan]))).axes[0]
     mesh = ax.collections[0]
     assert isinstance(mesh.norm, mcolors.TwoSlopeNorm) and mesh.norm.vcenter == 0.0
     # The least bad cell (-0.25) is below the centre, not painted as the best colour.
@@ -28,7 +28,16 @@ def test_all_losing_cells_stay_on_the_losing_side_of_the_scale():
 
 
 def test_center_none_gives_a_plain_scale():
-    ax = heatmap(results(np.zeros(6)), "trade_count", center=None)
+    ax = heatmap(results(np.zeros(6)), "trade_count", center=None).axes[0]
     norm = ax.collections[0].norm
     assert not isinstance(norm, mcolors.TwoSlopeNorm)
     assert (norm.vmin, norm.vmax) == (1.0, 6.0)
+
+
+def test_draws_on_a_given_axes_and_returns_its_figure():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subplots()
+    assert heatmap(results(np.arange(6.0)), ax=ax, title="t") is fig
+    assert ax.get_title() == "t" and len(ax.collections) == 1

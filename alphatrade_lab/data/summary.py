@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.calendar import observed_bars_per_year
 from alphatrade_lab.data.resample import _require_long, bar_length, resample, to_wide
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_bars", "summarize"]
 
@@ -59,7 +64,7 @@ def _days_per_year(days: np.ndarray, close: pd.Series) -> float:
         if have.any() else float("nan")
 
 
-def plot_bars(bars: pd.DataFrame, rule: str = "1D"):
+def plot_bars(bars: pd.DataFrame, rule: str = "1D") -> Figure:
     """Plot closes (rebased to 1), traded value and the intraday volume profile.
 
     Returns the matplotlib Figure (three panels) so notebooks show it and scripts

@@ -11,13 +11,16 @@ own future.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.monitoring import kernels as nb
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from alphatrade_lab.monitoring.drift import (
     _EPS,
     _check_bins,
@@ -211,7 +214,7 @@ def first_drift(result: pd.DataFrame, method: str | None = None, features: Itera
 
 def plot_rolling_drift(result: pd.DataFrame, methods: Iterable[str] | str | None = None,
                        features: Iterable[str] | None = None, top: int = 6,
-                       events: Mapping[str, Any] | None = None):
+                       events: Mapping[str, Any] | None = None) -> Figure:
     """Plot a :func:`rolling_drift` result: one panel per method, one line per feature.
 
     Parameters

@@ -31,8 +31,8 @@ def sweep_step(ctx: Context) -> StepResult:
     ctx.echo(f"\nMA sweep: {len(res):,} backtests in {elapsed:.2f} s; best "
              f"{res.attrs['best']}, deflated Sharpe ratio {dsr:.3f}; in- vs out-of-sample "
              f"rank correlation {rank:.2f}")
-    ax = backtest.heatmap(mean, "sharpe")
-    ax.set_title("Sharpe ratio by MA windows (mean over symbols)")
+    fig = backtest.heatmap(mean, "sharpe",
+                           title="Sharpe ratio by MA windows (mean over symbols)")
     lines = [
         "## Parameter sweep: MA crossover windows", "",
         f"{len(res):,} backtests ({len(mean)} window pairs × {close.shape[1]} symbols) in "
@@ -47,4 +47,4 @@ def sweep_step(ctx: Context) -> StepResult:
         md_table(split.xs("sharpe", axis=1, level=1)), "",
     ]
     return StepResult(lines, frames={"sweep": res, "sweep_split": split},
-                      figures={"sweep_heatmap": ax.figure}, values={"seconds": elapsed})
+                      figures={"sweep_heatmap": fig}, values={"seconds": elapsed})

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import unknown_name
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["heatmap", "top_k"]
 
@@ -27,8 +33,9 @@ def _check_metric(results: pd.DataFrame, metric: str) -> None:
 
 
 def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
-            y: str | None = None, ax=None, symbol=None, cmap: str = "RdYlGn",
-            center: float | None = 0.0):
+            y: str | None = None, ax: Axes | None = None, symbol: Any = None,
+            cmap: str = "RdYlGn", center: float | None = 0.0,
+            title: str | None = None) -> Figure:
     """Heatmap of ``metric`` over two parameters of a sweep.
 
     The colour scale is diverging and centred on ``center`` (0: a losing cell is never
@@ -51,13 +58,18 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
     cmap, center
         Colour map, and the value drawn in its middle colour (None: a plain scale from the
         smallest to the largest value, for metrics such as ``trade_count``).
+    title
+        Axes title (default: ``"<metric> by <x> and <y>"``).
 
     Returns
     -------
-    matplotlib.axes.Axes
+    matplotlib.figure.Figure
+        The figure drawn on (``fig.axes[0]`` is the heatmap), as every plot function of the
+        library returns; a new one shows itself in a notebook without pyplot.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    from alphatrade_lab._figure import NotebookFigure
 
     data = results
     if "symbol" in data.index.names:
@@ -70,7 +82,7 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
     y = y or params[1]
     grid = data[metric].groupby(level=[y, x]).mean().unstack(x)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 6.5), constrained_layout=True)
+        ax = NotebookFigure(figsize=(8, 6.5), layout="constrained").subplots()
     values = grid.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     norm: Normalize
@@ -89,5 +101,7 @@ def heatmap(results: pd.DataFrame, metric: str = "sharpe", x: str | None = None,
     ax.figure.colorbar(mesh, ax=ax, label=metric)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"{metric} by {x} and {y}")
-    return ax
+    ax.set_title(title or f"{metric} by {x} and {y}")
+    fig = ax.get_figure(root=True)
+    assert fig is not None  # an Axes drawn on always belongs to a figure
+    return fig
