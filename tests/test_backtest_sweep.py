@@ -369,3 +369,13 @@ def test_the_old_argument_order_is_refused_by_name(hourly):
         sweep("ma_cross", {"fast": [2], "slow": [5]}, close)
     with pytest.raises(TypeError, match=r"split_sample\(close, strategy, grid"):
         atl.backtest.split_sample("ma_cross", {"fast": [2], "slow": [5]}, close)
+
+
+def test_fees_are_checked_as_from_signals_checks_them(hourly):
+    close = hourly.iloc[:300]
+    with pytest.warns(UserWarning, match=r"fees=0\.1 means 10\.0% on every fill"):
+        sweep_ma_cross(close, fast=[2], slow=[5], fees=0.1, progress=False)
+    with pytest.warns(UserWarning, match=r"fees=0\.1 means 10\.0% on every fill"):
+        atl.backtest.from_signals(close, close > close.shift(), close < close.shift(), fees=0.1)
+    with pytest.raises(ValueError, match="fees"):
+        sweep_ma_cross(close, fast=[2], slow=[5], fees=1.0, progress=False)

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from tqdm.auto import tqdm
 
 from alphatrade_lab.backtest import kernels as backtest_nb
-from alphatrade_lab.backtest._inputs import as_prices, parse_direction, per_column
+from alphatrade_lab.backtest._inputs import as_prices, cost_fraction, parse_direction, per_column
 from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_basis
 from alphatrade_lab.backtest.simulate import from_signals
 from alphatrade_lab.backtest.sweeps import kernels as nb
@@ -366,11 +366,11 @@ def sweep(
     warn_long_windows(strat, combos, hi)
     basis = time_basis(frame.index[lo:hi], freq=freq, periods_per_year=periods_per_year,
                        year_freq=year_freq, calendar=calendar)
-    opts = (parse_direction(direction),
-            *(float(per_column(v, name, 1, high=high)[0]) for v, name, high in
-              ((fees, "fees", 1.0), (fixed_fees, "fixed_fees", np.inf),
-               (slippage, "slippage", 1.0), (size, "size", 1.0))),
-            float(init_cash))
+    # fees and slippage are checked (and warned about) as from_signals checks them
+    opts = (parse_direction(direction), float(cost_fraction(fees, "fees", 1, stacklevel=3)[0]),
+            float(per_column(fixed_fees, "fixed_fees", 1, high=np.inf)[0]),
+            float(cost_fraction(slippage, "slippage", 1, stacklevel=3)[0]),
+            float(per_column(size, "size", 1, high=1.0)[0]), float(init_cash))
     if not opts[4] > 0:
         raise ValueError("size must be in (0, 1]")
     if not init_cash > 0:
