@@ -33,6 +33,15 @@ def small_bars() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(atl.data.BAR_COLUMNS))
 
 
+@pytest.fixture(scope="session")
+def vbt():
+    """vectorbt, the oracle: imported when a test first needs it (it takes seconds), not
+    while every module is collected."""
+    import vectorbt
+
+    return vectorbt
+
+
 def make_random_market(n: int, k: int, seed: int, *, freq: str = "1min", start=100.0,
                        p: float = 0.05, open_sd: float = 0.002):
     """``k`` symbols over ``n`` bars from 2024-01-01 UTC: (close, open, entries, exits) frames.
@@ -57,6 +66,26 @@ def make_random_market(n: int, k: int, seed: int, *, freq: str = "1min", start=1
 def random_market():
     """The builder :func:`make_random_market`, for module fixtures that shape their market."""
     return make_random_market
+
+
+# Doctests that take a second or more (numba compiles, model fits, whole-sample runs). They
+# cannot carry a decorator, so they get the slow marker here, by name.
+SLOW_DOCTESTS = {
+    "alphatrade_lab.backtest",
+    "alphatrade_lab.backtest.sweeps.api.sweep",
+    "alphatrade_lab.backtest.sweeps.strategies.Strategy",
+    "alphatrade_lab.data",
+    "alphatrade_lab.data.resample.to_wide",
+    "alphatrade_lab.models.streaming.StreamingScorer",
+    "alphatrade_lab.models.validation.train",
+    "alphatrade_lab.signals.core.crossed_below",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 # Property-based tests: the same examples on every run (derandomize, no example database),

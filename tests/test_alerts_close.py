@@ -54,6 +54,7 @@ def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_close_with_alerts_in_flight_resolves_and_records_every_one(rx):
     rx.default("/hang", Reply(200, {"ok": True}, delay=30.0))   # accepts, never answers
     store = LabStore(":memory:")
@@ -93,6 +94,7 @@ def test_risk_wait_has_a_total_timeout_and_keeps_what_is_in_flight(rx):
     assert rm.pending == []
 
 
+@pytest.mark.slow
 def test_429_only_service_trips_the_breaker_and_send_keeps_its_deadline(rx):
     path = f"/bot{TOKEN}/sendMessage"
     rx.default(path, Reply(429, {"ok": False, "error_code": 429,
@@ -129,6 +131,7 @@ def test_default_deadline_is_documented_and_applies():
         AlertManager(deadline=-1)
 
 
+@pytest.mark.slow
 def test_a_locked_store_does_not_block_send_and_the_row_arrives_later(tmp_path):
     path = tmp_path / "lab.duckdb"
     store = LabStore(path, lock_timeout=10)
@@ -150,6 +153,7 @@ def test_a_locked_store_does_not_block_send_and_the_row_arrives_later(tmp_path):
         holder.kill()
 
 
+@pytest.mark.slow
 def test_rows_that_cannot_be_written_by_close_are_logged(tmp_path, caplog):
     path = tmp_path / "lab.duckdb"
     store = LabStore(path, lock_timeout=0.1)

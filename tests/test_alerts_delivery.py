@@ -56,6 +56,7 @@ def test_telegram_message_arrives_once_as_markdown_v2(rx):
     assert "BTC\\_USDT" in body["text"] and "12\\.5%" in body["text"]
 
 
+@pytest.mark.slow
 def test_telegram_429_waits_retry_after(rx):
     rx.script(tg_path(), [Reply(429, {"ok": False, "error_code": 429,
                                       "description": "Too Many Requests: retry after 1",
@@ -70,6 +71,7 @@ def test_telegram_429_waits_retry_after(rx):
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.slow
 def test_discord_429_uses_body_then_header(rx):
     rx.script(HOOK, [Reply(429, {"message": "You are being rate limited.",
                                  "retry_after": 0.6, "global": False}),
@@ -120,6 +122,7 @@ def test_4xx_is_not_retried(rx):
     assert "chat not found" in res.failed["telegram"]
 
 
+@pytest.mark.slow
 def test_slow_answer_beyond_timeout_is_retried_then_fails(rx):
     rx.default(tg_path(), Reply(200, {"ok": True}, delay=3.0))
     with AlertManager([telegram(rx, timeout=0.3, attempts=2, trip_after=0)], log=False) as m:
@@ -140,6 +143,7 @@ def test_malformed_telegram_success_is_a_failure_not_retried(rx, body):
     assert len(rx.requests(tg_path())) == 1
 
 
+@pytest.mark.slow
 def test_failing_sink_does_not_delay_or_fail_the_others(rx, caplog):
     rx.default(tg_path(), Reply(200, {"ok": True}, delay=5.0))
     rx.default("/hook", Reply(500))
@@ -187,6 +191,7 @@ def test_deliveries_and_failures_are_recorded(rx):
     assert data["k"] == 1 and err["sink"] == "webhook" and "HTTP 404" in err["error"]
 
 
+@pytest.mark.slow
 def test_telegram_rate_limit_one_message_a_second(rx):
     with AlertManager([telegram(rx, rate=(1, 1.0))], log=False) as m:
         t0 = time.monotonic()
@@ -197,6 +202,7 @@ def test_telegram_rate_limit_one_message_a_second(rx):
     assert min(gaps) >= 0.9 and time.monotonic() - t0 >= 1.9
 
 
+@pytest.mark.slow
 def test_discord_rate_limit_five_per_two_seconds(rx):
     with AlertManager([discord(rx, rate=(5, 2.0))], log=False) as m:
         m.send_many([Alert("info", f"m{i}") for i in range(7)])
@@ -257,6 +263,7 @@ def test_async_api_and_sync_send_inside_a_running_loop(rx):
     assert all(r.delivered == ["discord"] for r in (a, b, c)) and len(rx.requests(HOOK)) == 3
 
 
+@pytest.mark.slow
 def test_dead_service_costs_about_one_timeout(rx):
     rx.default(tg_path(), Reply(200, {"ok": True}, delay=30.0))   # accepts, never answers
     sink = telegram(rx, timeout=0.5, attempts=3)

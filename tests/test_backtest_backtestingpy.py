@@ -81,6 +81,7 @@ def test_crossovers_are_backtestingpy_crossovers_here(signals):
     assert up.sum() == down.sum() == 47
 
 
+@pytest.mark.slow
 def test_equity_curve_matches(ours, theirs):
     eq = theirs["_equity_curve"]["Equity"]
     assert ours.equity.index.equals(eq.index)

@@ -38,6 +38,7 @@ def critical_bounds(entries, pf):
     return sorted({inside, signal_bar, 777, 1500})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("execution", ["close", "next_open"])
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
 def test_chunked_equals_one_shot(market, execution, direction):
@@ -66,6 +67,7 @@ def test_chunk_boundary_between_signal_and_next_open_fill(market):
     pd.testing.assert_frame_equal(chunked, full.stats(), check_exact=False, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_chunked_from_parquet_row_groups(market, tmp_path):
     close, open_, entries, exits = market
     wide = pd.concat({"close": close, "entries": entries, "exits": exits}, axis=1)
@@ -86,6 +88,7 @@ def test_chunked_from_parquet_row_groups(market, tmp_path):
     pd.testing.assert_frame_equal(chunked, full.stats(), check_exact=False, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_chunks_must_be_consecutive_and_share_columns(market):
     close, _, entries, exits = market
     parts = split((close, entries, exits), [1000])
@@ -96,6 +99,7 @@ def test_chunks_must_be_consecutive_and_share_columns(market):
         from_signals_chunked([parts[0], other])
 
 
+@pytest.mark.slow
 def test_summary_does_not_allocate_bars_by_columns():
     n, k = 200_000, 10
     rng = np.random.default_rng(0)

@@ -47,6 +47,7 @@ def test_fast_path_equals_general_kernel(market, monkeypatch, direction, costs):
     assert_same(*run_both(monkeypatch, close, entries, exits, direction=direction, **costs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["row", "column", "scalar"])
 def test_fast_path_broadcast_signals(market, monkeypatch, shape):
     close, entries, exits = market
@@ -59,6 +60,7 @@ def test_fast_path_broadcast_signals(market, monkeypatch, shape):
     assert_same(*run_both(monkeypatch, close, e, x, direction="both", fees=0.001))
 
 
+@pytest.mark.slow
 def test_fast_path_c_order_arrays_and_series(market, monkeypatch):
     close, entries, exits = market
     arrs = [np.ascontiguousarray(f.to_numpy()) for f in (close, entries, exits)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import vectorbt as vbt
 
 from alphatrade_lab.backtest import from_signals, from_signals_chunked, from_weights
 
@@ -39,8 +38,9 @@ def assert_same(pf, vpf, min_orders=100):
     np.testing.assert_allclose(ours["fees"].to_numpy(), theirs["Fees"].to_numpy(), rtol=RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_whole_shares_match_vectorbt(market, direction):
+def test_whole_shares_match_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, size_granularity=1,
                       init_cash=CASH, **COSTS)
@@ -54,8 +54,9 @@ def test_whole_shares_match_vectorbt(market, direction):
                                         init_cash=CASH, **COSTS).equity, pf.equity)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_whole_shares_next_open_match_vectorbt(market, direction):
+def test_whole_shares_next_open_match_vectorbt(market, direction, vbt):
     close, open_, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, execution="next_open",
                       open=open_, size_granularity=1, init_cash=CASH, **COSTS)
@@ -66,7 +67,8 @@ def test_whole_shares_next_open_match_vectorbt(market, direction):
     assert_same(pf, vpf)
 
 
-def test_per_column_granularity_with_stops_match_vectorbt(market):
+@pytest.mark.slow
+def test_per_column_granularity_with_stops_match_vectorbt(market, vbt):
     close, _, entries, exits = market
     # Granularities whose multiples are exact in binary: vectorbt's plain `size // g * g`
     # loses a unit to float noise otherwise (see test_float_noise_does_not_leave_a_residue).
@@ -81,8 +83,9 @@ def test_per_column_granularity_with_stops_match_vectorbt(market):
     assert (size["s3"] % 1 != 0).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["longonly", "both"])
-def test_cash_sharing_whole_shares_match_vectorbt(market, direction):
+def test_cash_sharing_whole_shares_match_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, size_granularity=1,
                       cash_sharing=True, init_cash=CASH, **COSTS)
@@ -92,7 +95,8 @@ def test_cash_sharing_whole_shares_match_vectorbt(market, direction):
     assert_same(pf, vpf)
 
 
-def test_from_weights_whole_shares_match_vectorbt_target_percent(market):
+@pytest.mark.slow
+def test_from_weights_whole_shares_match_vectorbt_target_percent(market, vbt):
     close = market[0]
     rng = np.random.default_rng(3)
     rows = rng.random(N) < 0.03
@@ -146,6 +150,7 @@ def test_float_noise_does_not_leave_a_residue():
     assert (pf.trades["status"] == "closed").all() and len(pf.trades) == 1
 
 
+@pytest.mark.slow
 def test_size_below_one_unit_places_no_order():
     close = pd.Series([10.0, 11.0, 12.0])
     for execution in ("close", "next_open"):
@@ -175,6 +180,7 @@ def test_none_and_nan_mean_no_rounding(market):
         np.testing.assert_array_equal(pf.equity.to_numpy(), base.equity.to_numpy())
 
 
+@pytest.mark.slow
 def test_chunked_matches_one_shot(market):
     close, open_, entries, exits = market
     kw = dict(direction="both", execution="next_open", size_granularity=1, init_cash=CASH,

@@ -136,6 +136,7 @@ def test_long_format_open_is_refused(close, sig, long_bars):
         from_signals(close, sig, sig, execution="next_open", open=long_bars)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fees", "slippage"])
 @pytest.mark.parametrize("fn", ["signals", "weights"])
 def test_implausible_costs_warn(close, sig, name, fn):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import vectorbt as vbt
 
 from alphatrade_lab.backtest import from_signals, from_weights
+
+# Every test here runs vectorbt, the oracle; its first run in a process takes seconds.
+pytestmark = pytest.mark.slow
 
 N, K = 3000, 20
 COSTS = {"fees": 0.001, "fixed_fees": 0.1, "slippage": 0.0005}
@@ -61,7 +63,7 @@ def compare(pf, vpf, check_stats=True):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_from_signals_matches_vectorbt(market, direction):
+def test_from_signals_matches_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, **COSTS)
     vpf = vbt.Portfolio.from_signals(close, entries, exits, direction=direction, freq="1min",
@@ -70,7 +72,7 @@ def test_from_signals_matches_vectorbt(market, direction):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_trade_records_match_vectorbt(market, direction):
+def test_trade_records_match_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, **COSTS)
     vt = vbt.Portfolio.from_signals(close, entries, exits, direction=direction, freq="1min",
@@ -91,7 +93,7 @@ def test_trade_records_match_vectorbt(market, direction):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_stops_match_vectorbt(market, direction):
+def test_stops_match_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     kw = dict(direction=direction, sl_stop=0.02, tp_stop=0.03, **COSTS)
     pf = from_signals(close, entries, exits, **kw)
@@ -100,7 +102,7 @@ def test_stops_match_vectorbt(market, direction):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_next_open_matches_vectorbt_on_shifted_signals(market, direction):
+def test_next_open_matches_vectorbt_on_shifted_signals(market, direction, vbt):
     close, open_, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, execution="next_open",
                       open=open_, **COSTS)
@@ -111,7 +113,7 @@ def test_next_open_matches_vectorbt_on_shifted_signals(market, direction):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly", "both"])
-def test_cash_sharing_matches_vectorbt(market, direction):
+def test_cash_sharing_matches_vectorbt(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, cash_sharing=True, **COSTS)
     vpf = vbt.Portfolio.from_signals(close, entries, exits, direction=direction,
@@ -121,7 +123,7 @@ def test_cash_sharing_matches_vectorbt(market, direction):
 
 
 @pytest.mark.parametrize("direction", ["longonly", "shortonly"])
-def test_size_fraction_matches_vectorbt_percent(market, direction):
+def test_size_fraction_matches_vectorbt_percent(market, direction, vbt):
     close, _, entries, exits = market
     pf = from_signals(close, entries, exits, direction=direction, size=0.5, **COSTS)
     vpf = vbt.Portfolio.from_signals(close, entries, exits, direction=direction, size=0.5,
@@ -129,7 +131,7 @@ def test_size_fraction_matches_vectorbt_percent(market, direction):
     compare(pf, vpf, check_stats=False)
 
 
-def test_from_weights_matches_vectorbt_target_percent(market):
+def test_from_weights_matches_vectorbt_target_percent(market, vbt):
     close = market[0].iloc[:, :8]
     rng = np.random.default_rng(7)
     rows = rng.random(N) < 0.02

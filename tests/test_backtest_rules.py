@@ -41,6 +41,7 @@ def test_next_open_fills_at_the_next_bars_open():
     assert t["pnl"] == pytest.approx(cash_end - 100.0)
 
 
+@pytest.mark.slow
 def test_stop_loss_exits_at_the_close_that_crosses_it_without_slippage():
     close = pd.Series([100.0, 95.0, 89.0, 92.0, 80.0], index=days(5))
     pf = from_signals(close, signal(5, 0), False, sl_stop=0.1, slippage=0.01)
@@ -130,6 +131,7 @@ def sample_pf():
     return from_signals(close, fast > slow, fast < slow, fees=0.001, direction="both")
 
 
+@pytest.mark.slow
 def test_stats_match_pandas_formulas_on_the_equity(sample_pf):
     pf = sample_pf
     eq = pf.equity
@@ -181,6 +183,7 @@ def test_portfolio_api(sample_pf):
                                pf.equity.iloc[-1], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_summary_record_equals_full_stats(sample_pf):
     close = atl.data.to_wide(atl.data.load_sample(), "close").iloc[:5000]
     fast, slow = close.rolling(10).mean(), close.rolling(40).mean()

@@ -71,6 +71,7 @@ def test_views_cannot_read_local_files(tmp_path, small_bars, secret_file, case):
     assert got.startswith("DataError: ") and str(path) in got
 
 
+@pytest.mark.slow
 def test_views_cannot_read_the_environment(tmp_path, small_bars):
     # /proc/self/environ holds the environment the process started with: use a child
     marker = f"marker-{uuid.uuid4().hex}"
@@ -157,6 +158,7 @@ def _hold_lock(path: Path) -> int:
     return fd
 
 
+@pytest.mark.slow
 def test_load_waits_for_a_store_writer_holding_the_lock_file(tmp_path, small_bars):
     path = hostile(tmp_path / "lab.duckdb", small_bars, _view())
     fd = _hold_lock(path)

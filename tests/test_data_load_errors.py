@@ -195,6 +195,7 @@ def test_zstd_file_of_several_frames(tmp_path, small_bars):
     pd.testing.assert_frame_equal(atl.data.load(path), atl.data.validate(small_bars))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst"])
 def test_compression_bomb_is_refused_before_it_fills_memory(tmp_path, suffix):
     """A few hundred KB that inflate to 300 MiB: refused once past the limit (256 MiB,
@@ -321,6 +322,7 @@ def test_extra_columns_keep_their_values(tmp_path, small_bars):
     np.testing.assert_array_equal(out["vwap"].to_numpy(), bars["vwap"].to_numpy())
 
 
+@pytest.mark.slow
 def test_records_longer_than_a_read_block(tmp_path, small_bars):
     """A legitimate file with a 3 MB cell loads, and line numbers still count its lines."""
     bars = small_bars.assign(note="x" * 3_000_000)

@@ -151,6 +151,7 @@ def mutate_bytes(data: bytes, ops: list) -> bytes:
 @given(line_ops=st.lists(LINE_OPS, max_size=4), byte_ops=st.lists(BYTE_OPS, max_size=2),
        suffix=st.sampled_from([".csv", ".csv", ".csv.gz", ".csv.zst"]),
        compressed_ops=st.lists(BYTE_OPS, max_size=1))
+@pytest.mark.slow
 def test_mutated_csv_loads_valid_bars_or_raises_data_error(workdir, line_ops, byte_ops, suffix,
                                                           compressed_ops):
     data = mutate_bytes(mutate_lines(base_bars().to_csv(index=False), line_ops).encode(),
@@ -229,6 +230,7 @@ def build_table(ops: list) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
+@pytest.mark.slow
 @given(ops=st.lists(TABLE_OPS, max_size=4), byte_ops=st.lists(BYTE_OPS, max_size=2))
 def test_mutated_parquet_loads_valid_bars_or_raises_data_error(workdir, ops, byte_ops):
     path = workdir / "bars.parquet"

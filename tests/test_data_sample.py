@@ -31,6 +31,7 @@ def test_file_is_small_enough():
     assert atl.data.sample_path().stat().st_size <= 30 * 2**20
 
 
+@pytest.mark.slow
 def test_sample_is_the_public_generator_with_its_seed(sample_bars):
     regenerated, regimes = atl.data.synthetic(seed=atl.data.SAMPLE_SEED, return_regimes=True)
     pd.testing.assert_frame_equal(regenerated, sample_bars, check_exact=True)
@@ -99,6 +100,7 @@ def test_volatility_regime_change(sample_bars):
     assert ratio.mean() > 1.5 and ratio.min() > 1.2, ratio
 
 
+@pytest.mark.slow
 def test_regimes_leave_their_mark(sample_bars):
     regimes = atl.data.sample_regimes()
     assert set(regimes["regime"]) == set(atl.data.sample.REGIME_NAMES)

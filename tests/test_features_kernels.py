@@ -29,6 +29,7 @@ def test_group_bounds():
     assert starts.size == 0 and ends.size == 0
 
 
+@pytest.mark.slow
 def test_single_kernels_equal_the_fused_technical_kernel(bars, arrays):
     a, s, e = arrays
     X = technical(bars)
@@ -49,6 +50,7 @@ def test_single_kernels_equal_the_fused_technical_kernel(bars, arrays):
     np.testing.assert_allclose(nb.rolling_skew_nb(r1, s, e, 60), X["skew_60"], rtol=1e-15)
 
 
+@pytest.mark.slow
 def test_rolling_moments_against_numpy_windows_with_nans():
     rng = np.random.default_rng(1)
     x = 1000.0 + rng.normal(0, 1, 300)
@@ -67,6 +69,7 @@ def test_rolling_moments_against_numpy_windows_with_nans():
             assert m3[i] == pytest.approx((d**3).sum(), rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_fill_kernels():
     x = np.array([np.nan, 1.0, np.nan, 3.0, np.nan, np.nan, 5.0, np.nan])
     starts, ends = np.array([0, 5], dtype=np.int64), np.array([5, 8], dtype=np.int64)

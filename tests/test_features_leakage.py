@@ -39,6 +39,7 @@ SPECS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPECS)
 def test_technical(bars, name):
     spec = SPECS[name]
@@ -52,6 +53,7 @@ def test_technical_with_keyword_windows(bars):
                                n_cuts=3, seed=2) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", NAN_STRATEGIES)
 @pytest.mark.parametrize("leading", ["keep", "drop"])
 def test_handle_nan(bars, strategy, leading):
@@ -74,6 +76,7 @@ def test_handle_nan_with_training_means(bars):
                                n_cuts=3) > 0
 
 
+@pytest.mark.slow
 def test_multi_timeframe_default(long_bars):
     M = multi_timeframe(long_bars)
     assert M["trend_1D"].notna().any()  # the daily trend is inside the checked range

@@ -76,6 +76,7 @@ def naive(bars, tf):
                                                 momentum=j["momentum"].to_numpy())
 
 
+@pytest.mark.slow
 def test_matches_pandas_reference(bars):
     tfs = ["1h", "4h", "1D"]
     ours = multi_timeframe(bars, tfs)
@@ -84,6 +85,7 @@ def test_matches_pandas_reference(bars):
     assert ours["trend_1D"].notna().any() and ours["trend_1D"].isna().any()
 
 
+@pytest.mark.slow
 def test_non_default_windows_match_pandas_reference(bars):
     tfs = ["15min", "2h"]
     ours = multi_timeframe(bars, tfs, fast=5, slow=12, momentum_window=3)
@@ -125,6 +127,7 @@ def test_naive_open_time_join_leaks_exactly_one_higher_bar_minus_one_base_bar(ba
     assert (ours.loc[both, "momentum_1h"] != unshifted.reindex(ours.index)[both]).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_harness_catches_the_naive_join_and_passes_ours(bars):
     def naive_hourly(b):
         return naive(b, "1h")

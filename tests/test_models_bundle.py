@@ -274,6 +274,7 @@ def test_nan_policies(data):
         strict.predict_proba(holes)
 
 
+@pytest.mark.slow
 def test_array_inputs_must_have_the_training_width(bundle, data):
     X, _ = data
     A = X[bundle.feature_names].to_numpy()

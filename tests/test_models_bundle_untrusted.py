@@ -251,6 +251,7 @@ def bombs(saved, tmp_path_factory):
     ("lying", "model.skops", ""),
     ("inner", "schema.json", ""),
 ])
+@pytest.mark.slow
 def test_bombs_are_refused_with_bounded_memory(bombs, key, member, match):
     name, message, growth_mib = bombs[key]
     assert name in ("DataError", "BundleIntegrityError"), (name, message)

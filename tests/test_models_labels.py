@@ -84,6 +84,7 @@ def test_rows_without_a_full_horizon_are_dropped(hourly):
     assert y["label"].dtype == np.int64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vertical", ["zero", "sign"])
 def test_triple_barrier_matches_a_hand_computation(hourly, vertical):
     h = 12

@@ -26,6 +26,7 @@ def setup(sample_bars):
     return hourly, X, bundle
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [0.34, 0.4, 0.5])
 def test_rule_matches_a_hand_computation(setup, threshold):
     _, X, bundle = setup

@@ -43,6 +43,7 @@ def minute_bars(sample_bars):
     return_horizons=(1, 3), vol_windows=(5, 300), ma_windows=(2, 500), rsi_window=3,
     macd_fast=5, macd_slow=40, macd_signal=7, atr_window=30, bb_window=4, bb_k=1.5,
     volume_window=3, skew_window=250)], ids=["default", "odd"])
+@pytest.mark.slow
 def test_streaming_equals_vectorized_over_55000_bars(minute_bars, spec):
     bars = minute_bars
     assert len(bars) >= 50_000
@@ -78,6 +79,7 @@ def test_streaming_equals_vectorized_over_55000_bars(minute_bars, spec):
     assert (out["timestamp"].to_numpy() == bars["timestamp"].to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_update_one_equals_update(minute_bars):
     bars = minute_bars.loc[minute_bars["symbol"].isin(["AAA", "BBB"])]
     bars = bars.groupby("symbol").head(400).sort_values(["timestamp", "symbol"])
@@ -176,6 +178,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_a_million_bars():
     res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], cwd=ROOT, capture_output=True,
                          text=True, timeout=600)

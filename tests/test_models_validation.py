@@ -117,6 +117,7 @@ def dataset(sample_bars):
     return atl.models.align(atl.features.technical(hourly), y)
 
 
+@pytest.mark.slow
 def test_train_reports_out_of_sample_metrics_like_sklearn(dataset, capsys):
     X, y = dataset
     est = make_pipeline(StandardScaler(), LogisticRegression(C=0.5))

@@ -91,6 +91,7 @@ def test_no_lookahead_on_features_of_bars(sample_bars):
     assert compared > 0
 
 
+@pytest.mark.slow
 def test_plot_and_store(tmp_path):
     X = _frame()
     store = atl.store.LabStore(tmp_path / "lab.duckdb")

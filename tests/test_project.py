@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -54,6 +55,7 @@ def library_imports() -> set[str]:
     return names - set(sys.stdlib_module_names) - {"alphatrade_lab"}
 
 
+@pytest.mark.slow
 def test_runtime_dependencies_are_what_the_library_imports():
     dists = importlib.metadata.packages_distributions()
     imported = {normalise(d) for name in library_imports() for d in dists[name]}
@@ -61,6 +63,7 @@ def test_runtime_dependencies_are_what_the_library_imports():
     assert imported - set(groups["cluster"]) == set(groups["runtime"])
 
 
+@pytest.mark.slow
 def test_library_imports_without_the_extras():
     """Every library module imports with the lab, cluster and dev packages missing."""
     blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",

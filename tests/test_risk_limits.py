@@ -123,6 +123,7 @@ def test_gross_exposure_sums_a_shared_cash_group(close):
     assert (b["limit"] == "position_size").sum() == starts(top > 0.7).sum()
 
 
+@pytest.mark.slow
 def test_streaming_updates_give_the_same_breaches(pf, close):
     limits = RiskLimits(position_size=0.9, consecutive_losses=(5, 3))
     col = "CCC"

@@ -100,6 +100,7 @@ def _wait_line(proc: subprocess.Popen, expected: str, timeout: float = 60) -> No
     raise AssertionError(f"child never said {expected!r}: {proc.stderr.read()}")
 
 
+@pytest.mark.slow
 def test_concurrent_writer_processes_all_succeed_and_readers_get_in(tmp_path):
     path, stop = tmp_path / "lab.duckdb", tmp_path / "stop"
     LabStore(path)
@@ -127,6 +128,7 @@ def test_concurrent_writer_processes_all_succeed_and_readers_get_in(tmp_path):
             assert sums[f"w{w}-{k}"] == expected
 
 
+@pytest.mark.slow
 def test_a_held_lock_gives_a_clear_error_or_a_bounded_wait(tmp_path):
     path = tmp_path / "lab.duckdb"
     impatient = LabStore(path, lock_timeout=0.3)
@@ -148,6 +150,7 @@ def test_a_held_lock_gives_a_clear_error_or_a_bounded_wait(tmp_path):
     assert patient.runs()["run_id"].tolist() == [run]
 
 
+@pytest.mark.slow
 def test_writer_killed_mid_transaction_leaves_no_rows_and_a_sound_file(tmp_path):
     path = tmp_path / "lab.duckdb"
     store = LabStore(path)
@@ -195,6 +198,7 @@ def _need_strace() -> None:
     pytest.skip(f"needs strace to delay a syscall: {why}")
 
 
+@pytest.mark.slow
 def test_a_commit_survives_a_process_that_read_the_headers_before_it(tmp_path):
     """DuckDB reads a file's headers before taking its lock and never again after. The
     child's every fcntl (its lock attempts) is delayed, as a loaded machine may do, while

@@ -75,6 +75,7 @@ DESTRUCTIVE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sql", DESTRUCTIVE)
 def test_query_refuses_statements_that_change_anything(store, sql):
     with pytest.raises(ValueError, match="^query: "):
@@ -107,6 +108,7 @@ def test_query_cannot_write_files(store, tmp_path):
     "SELECT * FROM read_json('{p}')",
     "SELECT * FROM '{p}'",
 ])
+@pytest.mark.slow
 def test_query_cannot_read_files(store, secret_file, template):
     secret, value = secret_file
     with pytest.raises(DataError) as info:

@@ -81,6 +81,7 @@ def test_fixture_is_an_old_version_readable_by_the_installed_duckdb():
         assert "drift_stats" not in tables and "trades" in tables
 
 
+@pytest.mark.slow
 def test_v1_fixture_upgrades_without_losing_rows(tmp_path):
     path = tmp_path / "lab.db"
     shutil.copy(FIXTURE, path)

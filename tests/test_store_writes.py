@@ -263,6 +263,7 @@ def test_query_binds_parameters_and_never_formats_them(store):
     assert store.counts()["trades"] == 2
 
 
+@pytest.mark.slow
 def test_reader_filters_match_pandas(tmp_path, pf):
     store = LabStore(tmp_path / "lab.duckdb")
     a, b = store.record_backtest(pf), store.record_backtest(pf, strategy="other")
