@@ -125,8 +125,8 @@ def test_from_weights_hand_computed_with_fees():
 
 
 @pytest.fixture(scope="module")
-def sample_pf():
-    close = atl.data.to_wide(atl.data.load_sample(), "close").iloc[:5000]
+def sample_pf(sample_bars):
+    close = atl.data.to_wide(sample_bars, "close").iloc[:5000]
     fast, slow = close.rolling(10).mean(), close.rolling(40).mean()
     return from_signals(close, fast > slow, fast < slow, fees=0.001, direction="both")
 
@@ -184,8 +184,8 @@ def test_portfolio_api(sample_pf):
 
 
 @pytest.mark.slow
-def test_summary_record_equals_full_stats(sample_pf):
-    close = atl.data.to_wide(atl.data.load_sample(), "close").iloc[:5000]
+def test_summary_record_equals_full_stats(sample_pf, sample_bars):
+    close = atl.data.to_wide(sample_bars, "close").iloc[:5000]
     fast, slow = close.rolling(10).mean(), close.rolling(40).mean()
     summary = from_signals(close, fast > slow, fast < slow, fees=0.001, direction="both",
                            record="summary")

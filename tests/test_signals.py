@@ -114,8 +114,8 @@ def test_bad_inputs_raise_data_error():
 
 
 @pytest.fixture(scope="module")
-def hourly_close():
-    return atl.data.to_wide(atl.data.resample(atl.data.load_sample(), "1h"), "close")
+def hourly_close(sample_bars):
+    return atl.data.to_wide(atl.data.resample(sample_bars, "1h"), "close")
 
 
 def _reference(close, fast, slow, **kwargs):

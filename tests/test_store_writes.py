@@ -14,8 +14,8 @@ from alphatrade_lab.store import LabStore, signals_from_wide
 
 
 @pytest.fixture(scope="module")
-def close():
-    hourly = atl.data.resample(atl.data.load_sample(), "1h")
+def close(sample_bars):
+    hourly = atl.data.resample(sample_bars, "1h")
     return atl.data.to_wide(hourly, "close").iloc[:1500]
 
 
