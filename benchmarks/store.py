@@ -1,4 +1,5 @@
-"""Lab store timings: write 1,000,000 trades, read them back by run and by symbol.
+"""Lab store timings: store a backtest of 1,000,000 trades; write 1,000,000 trades, read them
+back by run and by symbol.
 
 Run with ``make bench`` or ``.venv/bin/python benchmarks/store.py``. The write is one
 ``LabStore.record_trades`` call (validation, Arrow conversion, one transaction, close and
@@ -55,8 +56,50 @@ def make_trades(run_ids: list[str], seed: int = 0) -> pd.DataFrame:
     })
 
 
+def backtest_with_a_million_trades() -> atl.backtest.Portfolio:
+    """10 symbols x 200,000 minute bars, in and out every other bar: 1,000,000 trades."""
+    n, k = 200_000, 10
+    rng = np.random.default_rng(0)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 1e-3, (n, k)), axis=0)),
+                         index=idx, columns=[f"S{j}" for j in range(k)])
+    entries = np.zeros((n, k), dtype=bool)
+    entries[0::2] = True
+    # tiny fees: real ones would eat the cash long before the millionth trade
+    return atl.backtest.from_signals(close, entries, ~entries, fees=1e-6)
+
+
+def record_backtest_timings(tmp: str) -> None:
+    frames = atl.backtest.portfolio_frames(backtest_with_a_million_trades())
+    n_trades = len(frames["trades"])
+    conv, total, floor = [], [], []
+    for k in range(3):  # a fresh Portfolio each time: nothing of the conversion is cached
+        pf = backtest_with_a_million_trades()
+        t0 = time.perf_counter()
+        atl.backtest.portfolio_frames(pf)
+        conv.append(time.perf_counter() - t0)
+        pf = backtest_with_a_million_trades()
+        store = atl.store.LabStore(Path(tmp) / f"bt{k}.duckdb")
+        t0 = time.perf_counter()
+        store.record_backtest(pf, strategy="bench")
+        total.append(time.perf_counter() - t0)
+        store = atl.store.LabStore(Path(tmp) / f"tr{k}.duckdb")
+        run = store.record_run("bench")
+        t0 = time.perf_counter()
+        store.record_trades(frames["trades"], run_id=run, strategy="bench")
+        floor.append(time.perf_counter() - t0)
+    print(f"record_backtest of a portfolio with {n_trades:,} trades (run, trades, "
+          f"{len(frames['daily_performance']):,} daily rows, one transaction): best "
+          f"{min(total):.2f} s, median {statistics.median(total):.2f} s (target < 1.5 s)")
+    print(f"  of which Portfolio -> frames: best {min(conv):.2f} s, median "
+          f"{statistics.median(conv):.2f} s")
+    print(f"  floor: record_trades of the same trade rows: best {min(floor):.2f} s "
+          f"(record_backtest/record_trades {min(total) / min(floor):.2f}x)")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        record_backtest_timings(tmp)
         times = []
         for k in range(3):  # a fresh file each time: the write always starts empty
             store = atl.store.LabStore(Path(tmp) / f"lab{k}.duckdb")

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from alphatrade_lab.backtest import kernels as nb
 from alphatrade_lab.errors import DataError, location
 
 if TYPE_CHECKING:
@@ -107,68 +108,73 @@ def trades_frame(pf: Portfolio) -> pd.DataFrame:
     ``symbol`` is the close column, ``side`` long/short, ``quantity`` the size, ``pnl_pct``
     the trade return and ``fees`` entry plus exit fees. An open trade keeps its unrealized
     pnl but has no exit: ``exit_time``/``exit_price`` are NULL and ``metadata`` holds the
-    mark (``{"mark_time": ..., "mark_price": ...}``, the last close).
+    mark (``{"mark_time": ..., "mark_price": ...}``, the last close). Built from the
+    kernels' trade records; the text columns are categorical (one value per symbol, side
+    and status, so a million trades hold a few strings).
     """
-    t = pf.trades
-    is_open = (t["status"] == "open").to_numpy()
-    exit_time = t["exit_time"].where(~is_open)
-    exit_price = t["exit_price"].where(~is_open)
+    t, is_open = pf._trade_records()
+    exit_bars = t[:, nb.T_EXIT_BAR].astype(np.int64)
+    exit_time = pf._times(exit_bars)
     metadata = np.full(len(t), None, dtype=object)
     for i in np.flatnonzero(is_open):
-        metadata[i] = {"mark_time": t["exit_time"].iloc[i].isoformat(),
-                       "mark_price": float(t["exit_price"].iloc[i])}
+        metadata[i] = {"mark_time": exit_time[i].isoformat(),
+                       "mark_price": float(t[i, nb.T_EXIT_PRICE])}
+    if isinstance(exit_time, pd.DatetimeIndex):
+        exit_time = exit_time.where(~is_open)
     return pd.DataFrame({
-        "symbol": t["column"].astype(str).to_numpy(),
-        "side": t["direction"].to_numpy(),
-        "quantity": t["size"].to_numpy(),
-        "entry_time": t["entry_time"],
+        "symbol": pd.Categorical.from_codes(t[:, nb.T_COL].astype(np.int64),
+                                            [str(c) for c in pf.columns]),
+        "side": pd.Categorical.from_codes((t[:, nb.T_DIR] < 0).astype(np.int8),
+                                          ["long", "short"]),
+        "quantity": t[:, nb.T_SIZE],
+        "entry_time": pf._times(t[:, nb.T_ENTRY_BAR]),
         "exit_time": exit_time,
-        "entry_price": t["entry_price"].to_numpy(),
-        "exit_price": exit_price,
-        "pnl": t["pnl"].to_numpy(),
-        "pnl_pct": t["return"].to_numpy(),
-        "fees": (t["entry_fees"] + t["exit_fees"]).to_numpy(),
-        "status": t["status"].to_numpy(),
+        "entry_price": t[:, nb.T_ENTRY_PRICE],
+        "exit_price": np.where(is_open, np.nan, t[:, nb.T_EXIT_PRICE]),
+        "pnl": t[:, nb.T_PNL],
+        "pnl_pct": t[:, nb.T_RET],
+        "fees": t[:, nb.T_ENTRY_FEES] + t[:, nb.T_EXIT_FEES],
+        "status": pd.Categorical.from_codes(is_open.astype(np.int8), ["closed", "open"]),
         "metadata": metadata,
     })
 
 
-def _daily_one(eq: pd.Series, init: float, bars_per_year: float,
-               exits: pd.Series) -> pd.DataFrame:
-    """Daily rows of one equity curve; ``exits`` are closed-trade pnls indexed by exit time."""
-    day = eq.index.normalize()
-    prev = np.concatenate([[init], eq.to_numpy()[:-1]])
+def _daily_rows(eq: np.ndarray, init: np.ndarray, starts: np.ndarray, bars_per_year: float,
+                trades: np.ndarray, wins: np.ndarray) -> dict[str, np.ndarray]:
+    """Daily rows of equity curves ``eq`` (bars × portfolios) whose days begin at the bars
+    ``starts``; ``trades``/``wins`` are the closed-trade counts (days × portfolios). Each
+    column of the result is days × portfolios."""
+    n = len(eq)
+    ends = np.r_[starts[1:], n] - 1
+    ending = eq[ends]
+    starting = np.vstack([init[None, :], ending[:-1]])
+    prev = np.vstack([init[None, :], eq[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        rets = pd.Series(eq.to_numpy() / prev - 1.0, index=eq.index)
-    dd = eq / eq.cummax() - 1.0
-    g = eq.groupby(day, sort=True)
-    ending = g.last()
-    starting = ending.shift(1)
-    starting.iloc[0] = init
-    rg = rets.groupby(day, sort=True)
-    mean, std, n = rg.mean(), rg.std(ddof=1), rg.count()
-    sharpe = (mean / std * np.sqrt(bars_per_year)).where((n >= 2) & (std > 0))
-    exit_day = exits.index.normalize()
-    tc = exits.groupby(exit_day).size().reindex(ending.index, fill_value=0)
-    wc = (exits > 0).groupby(exit_day).sum().reindex(ending.index, fill_value=0)
-    return pd.DataFrame({
-        "date": ending.index.date,
-        "starting_equity": starting.to_numpy(),
-        "ending_equity": ending.to_numpy(),
-        "pnl": (ending - starting).to_numpy(),
-        "pnl_pct": (ending / starting - 1.0).to_numpy(),
-        "trades_count": tc.to_numpy().astype(np.int64),
-        "win_count": wc.to_numpy().astype(np.int64),
-        "max_drawdown": dd.groupby(day, sort=True).min().to_numpy(),
-        "sharpe_ratio": sharpe.to_numpy(),
-    })
+        rets = eq / prev - 1.0
+        valid = ~np.isnan(rets)
+        count = np.add.reduceat(valid, starts, axis=0)
+        mean = np.add.reduceat(np.where(valid, rets, 0.0), starts, axis=0) / count
+        day = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+        dev = np.where(valid, rets - mean[day], 0.0)
+        std = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / (count - 1))
+        sharpe = np.where((count >= 2) & (std > 0), mean / std * np.sqrt(bars_per_year),
+                          np.nan)
+        drawdown = eq / np.maximum.accumulate(eq, axis=0) - 1.0
+        pnl_pct = ending / starting - 1.0
+    return {
+        "starting_equity": starting, "ending_equity": ending, "pnl": ending - starting,
+        "pnl_pct": pnl_pct, "trades_count": trades, "win_count": wins,
+        "max_drawdown": np.minimum.reduceat(drawdown, starts, axis=0), "sharpe_ratio": sharpe,
+    }
 
 
 def daily_performance_frame(pf: Portfolio, daily: str = "columns") -> pd.DataFrame:
     """Daily performance rows of a Portfolio (see the module docstring for definitions).
 
     Returns the ``daily_performance`` columns except ``run_id``, sorted by portfolio and
-    date.
+    date. Computed for all portfolios at once from the equity array and the kernels'
+    trade records (a closed trade counts for the group of its column, on the day of its
+    exit bar).
     """
     if daily not in DAILY_MODES:
         raise DataError(f"daily_performance_frame: daily must be one of {DAILY_MODES}, "
@@ -177,39 +183,45 @@ def daily_performance_frame(pf: Portfolio, daily: str = "columns") -> pd.DataFra
     if not isinstance(eq.index, pd.DatetimeIndex):
         raise DataError("daily_performance_frame: the portfolio's index must be a DatetimeIndex "
                         "to group its equity by day")
-    if eq.index.tz is None:
-        eq = eq.tz_localize("UTC")
-    else:
-        eq = eq.tz_convert("UTC")
     if len(eq) == 0:
         return pd.DataFrame(columns=["portfolio", "date"])
-    bad = ~np.isfinite(eq.to_numpy())
+    values = eq.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         where = location("daily_performance_frame: equity", eq.columns[c], int(r),
                          label=eq.index[r])
         raise DataError(f"{where} is not finite")
-    bars_per_year = pf.periods_per_year
+    index = eq.index.tz_localize("UTC") if eq.index.tz is None else eq.index.tz_convert("UTC")
+    days = index.normalize()
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    day_of_bar = np.cumsum(np.r_[True, days[1:] != days[:-1]]) - 1
+    n_days, n_groups = len(starts), values.shape[1]
+
+    t, is_open = pf._trade_records()
+    closed = t[~is_open]
+    group = np.searchsorted(pf._group_start, closed[:, nb.T_COL].astype(np.int64),
+                            side="right") - 1
+    key = day_of_bar[closed[:, nb.T_EXIT_BAR].astype(np.int64)] * n_groups + group
+    size = n_days * n_groups
+    trades = np.bincount(key, minlength=size).reshape(n_days, n_groups)
+    wins = np.bincount(key, weights=closed[:, nb.T_PNL] > 0,
+                       minlength=size).reshape(n_days, n_groups).astype(np.int64)
     init = np.asarray(pf.init_cash, dtype=np.float64).reshape(-1)
-    trades = pf.trades
-    closed = trades[trades["status"] == "closed"]
-    exit_idx = pd.DatetimeIndex(closed["exit_time"])
-    exit_idx = exit_idx.tz_localize("UTC") if exit_idx.tz is None else exit_idx.tz_convert("UTC")
-    pnl = pd.Series(closed["pnl"].to_numpy(), index=exit_idx)
-    symbols = closed["column"].astype(str).to_numpy()
-    # each column on its own cash: a column's trades; a cash-sharing group: all trades
-    per_column = [str(c) for c in eq.columns] == [str(c) for c in getattr(pf, "columns", [])]
+    bars_per_year = pf.periods_per_year
     parts = []
     if daily in ("columns", "both"):
-        for j, col in enumerate(eq.columns):
-            exits = pnl[symbols == str(col)] if per_column else pnl
-            part = _daily_one(eq.iloc[:, j], float(init[j]), bars_per_year, exits)
-            part.insert(0, "portfolio", str(col))
-            parts.append(part)
+        rows = _daily_rows(values, init, starts, bars_per_year, trades, wins)
+        parts.append(pd.DataFrame({
+            "portfolio": np.repeat([str(c) for c in eq.columns], n_days),
+            "date": np.tile(days[starts].date, n_groups),
+            **{k: v.T.reshape(-1) for k, v in rows.items()}}))
     if daily in ("total", "both"):
-        part = _daily_one(eq.sum(axis=1), float(init.sum()), bars_per_year, pnl)
-        part.insert(0, "portfolio", "total")
-        parts.append(part)
+        rows = _daily_rows(values.sum(axis=1, keepdims=True), init.sum(keepdims=True), starts,
+                           bars_per_year, trades.sum(axis=1, keepdims=True),
+                           wins.sum(axis=1, keepdims=True))
+        parts.append(pd.DataFrame({"portfolio": "total", "date": days[starts].date,
+                                   **{k: v[:, 0] for k, v in rows.items()}}))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -60,6 +60,7 @@ class Portfolio:
         self._make_series = series
         self._orders = orders
         self._closed_trades = trades
+        self._sorted_trades: tuple[np.ndarray, np.ndarray] | None = None
         self._cstate = cstate
         self._gstate = gstate
         self.basis = basis
@@ -170,6 +171,21 @@ class Portfolio:
                       pnl / (size * entry_price), cs[c, nb.C_TR_FEES], 0.0]
         return out
 
+    def _trade_records(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trade records (``T_*`` columns), closed then open, sorted by column and
+        entry bar, and which of them are open (computed once; do not modify)."""
+        if self._sorted_trades is None:
+            closed = self._closed_trades
+            op = self._open_trades()
+            t = np.vstack([closed, op]) if len(op) else closed
+            is_open = np.r_[np.zeros(len(closed), dtype=bool), np.ones(len(op), dtype=bool)]
+            key = t[:, nb.T_COL] * (len(self.index) + 1) + t[:, nb.T_ENTRY_BAR]
+            if len(t) and not (np.diff(key) >= 0).all():  # the kernels write them in order
+                order = np.argsort(key, kind="stable")
+                t, is_open = t[order], is_open[order]
+            self._sorted_trades = (t, is_open)
+        return self._sorted_trades
+
     @property
     def trades(self) -> pd.DataFrame:
         """Round trips, closed then open, one row per (partial) exit.
@@ -181,12 +197,8 @@ class Portfolio:
         a DatetimeIndex) and the fees. A reversal closes one trade and opens the
         next at the same fill, splitting its fees by size.
         """
-        closed = self._closed_trades
-        op = self._open_trades()
-        t = np.vstack([closed, op]) if len(op) else closed
-        status = np.array(["closed"] * len(closed) + ["open"] * len(op), dtype=object)
-        order = np.lexsort((t[:, nb.T_ENTRY_BAR], t[:, nb.T_COL])) if len(t) else np.arange(0)
-        t, status = t[order], status[order]
+        t, is_open = self._trade_records()
+        status = np.where(is_open, "open", "closed").astype(object)
         entry, exit_ = self._times(t[:, nb.T_ENTRY_BAR]), self._times(t[:, nb.T_EXIT_BAR])
         if isinstance(self.index, pd.DatetimeIndex):
             duration = pd.TimedeltaIndex(exit_ - entry)

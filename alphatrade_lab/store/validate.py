@@ -117,6 +117,30 @@ def _redact_strings(arr: pa.Array, table: str, col: str, redact: Redactor) -> pa
     return pc.if_else(bad, pc.take(pa.array(list(changed.values()), pa.string()), idx), arr)
 
 
+def _categorical(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.Array:
+    """A categorical text column, checked and redacted once per category: a million trades
+    of five symbols cost five checks."""
+    s = frame[c.name]
+    codes = s.cat.codes.to_numpy()
+    na = codes < 0
+    if not c.nullable:
+        _fail(frame, table, c.name, na, "NULL is not allowed")
+    cats = pa.array([str(v) for v in s.cat.categories], type=pa.string())
+    try:
+        cats = _redact_strings(cats, table, c.name, redact)
+    except DataError:  # a key holding a credential: name the first row, not the category
+        full = pa.array(s.astype(str).where(s.notna()).to_numpy(dtype=object),
+                        type=pa.string(), from_pandas=True)
+        _redact_strings(full, table, c.name, redact)
+        raise
+    choices = _CHOICES.get((table, c.name))
+    if choices is not None:
+        ok = pc.is_in(cats, value_set=pa.array(choices)).to_numpy(zero_copy_only=False)
+        _fail(frame, table, c.name, ~na & ~ok[np.maximum(codes, 0)],
+              "allowed: " + ", ".join(choices))
+    return pc.take(cats, pa.array(codes, mask=na))
+
+
 def _column(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.Array:
     col, kind, s = c.name, c.kind, frame[c.name]
     if kind in ("float", "int", "direction"):
@@ -165,10 +189,13 @@ def _column(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.
             return pa.array(days.dt.date, type=pa.date32(), from_pandas=True)
         return pa.array(ts.dt.as_unit("us"), type=_ARROW["ts"], from_pandas=True)
     if kind == "json":
-        if s.isna().all():
-            return pa.nulls(len(s), pa.string())
-        return pa.array([_json_text(v, table, col, i, frame.index[i], redact)
-                         for i, v in enumerate(s.to_numpy(dtype=object))], type=pa.string())
+        values = s.to_numpy(dtype=object)
+        texts = np.full(len(s), None, dtype=object)
+        for i in np.flatnonzero(s.notna().to_numpy()):  # often a few rows of many
+            texts[i] = _json_text(values[i], table, col, int(i), frame.index[i], redact)
+        return pa.array(texts, type=pa.string(), from_pandas=True)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return _categorical(frame, table, c, redact)
     # str: build the Arrow array first (zero-copy for pandas' Arrow-backed strings)
     if isinstance(s.dtype, pd.StringDtype) or pd.api.types.infer_dtype(
             s, skipna=True) in ("string", "empty"):
@@ -214,7 +241,12 @@ def to_arrow(table: str, frame: pd.DataFrame, defaults: Mapping[str, Any] | None
     frame = frame.copy(deep=False)
     for name, value in defaults.items():
         if name not in frame.columns:
-            frame[name] = [value] * len(frame) if isinstance(value, dict | list) else value
+            if isinstance(value, dict | list):
+                frame[name] = [value] * len(frame)
+            elif isinstance(value, str):  # one category: checked and redacted once
+                frame[name] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8), [value])
+            else:
+                frame[name] = value
     missing = [c.name for c in cols if not c.nullable and c.name not in frame.columns]
     if missing:
         raise DataError(f"{table}: missing required column(s) {missing}")
