@@ -10,14 +10,8 @@ True
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
 from alphatrade_lab.errors import AlphaTradeError, AlphaTradeWarning, DataError
-
-try:
-    __version__ = version("alphatrade-lab")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "models", "monitoring",
                "pipeline", "risk", "signals", "store", "testing")
@@ -25,7 +19,20 @@ _SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "models", "m
 __all__ = ["AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", *_SUBPACKAGES]
 
 
+def _version() -> str:
+    # importlib.metadata costs 0.1-0.2 s to import: only when the version is asked for
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alphatrade-lab")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()["__version__"] = value = _version()
+        return value
     if name in _SUBPACKAGES:
         module = import_module(f"alphatrade_lab.{name}")
         globals()[name] = module

@@ -379,3 +379,26 @@ def test_fees_are_checked_as_from_signals_checks_them(hourly):
         atl.backtest.from_signals(close, close > close.shift(), close < close.shift(), fees=0.1)
     with pytest.raises(ValueError, match="fees"):
         sweep_ma_cross(close, fast=[2], slow=[5], fees=1.0, progress=False)
+
+
+def test_sweep_statistics_agree_with_scipy():
+    from scipy import stats as st
+
+    from alphatrade_lab.backtest.sweeps.stats import (
+        expected_max_sharpe,
+        probabilistic_sharpe_ratio,
+        skew_kurtosis,
+    )
+
+    r = np.random.default_rng(3).standard_t(4, 5000)
+    np.testing.assert_allclose(skew_kurtosis(r), (st.skew(r), st.kurtosis(r, fisher=False)),
+                               rtol=1e-12)
+    assert np.isnan(skew_kurtosis(np.ones(10))).all()
+    gamma = 0.5772156649015329
+    for n in (2, 10, 1000, 10**6):
+        want = ((1 - gamma) * st.norm.ppf(1 - 1 / n) + gamma * st.norm.ppf(1 - 1 / (n * np.e)))
+        assert expected_max_sharpe(n, 1.0) == pytest.approx(want, rel=1e-12)
+    for sr in (-0.2, 0.0, 0.05, 0.3):
+        z = sr * np.sqrt(252) / np.sqrt(1 - 0.1 * sr + (4.0 - 1) / 4 * sr**2)
+        assert probabilistic_sharpe_ratio(sr, 0.0, 253, 0.1, 4.0) == pytest.approx(
+            st.norm.cdf(z), rel=1e-12, abs=1e-15)

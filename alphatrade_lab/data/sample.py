@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.signal import lfilter
 
 from alphatrade_lab.data.kernels import simulate_log_prices_nb
 from alphatrade_lab.data.schema import BAR_COLUMNS, PRICE_COLUMNS, validate
@@ -260,6 +259,8 @@ def synthetic(
     # persistent (about one day) random level of its own.
     excess_vol = sigma / (base_sigma * vol_mult[:, None])
     phi = 1.0 - 1.0 / bars_per_day
+    from scipy.signal import lfilter  # lazy: scipy.signal takes over a second to import
+
     level = lfilter([np.sqrt(1.0 - phi**2) * 0.35], [1.0, -phi], rng.standard_normal((n, k)),
                     axis=0)
     volume = (base_volume * volume_mult[:, None] * excess_vol**0.8 * (0.5 + 0.5 * move)

@@ -14,15 +14,13 @@ from typing import Any, TypeAlias
 import numba
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
-from tqdm.auto import tqdm
 
 from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.backtest._inputs import as_prices, cost_fraction, parse_direction, per_column
 from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_basis
 from alphatrade_lab.backtest.simulate import from_signals
 from alphatrade_lab.backtest.sweeps import kernels as nb
-from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio
+from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio, skew_kurtosis
 from alphatrade_lab.backtest.sweeps.strategies import (
     MA_CROSS,
     STRATEGIES,
@@ -377,6 +375,8 @@ def sweep(
         raise ValueError(f"init_cash must be positive, got {init_cash}")
     key = strat.name if STRATEGIES.get(strat.name) is strat else strat
     chunks = _chunks(len(combos), hi, k, chunk_size)
+    from tqdm.auto import tqdm  # lazy: tqdm.auto brings in asyncio (0.15 s)
+
     with tqdm(total=len(combos), unit="combo", disable=not progress,
               desc=f"sweep {strat.name}") as bar:
         if backend == "local":
@@ -418,7 +418,7 @@ def sweep(
         table.attrs["best"] = tuple(x.item() if isinstance(x, np.generic) else x for x in best) \
             if isinstance(best, tuple) else (best.item() if isinstance(best, np.generic) else best)
         table.attrs["deflated_sharpe"] = deflated_sharpe_ratio(
-            per_bar[b], per_bar, len(r), float(sps.skew(r)), float(sps.kurtosis(r, fisher=False)))
+            per_bar[b], per_bar, len(r), *skew_kurtosis(r))
     return table
 
 
@@ -503,8 +503,10 @@ def split_sample(close: Any, strategy: str | Strategy,
     both = pd.concat({"in_sample": is_, "out_of_sample": oos}, axis=1)
     ranked = both.sort_values(("in_sample", metric), ascending=False, na_position="last")
     result = ranked.head(top).copy()
-    rho = sps.spearmanr(both[("in_sample", metric)], both[("out_of_sample", metric)],
-                        nan_policy="omit").statistic
+    from scipy.stats import spearmanr  # lazy: scipy.stats costs 0.4 s to import
+
+    rho = spearmanr(both[("in_sample", metric)], both[("out_of_sample", metric)],
+                    nan_policy="omit").statistic
     result.attrs.update(rank_correlation=float(rho), split=cut,
                         deflated_sharpe=is_.attrs["deflated_sharpe"], best=is_.attrs["best"])
     return result
