@@ -332,3 +332,122 @@ def stream_update_nb(codes, t, close, high, low, volume, scal, last_t, cring, lr
         st[S_COUNT] = i + 1
         last_t[s] = t[k]
     return out
+
+
+# ---------------------------------------------------------------------------
+# Compiled estimators (see alphatrade_lab.models.compiled)
+# ---------------------------------------------------------------------------
+
+# How raw scores become probabilities.
+FINISH_MEAN, FINISH_LOGISTIC, FINISH_SOFTMAX = 0, 1, 2
+
+
+@njit(cache=True)
+def _finish(raw, finish, n_trees, out):
+    """Probabilities from raw scores ``raw[k]``: the mean over ``n_trees`` (forests),
+    ``[1 - expit(raw[0]), expit(raw[0])]`` (binary) or a softmax with the row maximum
+    subtracted first (multiclass), as scikit-learn computes them."""
+    if finish == FINISH_MEAN:
+        for k in range(raw.shape[0]):
+            out[k] = raw[k] / n_trees
+    elif finish == FINISH_LOGISTIC:
+        p = 1.0 / (1.0 + np.exp(-raw[0]))
+        out[0] = 1.0 - p
+        out[1] = p
+    else:
+        m = raw[0]
+        for k in range(1, raw.shape[0]):
+            m = max(m, raw[k])
+        s = 0.0
+        for k in range(raw.shape[0]):
+            out[k] = np.exp(raw[k] - m)
+            s += out[k]
+        for k in range(raw.shape[0]):
+            out[k] /= s
+
+
+@njit(cache=True)
+def linear_proba_nb(A, out, mean, scale, coef, intercept, finish):
+    """Probabilities of a (standardised) linear classifier, one row of ``A`` at a time.
+
+    Parameters
+    ----------
+    A : float64[m, n_features]
+    out : float64[m, n_classes]
+        Receives the probabilities.
+    mean, scale : float64[n_features]
+        The scaler's ``(x - mean) / scale`` (0 and 1 without a scaler).
+    coef : float64[n_scores, n_features]
+    intercept : float64[n_scores]
+    finish : int
+        FINISH_LOGISTIC (one score, two classes) or FINISH_SOFTMAX.
+    """
+    n_scores, n_features = coef.shape
+    z = np.empty(n_features)
+    raw = np.empty(n_scores)
+    for i in range(A.shape[0]):
+        for j in range(n_features):
+            z[j] = (A[i, j] - mean[j]) / scale[j]
+        for k in range(n_scores):
+            d = 0.0
+            for j in range(n_features):
+                d += z[j] * coef[k, j]
+            raw[k] = d + intercept[k]
+        _finish(raw, finish, 1, out[i])
+    return out
+
+
+@njit(cache=True)
+def trees_proba_nb(A, out, roots, left, right, feature, threshold, nan_left, value, tree_col,
+                   base, as_float32, finish):
+    """Probabilities of a tree ensemble, one row of ``A`` at a time, into ``out``.
+
+    All trees' nodes are concatenated: tree t starts at node ``roots[t]``; ``left`` and
+    ``right`` are absolute node numbers (-1 at a leaf). At a split a NaN input goes left
+    when ``nan_left``, otherwise ``x <= threshold`` goes left. A tree adds its leaf's
+    ``value[leaf, :]`` to the raw scores from column ``tree_col[t]`` on; the scores start
+    at ``base``. With ``as_float32`` the inputs are rounded to float32 first (as
+    scikit-learn's ``tree_`` does). ``finish`` as in :func:`_finish`.
+    """
+    n_trees = roots.shape[0]
+    width = value.shape[1]
+    x = np.empty(A.shape[1])
+    raw = np.empty(base.shape[0])
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            x[j] = np.float64(np.float32(A[i, j])) if as_float32 else A[i, j]
+        raw[:] = base
+        for t in range(n_trees):
+            node = roots[t]
+            while left[node] >= 0:
+                v = x[feature[node]]
+                if np.isnan(v):
+                    node = left[node] if nan_left[node] else right[node]
+                elif v <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            c = tree_col[t]
+            for k in range(width):
+                raw[c + k] += value[node, k]
+        _finish(raw, finish, n_trees, out[i])
+    return out
+
+
+@njit(cache=True)
+def stream_align_nb(F, idx, means, fill, A):
+    """The model inputs ``A[:, j] = F[:, idx[j]]`` (``means[j]`` where ``idx[j] < 0``), NaN
+    replaced by ``fill[j]`` (a NaN ``fill`` leaves NaN). Returns 1 if a NaN is left, plus 2 if an
+    infinity is, else 0."""
+    flags = 0
+    for i in range(F.shape[0]):
+        for j in range(idx.shape[0]):
+            v = F[i, idx[j]] if idx[j] >= 0 else means[j]
+            if np.isnan(v):
+                v = fill[j]
+                if np.isnan(v):
+                    flags |= 1
+            elif np.isinf(v):
+                flags |= 2
+            A[i, j] = v
+    return flags

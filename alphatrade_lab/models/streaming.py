@@ -8,6 +8,10 @@ emits the same features as :func:`~alphatrade_lab.features.technical` on the ful
 history, then the same probabilities and signal as
 :meth:`ModelBundle.predict_proba` and :func:`~alphatrade_lab.models.signals`.
 Memory is O(symbols × longest window), independent of the number of bars.
+
+The model is evaluated by numba (:func:`~alphatrade_lab.models.compiled.compile_estimator`)
+when its family is supported, else by scikit-learn; rows the compiled model cannot take
+(NaN or infinite inputs the estimator refuses) go to scikit-learn, which raises as before.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pandas as pd
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.models import kernels as nb
 from alphatrade_lab.models.bundle import FeatureMismatchWarning, ModelBundle
+from alphatrade_lab.models.compiled import CompiledModel, compile_estimator
 from alphatrade_lab.models.signals import direction_from_proba
 
 __all__ = ["StreamingScorer"]
@@ -30,6 +35,8 @@ _NO_TIME = np.iinfo(np.int64).min
 
 
 def _ns(ts: Any) -> int:
+    if type(ts) is pd.Timestamp and ts.tzinfo is not None:
+        return ts.value
     t = pd.Timestamp(ts)
     return (t.tz_localize("UTC") if t.tzinfo is None else t).value
 
@@ -47,6 +54,10 @@ class StreamingScorer:
         As in :func:`~alphatrade_lab.models.signals`.
     spec
         A FeatureSpec to use when the bundle has none.
+    compiled
+        Evaluate the model with numba when its family is supported (the default); False
+        always calls scikit-learn's ``predict_proba``. :attr:`compiled_model` is the
+        compiled model in use, or None.
 
     Examples
     --------
@@ -78,7 +89,7 @@ class StreamingScorer:
     _vring: np.ndarray
 
     def __init__(self, bundle: ModelBundle, threshold: float = 0.5, *,
-                 exit_on_flat: bool = True, spec: Any = None):
+                 exit_on_flat: bool = True, spec: Any = None, compiled: bool = True):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if bundle.nan_policy == "error":
@@ -99,6 +110,13 @@ class StreamingScorer:
                           f"and are filled with their training means: {missing}",
                           FeatureMismatchWarning, stacklevel=2)
         self._idx = idx
+        self._means = np.ascontiguousarray(bundle.means, dtype=np.float64)
+        fill = {"mean": self._means, "zero": np.zeros(len(idx))}  # NaN: passthrough
+        self._fill = fill.get(bundle.nan_policy, np.full(len(idx), np.nan))
+        cm = compile_estimator(bundle.model) if compiled else None
+        self.compiled_model: CompiledModel | None = (
+            cm if cm is not None and cm.classes == list(bundle.classes)
+            and cm.n_features == len(idx) else None)
         self._params = (np.asarray(spec.return_horizons, dtype=np.int64),
                         np.asarray(spec.vol_windows, dtype=np.int64),
                         np.asarray(spec.ma_windows, dtype=np.int64),
@@ -109,6 +127,9 @@ class StreamingScorer:
         self._lr = max(max(spec.vol_windows), spec.skew_window)
         self._lv = spec.volume_window
         self._classes = list(bundle.classes)
+        # update_one's one-bar inputs: code, timestamp, high, low, close, volume.
+        self._bar = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                     *np.zeros((4, 1)))
         self._cls_pos = [next((j for j, c in enumerate(self._classes) if c == k), None)
                          for k in (-1, 0, 1)]
         self.reset()
@@ -172,15 +193,25 @@ class StreamingScorer:
         F = np.empty((len(codes), len(self.feature_names)))
         nb.stream_update_nb(codes, t, close, high, low, volume, self._scal, self._last_t,
                             self._cring, self._lring, self._rring, self._vring, *self._params, F)
-        A = np.empty((len(codes), len(self._idx)))
-        for j, i in enumerate(self._idx):
-            A[:, j] = F[:, i] if i >= 0 else self.bundle.means[j]
-        A = self.bundle.apply_nan_policy(A)
-        P = self.bundle.proba_matrix(A) if len(A) else np.empty((0, len(self._classes)))
+        return F, self._proba(F)
+
+    def _proba(self, F: np.ndarray) -> np.ndarray:
+        """The model's probabilities (bundle class order) of feature rows."""
+        A = np.empty((len(F), len(self._idx)))
+        flags = nb.stream_align_nb(F, self._idx, self._means, self._fill, A)
+        cm = self.compiled_model
+        P = np.empty((len(F), len(self._classes)))
+        if not len(F):
+            return P
+        if cm is not None and (flags == 0 or (flags == 1 and cm.allow_nan)):
+            return cm.predict_proba_into(A, P)
+        return self.bundle.proba_matrix(self.bundle.apply_nan_policy(A))
+
+    def _signal(self, P: np.ndarray) -> tuple:
         zero = np.zeros(len(P))
         p_down, p_flat, p_up = (P[:, j] if j is not None else zero for j in self._cls_pos)
         d, conf = direction_from_proba(p_up, p_down, self.threshold)
-        return F, P, d, conf, p_flat, p_up, p_down
+        return d, conf, p_flat, p_up, p_down
 
     def update(self, bars: pd.DataFrame | dict | pd.Series) -> pd.DataFrame:
         """Feed one bar (a dict or Series) or a batch (long-form frame, rows in time order
@@ -217,12 +248,13 @@ class StreamingScorer:
         high, low, close, volume = (bars[c].to_numpy(dtype=np.float64, na_value=np.nan)
                                     for c in ("high", "low", "close", "volume"))
         try:
-            F, P, d, conf, p_flat, p_up, p_down = self._score(
-                codes, ts.as_unit("ns").asi8, high, low, close, volume, lambda k: sym[k])
+            F, P = self._score(codes, ts.as_unit("ns").asi8, high, low, close, volume,
+                               lambda k: sym[k])
         except DataError:
             for s in list(self._codes)[n_before:]:  # forget symbols added by this batch
                 del self._codes[s]
             raise
+        d, conf, p_flat, p_up, p_down = self._signal(P)
         out: dict[str, Any] = {"timestamp": ts, "symbol": sym}
         out.update(zip(self.feature_names, F.T, strict=True))
         out.update((c, P[:, j]) for j, c in enumerate(self._classes))
@@ -239,20 +271,29 @@ class StreamingScorer:
         ``feature_names`` order), ``proba`` (array in class order), ``direction``,
         ``confidence``, ``entry`` and ``exit``. Other keyword fields (``open``) are
         ignored."""
-        new = symbol not in self._codes
-        code = self._code(symbol)
+        code = self._codes.get(symbol)
+        new = code is None
+        if new:
+            code = self._code(symbol)
+        b_code, b_t, b_high, b_low, b_close, b_volume = self._bar
+        b_code[0], b_t[0] = code, _ns(timestamp)
+        b_high[0], b_low[0], b_close[0], b_volume[0] = high, low, close, volume
         try:
-            F, P, d, conf, *_ = self._score(
-                np.array([code], dtype=np.int64), np.array([_ns(timestamp)], dtype=np.int64),
-                np.array([high], dtype=np.float64), np.array([low], dtype=np.float64),
-                np.array([close], dtype=np.float64), np.array([volume], dtype=np.float64),
-                lambda k: symbol)
+            F, P = self._score(b_code, b_t, b_high, b_low, b_close, b_volume, lambda k: symbol)
         except DataError:
             if new:
                 del self._codes[symbol]
             raise
-        direction = int(d[0])
+        p = P[0].tolist()
+        p_down, _, p_up = (p[j] if j is not None else 0.0 for j in self._cls_pos)
+        thr = self.threshold
+        if p_up >= thr and p_up >= p_down:
+            direction, confidence = 1, p_up
+        elif p_down >= thr and p_down > p_up:
+            direction, confidence = -1, p_down
+        else:
+            direction, confidence = 0, max(p_up, p_down)
         return {"timestamp": timestamp, "symbol": symbol, "features": F[0], "proba": P[0],
-                "direction": direction, "confidence": float(conf[0]),
+                "direction": direction, "confidence": confidence,
                 "entry": direction == 1,
                 "exit": direction != 1 if self.exit_on_flat else direction == -1}
