@@ -77,18 +77,30 @@ def pct_change_nb(x, starts, ends):
 
 
 @njit(cache=True)
-def _moments_1d(x, window, mean, m2, m3, third):
-    """Rolling mean and sums of squared (and cubed) deviations of one group.
+def _window_1d(x, window, ddof, mean, m2, m3, std, z, skew):
+    """Rolling statistics of one group's ``x`` over full windows of ``window`` rows, each
+    written only into the outputs that are not empty (``np.empty(0)`` skips one):
 
-    Sliding sums of ``x - c`` are kept with a shift ``c`` that is reset to the
-    current value every ``window`` rows (the sums are then recomputed from the
-    window), so no cancellation builds up on large levels such as prices and
-    the result does not depend on where the data ends. A window whose values are
-    all equal gets exactly 0 for ``m2``/``m3``. ``m3`` is written only if ``third``
-    (it may then alias nothing else; otherwise it may be any array).
+    ``mean``; ``m2``/``m3`` the sums of squared/cubed deviations from it; ``std`` =
+    ``sqrt(m2 / (window - ddof))``; ``z`` = ``(x - mean) / std``, NaN where the std is 0
+    (never inf); ``skew`` the bias-corrected G1 ``window * sqrt(window - 1) / (window - 2)
+    * m3 / m2**1.5``, NaN when ``window < 3`` or the variance is 0. All are NaN until a
+    full window of non-NaN values is available.
+
+    Sliding sums of ``x - c`` are kept with a shift ``c`` that is reset to the current
+    value every ``window`` rows (the sums are then recomputed from the window), so no
+    cancellation builds up on large levels such as prices and the result does not depend
+    on where the data ends. A window whose values are all equal gets exactly 0 for
+    ``m2``/``m3``. One pass serves every output, so the features that share a window
+    (``ma_dist_20`` and ``bb_pctb_20``, ``vol_60`` and ``skew_60``) compute it once.
     """
     n = x.shape[0]
     w = float(window)
+    want_mean, want_m2, want_m3 = mean.shape[0] > 0, m2.shape[0] > 0, m3.shape[0] > 0
+    want_std, want_z, want_skew = std.shape[0] > 0, z.shape[0] > 0, skew.shape[0] > 0
+    third = want_m3 or want_skew
+    den = float(window - ddof)
+    k_skew = w * np.sqrt(w - 1.0) / (w - 2.0) if window >= 3 else np.nan
     c = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -147,50 +159,28 @@ def _moments_1d(x, window, mean, m2, m3, third):
         if since == window:
             since = 0
         if i + 1 < window or nans > 0:
-            mean[i] = np.nan
-            m2[i] = np.nan
-            if third:
-                m3[i] = np.nan
+            mu_i, v, t3 = np.nan, np.nan, np.nan
         elif same >= window:
-            mean[i] = xi
-            m2[i] = 0.0
-            if third:
-                m3[i] = 0.0
+            mu_i, v, t3 = xi, 0.0, 0.0
         else:
             mu = s1 / w
-            mean[i] = c + mu
+            mu_i = c + mu
             v = s2 - w * mu * mu
-            m2[i] = v if v > 0.0 else 0.0
-            if third:
-                m3[i] = s3 - 3.0 * mu * s2 + 2.0 * w * mu * mu * mu
-    return mean
-
-
-@njit(cache=True)
-def _zscore_1d(x, window, ddof, out, mean, m2):
-    """``(x - mean) / std`` of the trailing window; NaN where the std is 0 (never inf)."""
-    _moments_1d(x, window, mean, m2, m2, False)
-    den = float(window - ddof)
-    for i in range(x.shape[0]):
-        v = m2[i] / den if den > 0 else np.nan
-        out[i] = (x[i] - mean[i]) / np.sqrt(v) if v > 0.0 else np.nan
-
-
-@njit(cache=True)
-def _std_1d(x, window, ddof, out, mean):
-    _moments_1d(x, window, mean, out, out, False)
-    den = float(window - ddof)
-    for i in range(x.shape[0]):
-        out[i] = np.sqrt(out[i] / den) if den > 0 else np.nan
-
-
-@njit(cache=True)
-def _skew_1d(x, window, out, mean, m2):
-    _moments_1d(x, window, mean, m2, out, True)
-    w = float(window)
-    k = w * np.sqrt(w - 1.0) / (w - 2.0) if window >= 3 else np.nan
-    for i in range(x.shape[0]):
-        out[i] = k * out[i] / (m2[i] * np.sqrt(m2[i])) if m2[i] > 0.0 else np.nan
+            v = v if v > 0.0 else 0.0
+            t3 = s3 - 3.0 * mu * s2 + 2.0 * w * mu * mu * mu
+        if want_mean:
+            mean[i] = mu_i
+        if want_m2:
+            m2[i] = v
+        if want_m3:
+            m3[i] = t3
+        var = v / den if den > 0 else np.nan
+        if want_std:
+            std[i] = np.sqrt(var)
+        if want_z:
+            z[i] = (xi - mu_i) / np.sqrt(var) if var > 0.0 else np.nan
+        if want_skew:
+            skew[i] = k_skew * t3 / (v * np.sqrt(v)) if v > 0.0 else np.nan
 
 
 @njit(cache=True, parallel=True)
@@ -216,26 +206,33 @@ def rolling_moments_nb(x, starts, ends, window, third):
     mean = np.empty(n)
     m2 = np.empty(n)
     m3 = np.full(n, np.nan)
+    none = np.empty(0)
     for g in prange(starts.shape[0]):
         a, b = starts[g], ends[g]
-        _moments_1d(x[a:b], window, mean[a:b], m2[a:b], m3[a:b], third)
+        _window_1d(x[a:b], window, 0, mean[a:b], m2[a:b], m3[a:b] if third else none, none,
+                   none, none)
     return mean, m2, m3
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def rolling_mean_nb(x, starts, ends, window):
     """Rolling mean over full windows within each group."""
-    mean, _, _ = rolling_moments_nb(x, starts, ends, window, False)
-    return mean
+    out = np.empty(x.shape[0])
+    none = np.empty(0)
+    for g in prange(starts.shape[0]):
+        a, b = starts[g], ends[g]
+        _window_1d(x[a:b], window, 0, out[a:b], none, none, none, none, none)
+    return out
 
 
 @njit(cache=True, parallel=True)
 def rolling_std_nb(x, starts, ends, window, ddof):
     """Rolling standard deviation (``ddof=1``: sample, ``ddof=0``: population)."""
     out = np.empty(x.shape[0])
+    none = np.empty(0)
     for g in prange(starts.shape[0]):
         a, b = starts[g], ends[g]
-        _std_1d(x[a:b], window, ddof, out[a:b], np.empty(b - a))
+        _window_1d(x[a:b], window, ddof, none, none, none, out[a:b], none, none)
     return out
 
 
@@ -243,9 +240,10 @@ def rolling_std_nb(x, starts, ends, window, ddof):
 def rolling_zscore_nb(x, starts, ends, window, ddof):
     """``(x - rolling mean) / rolling std``; NaN where the std is 0 (never inf)."""
     out = np.empty(x.shape[0])
+    none = np.empty(0)
     for g in prange(starts.shape[0]):
         a, b = starts[g], ends[g]
-        _zscore_1d(x[a:b], window, ddof, out[a:b], np.empty(b - a), np.empty(b - a))
+        _window_1d(x[a:b], window, ddof, none, none, none, none, out[a:b], none)
     return out
 
 
@@ -258,9 +256,10 @@ def rolling_skew_nb(x, starts, ends, window):
     or the window has zero variance.
     """
     out = np.empty(x.shape[0])
+    none = np.empty(0)
     for g in prange(starts.shape[0]):
         a, b = starts[g], ends[g]
-        _skew_1d(x[a:b], window, out[a:b], np.empty(b - a), np.empty(b - a))
+        _window_1d(x[a:b], window, 0, none, none, none, none, none, out[a:b])
     return out
 
 
@@ -434,67 +433,120 @@ def atr_nb(high, low, close, starts, ends, window):
 # ---------------------------------------------------------------------------
 
 
+# Tasks of technical_nb: one per group and kind (a rolling kind per distinct window).
+_RETURNS, _CLOSE_WINDOW, _R1_WINDOW, _VOLUME_Z, _RSI, _MACD, _ATR = 0, 1, 2, 3, 4, 5, 6
+# Rough cost of each kind in ns a row (one thread), to spread the tasks over the threads.
+_COST = (1.0, 4.5, 4.5, 5.0, 5.5, 3.5, 6.0)
+
+
+@njit(cache=True)
+def _row_of(windows, w, first):
+    """``first`` + the position of ``w`` in ``windows``, or -1 if absent."""
+    for j in range(windows.shape[0]):
+        if windows[j] == w:
+            return first + j
+    return -1
+
+
+@njit(cache=True)
+def _spread_nb(cost, bins):
+    """Bin of each task so the bins' total costs are close (largest task first, each to
+    the least loaded bin): int64[t]."""
+    load = np.zeros(bins)
+    out = np.empty(cost.shape[0], dtype=np.int64)
+    for t in np.argsort(-cost):
+        b = np.argmin(load)
+        out[t] = b
+        load[b] += cost[t]
+    return out
+
+
 @njit(cache=True, parallel=True)
 def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, ma_windows,
                  rsi_window, macd_fast, macd_slow, macd_signal, atr_window, bb_window, bb_k,
-                 volume_window, skew_window):
-    """Every technical feature of :func:`alphatrade_lab.features.technical`, one group per
-    thread, into float64[k, n] with rows in ``FeatureSpec.feature_names`` order:
-    ``ret_{h}`` per horizon, ``vol_{w}``, ``ma_dist_{w}``, rsi, macd, macd_signal,
-    macd_hist, atr, bb %b, volume z-score, hl_range, skew.
+                 volume_window, skew_window, out, work, threads):
+    """Every technical feature of :func:`alphatrade_lab.features.technical` into ``out``
+    (float64[k, n], C order) with rows in ``FeatureSpec.feature_names`` order: ``ret_{h}``
+    per horizon, ``vol_{w}``, ``ma_dist_{w}``, rsi, macd, macd_signal, macd_hist, atr,
+    bb %b, volume z-score, hl_range, skew. ``work`` (float64[2, n]) receives the log
+    close and the 1-bar log return; ``threads`` is ``numba.get_num_threads()`` (in the
+    kernel it would keep numba from caching it). Returns ``out``.
+
+    The caller allocates both (numpy's allocator; the first touch of a fresh numba
+    buffer of this size costs more than the features). One pass per group and rolling
+    window serves every feature of that window; the passes of all groups are spread
+    over the threads by their cost, so a few symbols still use every core.
     """
     n = close.shape[0]
     nh, nv, nm = horizons.shape[0], vol_windows.shape[0], ma_windows.shape[0]
-    k = nh + nv + nm + 9
-    buf = np.empty(k * n)  # one flat buffer so that every row slice is a contiguous 1d array
-    for g in prange(starts.shape[0]):
-        a, b = starts[g], ends[g]
-        m = b - a
-        c, h, lo, v = close[a:b], high[a:b], low[a:b], volume[a:b]
-        lc = np.log(c)
-        r1 = np.empty(m)
-        s1 = np.empty(m)
-        s2 = np.empty(m)
-        r1[0] = np.nan
-        for i in range(1, m):
-            r1[i] = lc[i] - lc[i - 1]
-        row = 0
-        for j in range(nh):
-            o = buf[row * n + a : row * n + b]
-            hz = horizons[j]
-            for i in range(m):
-                o[i] = lc[i] - lc[i - hz] if i >= hz else np.nan
-            row += 1
-        for j in range(nv):
-            _std_1d(r1, vol_windows[j], 1, buf[row * n + a : row * n + b], s1)
-            row += 1
-        for j in range(nm):
-            _moments_1d(c, ma_windows[j], s1, s2, s2, False)
-            o = buf[row * n + a : row * n + b]
-            for i in range(m):
-                o[i] = c[i] / s1[i] - 1.0
-            row += 1
-        rsi_1d_nb(c, rsi_window, buf[row * n + a : row * n + b])
-        row += 1
-        _macd_1d(c, macd_fast, macd_slow, macd_signal, buf[row * n + a : row * n + b],
-                 buf[(row + 1) * n + a : (row + 1) * n + b],
-                 buf[(row + 2) * n + a : (row + 2) * n + b])
-        row += 3
-        _atr_1d(h, lo, c, atr_window, buf[row * n + a : row * n + b], s1)
-        row += 1
-        o = buf[row * n + a : row * n + b]
-        _zscore_1d(c, bb_window, 0, o, s1, s2)
-        for i in range(m):
-            o[i] = 0.5 + o[i] / (2.0 * bb_k)
-        row += 1
-        _zscore_1d(v, volume_window, 1, buf[row * n + a : row * n + b], s1, s2)
-        row += 1
-        o = buf[row * n + a : row * n + b]
-        for i in range(m):
-            o[i] = (h[i] - lo[i]) / c[i]
-        row += 1
-        _skew_1d(r1, skew_window, buf[row * n + a : row * n + b], s1, s2)
-    return buf.reshape((k, n))
+    r_vol, r_ma = nh, nh + nv
+    r_rsi = r_ma + nm
+    r_atr, r_bb, r_vz, r_hl, r_skew = r_rsi + 4, r_rsi + 5, r_rsi + 6, r_rsi + 7, r_rsi + 8
+    lc, r1 = work[0], work[1]
+    for i in prange(n):
+        lc[i] = np.log(close[i])
+    for i in prange(n):
+        r1[i] = lc[i] - lc[i - 1] if i > 0 else np.nan
+    for g in range(starts.shape[0]):
+        r1[starts[g]] = np.nan
+
+    # Distinct windows: of close (moving averages, Bollinger) and of r1 (vol, skew).
+    cw = np.unique(np.append(ma_windows, bb_window))
+    rw = np.unique(np.append(vol_windows, skew_window))
+    kinds = np.concatenate((np.array([_RETURNS, _VOLUME_Z, _RSI, _MACD, _ATR]),
+                            np.full(cw.shape[0], _CLOSE_WINDOW), np.full(rw.shape[0], _R1_WINDOW)))
+    params = np.concatenate((np.zeros(5, dtype=np.int64), cw, rw))
+    nk, ng = kinds.shape[0], starts.shape[0]
+    cost = np.empty(nk * ng)
+    for t in range(nk * ng):
+        g = t // nk
+        cost[t] = _COST[kinds[t % nk]] * (ends[g] - starts[g])
+    bin_of = _spread_nb(cost, threads)
+    none = np.empty(0)
+
+    for b in prange(threads):
+        for t in range(nk * ng):
+            if bin_of[t] != b:
+                continue
+            g, kind, w = t // nk, kinds[t % nk], params[t % nk]
+            a, e = starts[g], ends[g]
+            m = e - a
+            c = close[a:e]
+            if kind == _RETURNS:
+                lg = lc[a:e]
+                for j in range(nh):
+                    o = out[j, a:e]
+                    hz = horizons[j]
+                    for i in range(m):
+                        o[i] = lg[i] - lg[i - hz] if i >= hz else np.nan
+                o = out[r_hl, a:e]
+                for i in range(m):
+                    o[i] = (high[a + i] - low[a + i]) / c[i]
+            elif kind == _CLOSE_WINDOW:
+                r = _row_of(ma_windows, w, r_ma)
+                ma = out[r, a:e] if r >= 0 else none
+                bb = out[r_bb, a:e] if w == bb_window else none
+                _window_1d(c, w, 0, ma, none, none, none, bb, none)
+                for i in range(ma.shape[0]):
+                    ma[i] = c[i] / ma[i] - 1.0
+                for i in range(bb.shape[0]):
+                    bb[i] = 0.5 + bb[i] / (2.0 * bb_k)
+            elif kind == _R1_WINDOW:
+                r = _row_of(vol_windows, w, r_vol)
+                _window_1d(r1[a:e], w, 1, none, none, none, out[r, a:e] if r >= 0 else none,
+                           none, out[r_skew, a:e] if w == skew_window else none)
+            elif kind == _VOLUME_Z:
+                _window_1d(volume[a:e], volume_window, 1, none, none, none, none,
+                           out[r_vz, a:e], none)
+            elif kind == _RSI:
+                rsi_1d_nb(c, rsi_window, out[r_rsi, a:e])
+            elif kind == _MACD:
+                _macd_1d(c, macd_fast, macd_slow, macd_signal, out[r_rsi + 1, a:e],
+                         out[r_rsi + 2, a:e], out[r_rsi + 3, a:e])
+            else:
+                o = out[r_atr, a:e]
+                _atr_1d(high[a:e], low[a:e], c, atr_window, o, o)
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -106,12 +107,14 @@ def technical(bars: pd.DataFrame, spec: FeatureSpec | None = None, **windows: An
         spec = spec.replace(**windows)
     frame, _, groups, a = check_bars(bars, ("high", "low", "close", "volume"), _WHERE)
 
+    n = len(frame)
     values = nb.technical_nb(
         a["close"], a["high"], a["low"], a["volume"], groups.starts, groups.ends,
         np.asarray(spec.return_horizons, dtype=np.int64),
         np.asarray(spec.vol_windows, dtype=np.int64), np.asarray(spec.ma_windows, dtype=np.int64),
         spec.rsi_window, spec.macd_fast, spec.macd_slow, spec.macd_signal, spec.atr_window,
-        spec.bb_window, spec.bb_k, spec.volume_window, spec.skew_window)
+        spec.bb_window, spec.bb_k, spec.volume_window, spec.skew_window,
+        np.empty((len(spec.feature_names), n)), np.empty((2, n)), numba.get_num_threads())
     data = {"timestamp": utc_timestamps(frame, _WHERE), "symbol": frame["symbol"].array}
     data.update(zip(spec.feature_names, values, strict=True))
     out = pd.DataFrame(data, index=frame.index, copy=False)
