@@ -228,6 +228,7 @@ def test_the_sql_check_catches_a_write():
 
 @pytest.mark.parametrize("module", ["alphatrade_lab.alerts", "alphatrade_lab.monitoring",
                                     "alphatrade_lab.risk"])
+@pytest.mark.slow
 def test_importing_a_layer_above_the_store_does_not_load_duckdb(module):
     code = (f"import sys, {module}\n"
             "loaded = sorted(m for m in sys.modules\n"

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import alphatrade_lab as atl
 from alphatrade_lab.cli import _parser, main
 
 
+@pytest.mark.slow
 def test_demo_writes_a_report(tmp_path, sample_bars, capsys):
     store = tmp_path / "store" / "lab.duckdb"
     assert main(["demo", "--out", str(tmp_path / "runs"), "--store", str(store)]) == 0

@@ -77,6 +77,7 @@ def test_train_export_script(tmp_path):
     assert bundle.label_spec["horizon"] == 4
 
 
+@pytest.mark.slow
 def test_backtest_step_records_runs_trades_signals_and_daily(sample_bars, tmp_path):
     bars = sample_bars[sample_bars["timestamp"] < sample_bars["timestamp"].min()
                        + pd.Timedelta("50D")]
@@ -111,6 +112,7 @@ def test_backtest_step_records_runs_trades_signals_and_daily(sample_bars, tmp_pa
     assert set(result.figures) == {"backtest"}
 
 
+@pytest.mark.slow
 def test_risk_step_alerts_reach_telegram_discord_and_the_store(sample_bars, tmp_path):
     close = atl.data.to_wide(atl.data.resample(sample_bars, "1h"), "close")
     fast, slow = close.rolling(24).mean(), close.rolling(96).mean()

@@ -13,9 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -64,6 +62,7 @@ def test_every_fence_is_closed_and_labelled():
     assert openings.count("python") == len(fenced_blocks("python")) >= 8
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run_in_order(tmp_path):
     blocks = fenced_blocks("python")
     env = {k: v for k, v in os.environ.items() if k not in ALERT_VARIABLES}
@@ -83,6 +82,7 @@ def hourly():
     return atl.data.resample(bars, "1h").groupby("symbol").head(700).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_train_without_align_says_to_call_align(hourly):
     X = atl.features.technical(hourly)
     y = atl.models.labels(hourly, horizon=12, threshold=0.002)
@@ -99,6 +99,7 @@ def test_train_without_align_says_to_call_align(hourly):
     assert len(bundle.metrics["folds"]) == 2
 
 
+@pytest.mark.slow
 def test_train_export_runs_as_the_readme_shows(tmp_path):
     (command,) = [line for _, block in fenced_blocks("bash") for line in block.splitlines()
                   if "train_export.py" in line]
@@ -124,7 +125,11 @@ def test_train_export_runs_as_the_readme_shows(tmp_path):
     assert atl.models.load_bundle(run / "model.atlb").label_spec["horizon"] == 4
 
 
+@pytest.mark.slow
 def test_plots_display_in_a_notebook_by_themselves(monkeypatch):
+    import nbformat  # the notebook runners load only for this test
+    from nbclient import NotebookClient
+
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks Jupyter's default
     setup = textwrap.dedent("""
         import alphatrade_lab as atl

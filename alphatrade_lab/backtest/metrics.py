@@ -53,7 +53,7 @@ trade_count               closed plus open trades (as vectorbt's ``trades.count(
 ========================  ==============================================================
 
 A Sharpe or Sortino ratio whose denominator is 0 (a column that never trades) is
-NaN, where vectorbt gives ``inf``. ``tests/test_stats_calendar.py`` checks these
+NaN, where vectorbt gives ``inf``. ``tests/test_backtest_stats_calendar.py`` checks these
 definitions against empyrical-reloaded on a 24/7 minute series, a daily NYSE series
 and an hourly FX series with weekend gaps.
 
