@@ -87,3 +87,31 @@ def test_asof_index():
     assert nb.asof_index_nb(t, starts, ends, ht, hs, he).tolist() == [-1, 0, 0, 1, -1, 2]
     empty = nb.asof_index_nb(t, starts, ends, ht, np.array([0, 0]), np.array([0, 0]))
     assert (empty == -1).all()
+
+
+def test_dense_rolling_loop_gives_the_bits_of_the_general_one():
+    """An x without NaN after its first row takes a faster loop; a NaN appended at the end
+    sends the same values through the general (NaN-aware) loop, and every earlier row must
+    come out bit for bit the same, flat runs (exact zero variance) included."""
+    rng = np.random.default_rng(2)
+    x = 1000.0 + np.cumsum(rng.normal(0, 1, 500))
+    x[100:130] = x[100]
+    for lead in (False, True):
+        dense = x.copy()
+        if lead:
+            dense[0] = np.nan  # as the 1-bar return of a symbol's first row
+        general = np.append(dense, np.nan)
+        one = (np.array([0]), np.array([len(dense)]))
+        one_more = (np.array([0]), np.array([len(general)]))
+        for w in (1, 2, 3, 7, 20, 60):
+            pairs = [(nb.rolling_moments_nb(dense, *one, w, True),
+                      nb.rolling_moments_nb(general, *one_more, w, True)),
+                     ((nb.rolling_std_nb(dense, *one, w, 1),),
+                      (nb.rolling_std_nb(general, *one_more, w, 1),)),
+                     ((nb.rolling_zscore_nb(dense, *one, w, 0),),
+                      (nb.rolling_zscore_nb(general, *one_more, w, 0),)),
+                     ((nb.rolling_skew_nb(dense, *one, w),),
+                      (nb.rolling_skew_nb(general, *one_more, w),))]
+            for got, ref in pairs:
+                for a, b in zip(got, ref, strict=True):
+                    np.testing.assert_array_equal(a, b[:-1], err_msg=f"window {w}")
