@@ -336,3 +336,27 @@ def test_signals_from_wide_and_executed_flags(pf, cross):
     for row in long.sample(30, random_state=0).itertuples():
         assert row.was_executed == ((row.symbol, row.timestamp) in orders)
         assert row.direction == changes.loc[row.timestamp, row.symbol]
+
+
+def test_record_alerts_writes_all_or_none_and_names_the_bad_row():
+    store = atl.store.LabStore(":memory:")
+    rows = [{"level": "warning", "title": f"t{i}", "data": {"i": i}, "delivered": ["log"]}
+            for i in range(300)]
+    assert store.record_alerts(rows) == 300
+    got = store.alerts()
+    assert len(got) == 300 and set(got["level"]) == {"warning"}
+    with pytest.raises(DataError, match=r"alerts, column 'level', row 2"):
+        store.record_alerts([*rows[:2], {"level": "", "title": "x"}, *rows[:2]])
+    assert len(store.alerts()) == 300
+
+
+def test_two_thousand_alerts_are_all_recorded_through_a_file_store(tmp_path):
+    from alphatrade_lab.alerts import AlertManager
+
+    store = atl.store.LabStore(tmp_path / "lab.duckdb")  # a file: each write is a transaction
+    alerts = [atl.alerts.Alert("info", f"n{i}", "", {"i": i}) for i in range(2000)]
+    with AlertManager.from_env({}, store=store, log=False) as manager:
+        results = manager.send_many(alerts)
+    assert all(r.recorded for r in results)
+    got = store.alerts()
+    assert sorted(json.loads(d)["i"] for d in got["data"]) == list(range(2000))

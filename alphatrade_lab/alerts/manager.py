@@ -110,11 +110,14 @@ class _Seen:
 
 
 _CLOSED = object()
+_BATCH = 500  # alert rows written in one store transaction at most
 
 
 class _StoreWriter:
-    """Writes alert rows to a store from a bounded queue, in a daemon thread; retries a
-    row while the store is locked by another process (``StoreLockedError``)."""
+    """Writes alert rows to a store from a bounded queue, in a daemon thread: what has
+    queued up meanwhile goes in one transaction (at most ``_BATCH`` rows), retried while
+    the store is locked by another process (``StoreLockedError``); a batch the store
+    refuses is written row by row, so one bad row loses only itself."""
 
     def __init__(self, store: LabStore, maxsize: int, counts: dict[str, Any]):
         self.store, self.counts = store, counts
@@ -156,37 +159,54 @@ class _StoreWriter:
 
     def _run(self) -> None:
         while True:
-            item = self.queue.get()
-            if item is _CLOSED:
-                return
-            result, (args, kwargs) = item
-            delay = 0.05
-            try:
-                while True:
-                    try:
-                        self.store.record_alert(*args, **kwargs)
-                    except StoreLockedError as exc:
-                        if self.stopping.is_set():
-                            self._lost([result], f"still locked at close: {exc}")
-                            break
-                        time.sleep(delay)  # the store itself waited lock_timeout already
-                        delay = min(delay * 2, 1.0)
-                        continue
-                    except Exception as exc:
-                        with self._count_lock:
-                            self.counts["record_errors"] += 1
-                        log.warning("could not record alert %r in the store: %s",
-                                    scrub(result.alert.title),
-                                    scrub(f"{type(exc).__name__}: {exc}"))
-                        break
-                    result.recorded = True
-                    with self._count_lock:
-                        self.counts["recorded"] += 1
+            batch = [self.queue.get()]
+            while batch[-1] is not _CLOSED and len(batch) < _BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
                     break
+            closed = batch[-1] is _CLOSED
+            items = batch[:-1] if closed else batch
+            try:
+                if items:
+                    self._write(items)
             finally:
                 with self._idle:
-                    self._busy -= 1
+                    self._busy -= len(items)
                     self._idle.notify_all()
+            if closed:
+                return
+
+    def _write(self, items: list) -> None:
+        rows = [dict(zip(("level", "title", "message", "data"), args, strict=True)) | kwargs
+                for _, (args, kwargs) in items]
+        delay = 0.05
+        while True:
+            try:
+                self.store.record_alerts(rows)
+            except StoreLockedError as exc:
+                if self.stopping.is_set():
+                    self._lost([r for r, _ in items], f"still locked at close: {exc}")
+                    return
+                time.sleep(delay)  # the store itself waited lock_timeout already
+                delay = min(delay * 2, 1.0)
+                continue
+            except Exception as exc:
+                if len(items) > 1:  # find the row the store refuses
+                    for item in items:
+                        self._write([item])
+                    return
+                with self._count_lock:
+                    self.counts["record_errors"] += 1
+                log.warning("could not record alert %r in the store: %s",
+                            scrub(items[0][0].alert.title),
+                            scrub(f"{type(exc).__name__}: {exc}"))
+                return
+            for result, _ in items:
+                result.recorded = True
+            with self._count_lock:
+                self.counts["recorded"] += len(items)
+            return
 
     def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for every queued row, then stop; rows still queued

@@ -560,17 +560,35 @@ class LabStore:
         """Append one alert. ``level`` is a string or an enum (its name, lower-cased);
         title, message and data are redacted (tokens, webhook paths and URL credentials
         become ``[REDACTED]``); ``delivered``/``failed`` list sink names (JSON arrays)."""
-        name = getattr(level, "name", level)
-        if not isinstance(name, str) or not name.strip():
-            raise DataError(f"{location('alerts', 'level', 0)} is {level!r}; expected a name")
-        row = pd.DataFrame({
-            "ts": [pd.Timestamp(ts) if ts is not None else pd.Timestamp.now(tz="UTC")],
-            "level": [name.strip().lower()], "title": [title], "message": [message],
-            "data": [dict(data) if data is not None else None],
-            "delivered_sinks": [list(delivered)], "failed_sinks": [list(failed)],
-            "run_id": [run_id],
-        })
-        self._write([("alerts", to_arrow("alerts", row))])
+        self.record_alerts([{"level": level, "title": title, "message": message,
+                             "data": data, "delivered": delivered, "failed": failed,
+                             "ts": ts, "run_id": run_id}])
+
+    def record_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> int:
+        """Append many alerts in one transaction: each a mapping with the arguments of
+        :meth:`record_alert` (``level`` and ``title`` required). All or none are written;
+        returns the row count."""
+        now = pd.Timestamp.now(tz="UTC")
+        cols: dict[str, list] = {c: [] for c in ("ts", "level", "title", "message", "data",
+                                                 "delivered_sinks", "failed_sinks", "run_id")}
+        for i, a in enumerate(alerts):
+            level = a.get("level")
+            name = getattr(level, "name", level)
+            if not isinstance(name, str) or not name.strip():
+                raise DataError(f"{location('alerts', 'level', i)} is {level!r}; expected a "
+                                "name")
+            data = a.get("data")
+            cols["ts"].append(pd.Timestamp(a["ts"]) if a.get("ts") is not None else now)
+            cols["level"].append(name.strip().lower())
+            cols["title"].append(a.get("title"))
+            cols["message"].append(a.get("message", ""))
+            cols["data"].append(dict(data) if data is not None else None)
+            cols["delivered_sinks"].append(list(a.get("delivered", ())))
+            cols["failed_sinks"].append(list(a.get("failed", ())))
+            cols["run_id"].append(a.get("run_id"))
+        rows = to_arrow("alerts", pd.DataFrame(cols))
+        self._write([("alerts", rows)])
+        return rows.num_rows
 
     # ----------------------------------------------------------- readers
     def _read(self, sql: str, params: Any = None, *, check: bool = False) -> pd.DataFrame:
