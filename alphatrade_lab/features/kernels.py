@@ -527,7 +527,7 @@ def atr_nb(high, low, close, starts, ends, window):
 # Tasks of technical_nb: one per group and kind (a rolling kind per distinct window).
 _RETURNS, _CLOSE_WINDOW, _R1_WINDOW, _VOLUME_Z, _RSI, _MACD, _ATR = 0, 1, 2, 3, 4, 5, 6
 # Rough cost of each kind in ns a row (one thread), to spread the tasks over the threads.
-_COST = (1.0, 4.5, 4.5, 5.0, 5.5, 3.5, 6.0)
+_COST = (1.7, 5.0, 7.0, 6.5, 5.0, 1.8, 5.6)
 
 
 @njit(cache=True)
