@@ -58,6 +58,7 @@ def _features(hourly, bundle):
     return np.ascontiguousarray(X[bundle.feature_names].to_numpy(np.float64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary", [False, True], ids=["3 classes", "2 classes"])
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_compiled_equals_sklearn(hourly, name, binary):
@@ -93,7 +94,7 @@ def test_nan_goes_where_sklearn_sends_it(hourly, name):
     np.testing.assert_allclose(cm.predict_proba(B), est.predict_proba(B), rtol=0, atol=1e-12)
 
 
-def test_unsupported_estimators_are_not_compiled(hourly):
+def test_unsupported_estimators_are_not_compiled():
     X = np.random.default_rng(0).normal(size=(100, 3))
     y = (X[:, 0] > 0).astype(int)
     for est in (KNeighborsClassifier(), make_pipeline(MinMaxScaler(), LogisticRegression()),
@@ -103,9 +104,10 @@ def test_unsupported_estimators_are_not_compiled(hourly):
     assert compile_estimator(LogisticRegression()) is None  # not fitted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["scaler+logistic", "forest", "hist_gradient_boosting"])
 def test_scorer_compiled_equals_fallback(hourly, name):
-    bars = hourly[0].groupby("symbol").head(600)
+    bars = hourly[0].groupby("symbol").head(400)
     bundle = _train(hourly, name)
     live = bars.sort_values(["timestamp", "symbol"])
     fast, slow = StreamingScorer(bundle, 0.4), StreamingScorer(bundle, 0.4, compiled=False)
@@ -138,3 +140,16 @@ def test_scorer_nan_inputs_with_passthrough(hourly):
     for scorer in (StreamingScorer(linear), StreamingScorer(linear, compiled=False)):
         with pytest.raises(ValueError, match="NaN"):
             scorer.update(bars.iloc[:5])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["scaler+logistic", "forest", "hist_gradient_boosting"])
+def test_loaded_bundle_is_compiled(hourly, tmp_path, name):
+    """What load_bundle returns compiles (from its fitted arrays) to the same numbers."""
+    bundle = _train(hourly, name)
+    loaded = atl.models.load_bundle(atl.models.save_bundle(bundle, tmp_path / "m.atlb"))
+    cm = StreamingScorer(loaded).compiled_model
+    assert cm is not None
+    A = _features(hourly, bundle)[:5000]
+    np.testing.assert_allclose(cm.predict_proba(A), bundle.model.predict_proba(A),
+                               rtol=0, atol=1e-12)
