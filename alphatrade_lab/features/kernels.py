@@ -524,10 +524,11 @@ def atr_nb(high, low, close, starts, ends, window):
 # ---------------------------------------------------------------------------
 
 
-# Tasks of technical_nb: one per group and kind (a rolling kind per distinct window).
-_RETURNS, _CLOSE_WINDOW, _R1_WINDOW, _VOLUME_Z, _RSI, _MACD, _ATR = 0, 1, 2, 3, 4, 5, 6
-# Rough cost of each kind in ns a row (one thread), to spread the tasks over the threads.
-_COST = (1.7, 5.0, 7.0, 6.5, 5.0, 1.8, 5.6)
+# Tasks of technical_nb: one per group and kind (a close window per distinct window).
+_RETURNS, _CLOSE_WINDOW, _VOLUME_Z, _RSI, _MACD, _ATR = 0, 1, 2, 3, 4, 5
+# Rough cost of each kind in ns a row (one thread), to spread the tasks over the threads
+# (_RETURNS: logs, returns, hl_range, and the vol/skew windows of the 1-bar return).
+_COST = (8.0, 5.0, 6.5, 5.0, 1.8, 5.6)
 
 
 @njit(cache=True)
@@ -565,28 +566,20 @@ def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, 
 
     The caller allocates both (numpy's allocator; the first touch of a fresh numba
     buffer of this size costs more than the features). One pass per group and rolling
-    window serves every feature of that window; the passes of all groups are spread
-    over the threads by their cost, so a few symbols still use every core.
+    window serves every feature of that window; the tasks of all groups are spread
+    over the threads by their cost, so a few symbols still use every core, in a single
+    parallel region (on a busy machine each region can wait milliseconds for a thread).
     """
-    n = close.shape[0]
     nh, nv, nm = horizons.shape[0], vol_windows.shape[0], ma_windows.shape[0]
     r_vol, r_ma = nh, nh + nv
     r_rsi = r_ma + nm
     r_atr, r_bb, r_vz, r_hl, r_skew = r_rsi + 4, r_rsi + 5, r_rsi + 6, r_rsi + 7, r_rsi + 8
-    lc, r1 = work[0], work[1]
-    for i in prange(n):
-        lc[i] = np.log(close[i])
-    for i in prange(n):
-        r1[i] = lc[i] - lc[i - 1] if i > 0 else np.nan
-    for g in range(starts.shape[0]):
-        r1[starts[g]] = np.nan
-
     # Distinct windows: of close (moving averages, Bollinger) and of r1 (vol, skew).
     cw = np.unique(np.append(ma_windows, bb_window))
     rw = np.unique(np.append(vol_windows, skew_window))
     kinds = np.concatenate((np.array([_RETURNS, _VOLUME_Z, _RSI, _MACD, _ATR]),
-                            np.full(cw.shape[0], _CLOSE_WINDOW), np.full(rw.shape[0], _R1_WINDOW)))
-    params = np.concatenate((np.zeros(5, dtype=np.int64), cw, rw))
+                            np.full(cw.shape[0], _CLOSE_WINDOW)))
+    params = np.concatenate((np.zeros(5, dtype=np.int64), cw))
     nk, ng = kinds.shape[0], starts.shape[0]
     cost = np.empty(nk * ng)
     for t in range(nk * ng):
@@ -604,15 +597,22 @@ def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, 
             m = e - a
             c = close[a:e]
             if kind == _RETURNS:
-                lg = lc[a:e]
+                lc, r1 = work[0, a:e], work[1, a:e]
+                for i in range(m):
+                    lc[i] = np.log(c[i])
+                    r1[i] = lc[i] - lc[i - 1] if i > 0 else np.nan
                 for j in range(nh):
                     o = out[j, a:e]
                     hz = horizons[j]
                     for i in range(m):
-                        o[i] = lg[i] - lg[i - hz] if i >= hz else np.nan
+                        o[i] = lc[i] - lc[i - hz] if i >= hz else np.nan
                 o = out[r_hl, a:e]
                 for i in range(m):
                     o[i] = (high[a + i] - low[a + i]) / c[i]
+                for w in rw:
+                    r = _row_of(vol_windows, w, r_vol)
+                    _window_1d(r1, w, 1, none, none, none, out[r, a:e] if r >= 0 else none,
+                               none, out[r_skew, a:e] if w == skew_window else none)
             elif kind == _CLOSE_WINDOW:
                 r = _row_of(ma_windows, w, r_ma)
                 ma = out[r, a:e] if r >= 0 else none
@@ -622,10 +622,6 @@ def technical_nb(close, high, low, volume, starts, ends, horizons, vol_windows, 
                     ma[i] = c[i] / ma[i] - 1.0
                 for i in range(bb.shape[0]):
                     bb[i] = 0.5 + bb[i] / (2.0 * bb_k)
-            elif kind == _R1_WINDOW:
-                r = _row_of(vol_windows, w, r_vol)
-                _window_1d(r1[a:e], w, 1, none, none, none, out[r, a:e] if r >= 0 else none,
-                           none, out[r_skew, a:e] if w == skew_window else none)
             elif kind == _VOLUME_Z:
                 _window_1d(volume[a:e], volume_window, 1, none, none, none, none,
                            out[r_vz, a:e], none)
