@@ -7,9 +7,9 @@ For each model, after the same warm-up of 5,000 bars (4,000 as one batch, then 1
 ``update_one``):
 
 - **compiled**: ``StreamingScorer.update_one`` (numba evaluation of the model) on
-  1,000,000 sample bars arriving interleaved in time: median and 99th percentile of each
-  bar's whole path (features, alignment, probabilities, signal) and the growth of the
-  process RSS (psutil) over the million bars;
+  1,000,000 sample bars arriving interleaved in time (plain Python values, timestamps as
+  int ns): median and 99th percentile of each bar's whole path (features, alignment,
+  probabilities, signal) and the growth of the process RSS (psutil) over the million bars;
 - **scikit-learn**: the same scorer with ``compiled=False`` (``predict_proba`` per bar) on
   the first 100,000 of those bars for the logistic regression and the first 10,000 for
   the forest (at about 0.3 ms and 3 ms a bar, a million bars would take 5 minutes and an
@@ -39,15 +39,21 @@ import alphatrade_lab as atl
 WARMUP, BARS, CHUNK = 5_000, 1_000_000, 20_000
 
 
-def run(scorer, live, n_bars, keep):
+def rows(columns, start, stop):
+    """Bars ``start:stop`` as tuples of plain Python values (timestamps as int ns), made a
+    chunk at a time so that the inputs do not weigh on the RSS being measured."""
+    return zip(*(col[start:stop].tolist() for col in columns), strict=True)
+
+
+def run(scorer, live, columns, n_bars, keep):
     """Warm up (``update`` on the first WARMUP - 1,000 bars, ``update_one`` on the next
     1,000), then time update_one on the next ``n_bars``.
     Returns the latencies (s), the RSS (bytes) after warm-up and after each 100,000 bars,
     and the probabilities and directions of the first ``keep`` timed bars."""
     proc = psutil.Process()
     scorer.update(live.iloc[:WARMUP - 1_000])
-    for rec in live.iloc[WARMUP - 1_000:WARMUP].to_dict("records"):
-        scorer.update_one(**rec)
+    for bar in rows(columns, WARMUP - 1_000, WARMUP):
+        scorer.update_one(*bar)
     # Filled now, so that their pages are resident before the first RSS reading.
     lat = np.full(n_bars, np.nan)
     proba = np.full((keep, len(scorer.bundle.classes)), np.nan)
@@ -55,14 +61,13 @@ def run(scorer, live, n_bars, keep):
     gc.collect()
     rss = [proc.memory_info().rss]
     for start in range(0, n_bars, CHUNK):
-        records = live.iloc[WARMUP + start: WARMUP + min(start + CHUNK, n_bars)].to_dict("records")
-        for k, rec in enumerate(records, start):
+        chunk = rows(columns, WARMUP + start, WARMUP + min(start + CHUNK, n_bars))
+        for k, bar in enumerate(chunk, start):
             t0 = time.perf_counter()
-            out = scorer.update_one(**rec)
+            out = scorer.update_one(*bar)
             lat[k] = time.perf_counter() - t0
             if k < keep:
                 proba[k], direction[k] = out["proba"], out["direction"]
-        del records
         if (start + CHUNK) % 100_000 == 0:
             gc.collect()
             rss.append(proc.memory_info().rss)
@@ -73,13 +78,13 @@ def us(lat, q):
     return f"{np.percentile(lat, q) * 1e6:.1f} µs"
 
 
-def compare(name, bundle, live):
+def compare(name, bundle, live, columns):
     n_skl = 100_000 if name.startswith("logistic") else 10_000
     fast = atl.models.StreamingScorer(bundle, threshold=0.4)
     assert fast.compiled_model is not None
-    lat_c, rss, p_c, d_c = run(fast, live, BARS, n_skl)
+    lat_c, rss, p_c, d_c = run(fast, live, columns, BARS, n_skl)
     lat_s, _, p_s, d_s = run(atl.models.StreamingScorer(bundle, threshold=0.4, compiled=False),
-                             live, n_skl, n_skl)
+                             live, columns, n_skl, n_skl)
     err = np.abs(p_c - p_s).max()
     assert err <= 1e-12 and (d_c == d_s).all(), (err, (d_c != d_s).sum())
     growth = (max(rss) - rss[0]) / 2**20
@@ -108,8 +113,10 @@ def main() -> None:
         bundles = {name: atl.models.train(X, y, est, n_splits=2, progress=False)
                    for name, est in models.items()}
         live = bars.sort_values(["timestamp", "symbol"], ignore_index=True)
+        columns = [live["timestamp"].array.asi8, live["symbol"].to_numpy(object),
+                   *(live[c].to_numpy() for c in ("high", "low", "close", "volume"))]
         del head, X, y
-        scorers = {name: compare(name, b, live) for name, b in bundles.items()}
+        scorers = {name: compare(name, b, live, columns) for name, b in bundles.items()}
 
     bundle = next(iter(bundles.values()))
 

@@ -35,6 +35,8 @@ _NO_TIME = np.iinfo(np.int64).min
 
 
 def _ns(ts: Any) -> int:
+    if type(ts) is int:  # nanoseconds since the epoch, as pd.Timestamp reads an int
+        return ts
     if type(ts) is pd.Timestamp and ts.tzinfo is not None:
         return ts.value
     t = pd.Timestamp(ts)
