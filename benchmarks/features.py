@@ -9,8 +9,10 @@ the input's rows and order). The peer is a plain loop over the symbols calling p
 input, the peer does not. Each side is run once to warm up (imports, numba cache,
 allocator), then the two are timed alternately, the same number of times; min and median
 are printed, with the median CPU time (all threads; on a busy machine it moves less than
-the wall time). Ours runs on every numba thread, pandas on one; the one-thread time of ours
-is printed too. The results are compared, so the speed is not bought with different numbers.
+the wall time), and the verdict takes the lower of the min/min and median/median ratios
+(pandas' time is bimodal here: some runs spend ~0.6 s more in the kernel's page faults).
+Ours runs on every numba thread, pandas on one; the one-thread time of ours is printed too.
+The results are compared, so the speed is not bought with different numbers.
 """
 
 from __future__ import annotations
@@ -150,11 +152,12 @@ def main() -> None:
             ("pandas rolling/ewm, loop over symbols", peer_runs)]
     for label, runs in rows:
         print(f"{label:<44}{fastest(runs):>9.3f}{med(runs):>12.3f}{med(runs, 1):>16.3f}")
-    ratio = med(peer_runs) / med(ours_runs)
-    verdict = "OK" if ratio >= TARGET_SPEEDUP else "BELOW TARGET"
-    print(f"speed-up (medians): {ratio:.1f}x (target >= {TARGET_SPEEDUP:.0f}x) {verdict}; "
-          f"min/min {fastest(peer_runs) / fastest(ours_runs):.1f}x; one thread against "
-          f"pandas' one {med(peer_runs) / med(ours_1_runs):.1f}x")
+    by_median = med(peer_runs) / med(ours_runs)
+    by_min = fastest(peer_runs) / fastest(ours_runs)
+    verdict = "OK" if min(by_median, by_min) >= TARGET_SPEEDUP else "BELOW TARGET"
+    print(f"speed-up: {by_min:.1f}x min/min, {by_median:.1f}x median/median (target >= "
+          f"{TARGET_SPEEDUP:.0f}x on the lower one) {verdict}; one thread against pandas' one "
+          f"{fastest(peer_runs) / fastest(ours_1_runs):.1f}x min/min")
     print(f"CPU time (medians): pandas uses {med(peer_runs, 1) / med(ours_runs, 1):.1f}x "
           "the CPU of ours")
     print(f"results equal within {TOLERANCE:.0e}: largest |ours - pandas| / (1 + |pandas|) "
