@@ -910,7 +910,8 @@ def _step_flat_nb(st, first, last, value):
 @njit(cache=True, parallel=True)
 def expand_1col_nb(close, order_bar, fills, start, count, init_cash, equity_out, cash_out,
                    pos_out):
-    """Per-bar equity, cash and positions of a fresh :func:`simulate_signals_1col_nb` run.
+    """Per-bar equity, cash and positions of a fresh :func:`simulate_signals_1col_nb` run
+    (an output of shape (0, 0) is not filled).
 
     ``order_bar`` and ``fills`` are the compacted order bars and fill states:
     column ``c``'s orders are rows ``start[c]:start[c] + count[c]``, in bar order.
@@ -918,6 +919,7 @@ def expand_1col_nb(close, order_bar, fills, start, count, init_cash, equity_out,
     times the last valid close when in a position), so the results are identical.
     """
     n, k = close.shape
+    rec_eq, rec_cash, rec_pos = equity_out.shape[0] > 0, cash_out.shape[0] > 0, pos_out.shape[0] > 0
     for cc in prange(k):
         c = np.int64(cc)
         cash = init_cash[c]
@@ -935,12 +937,15 @@ def expand_1col_nb(close, order_bar, fills, start, count, init_cash, equity_out,
                 pos = fills[r, F_POS]
                 r += 1
                 nxt = np.int64(order_bar[r]) if r < r_end else n
-            value = cash
-            if pos != 0:
-                value += pos * val
-            equity_out[i, c] = value
-            cash_out[i, c] = cash
-            pos_out[i, c] = pos
+            if rec_eq:
+                value = cash
+                if pos != 0:
+                    value += pos * val
+                equity_out[i, c] = value
+            if rec_cash:
+                cash_out[i, c] = cash
+            if rec_pos:
+                pos_out[i, c] = pos
 
 
 @njit(cache=True)

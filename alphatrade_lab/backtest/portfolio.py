@@ -47,16 +47,17 @@ class Portfolio:
                  cstate: np.ndarray, gstate: np.ndarray, stats: pd.DataFrame,
                  basis: TimeBasis,
                  init_cash: np.ndarray,
-                 series: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None):
+                 series: Callable[[int], np.ndarray] | None = None):
         self._close = close
         self._groups = groups
         self._group_start = group_start
-        # Per-bar arrays, or (all None) a function that computes them on first use.
-        self._series: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Per-bar equity, cash and positions, or (all None) a function that computes one
+        # of them (0, 1, 2) on first use: asking for the equity does not build the others.
+        self._series: list[np.ndarray | None] = [None, None, None]
         if series is None:
             if equity is None or cash is None or positions is None:
                 raise ValueError("Portfolio: give equity, cash and positions, or series")
-            self._series = (equity, cash, positions)
+            self._series = [equity, cash, positions]
         self._make_series = series
         self._orders = orders
         self._closed_trades = trades
@@ -68,24 +69,24 @@ class Portfolio:
         self.init_cash = init_cash
         self._single = close.kind == "series" and len(groups) == 1
 
-    def _get_series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._series is None:
+    def _get_series(self, which: int) -> np.ndarray:
+        out = self._series[which]
+        if out is None:
             assert self._make_series is not None  # __init__ keeps one or the other
-            self._series = self._make_series()
-            self._make_series = None
-        return self._series
+            out = self._series[which] = self._make_series(which)
+        return out
 
     @property
     def _equity(self) -> np.ndarray:
-        return self._get_series()[0]
+        return self._get_series(0)
 
     @property
     def _cash(self) -> np.ndarray:
-        return self._get_series()[1]
+        return self._get_series(1)
 
     @property
     def _positions(self) -> np.ndarray:
-        return self._get_series()[2]
+        return self._get_series(2)
 
     # ----------------------------------------------------------- labelling helpers
     @property

@@ -157,24 +157,23 @@ def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np
 
 
 class _LazySeries:
-    """Computes equity, cash and positions of a fast-path run when first asked
-    (a class rather than a closure, so that a Portfolio stays picklable)."""
+    """Computes the equity, cash or positions (0, 1, 2) of a fast-path run when first
+    asked, only the one asked for (a class rather than a closure, so that a Portfolio
+    stays picklable)."""
 
     def __init__(self, close: np.ndarray, orders: np.ndarray, fills: np.ndarray,
                  count: np.ndarray, init_cash: np.ndarray):
         self.close, self.fills, self.count, self.init_cash = close, fills, count, init_cash
         self.order_bar = np.ascontiguousarray(orders[:, nb.O_BAR])
 
-    def __call__(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, which: int) -> np.ndarray:
         n, k = self.close.shape
         start = np.zeros(k, dtype=np.int64)
         np.cumsum(self.count[:-1], out=start[1:])
-        equity = np.empty((n, k), order="F")
-        cash = np.empty((n, k), order="F")
-        pos = np.empty((n, k), order="F")
+        outs = [np.empty((n, k), order="F") if j == which else _EMPTY for j in range(3)]
         expand_1col_nb(self.close, self.order_bar, self.fills, start, self.count,
-                       self.init_cash, equity, cash, pos)
-        return equity, cash, pos
+                       self.init_cash, *outs)
+        return outs[which]
 
 
 def _open_frame(open: Any, close: Frame, execution: int) -> np.ndarray:
