@@ -135,8 +135,10 @@ def test_makefile_targets():
     assert "pip install" in dry and "alphatrade-lab demo" in dry
     assert '-e ".[lab,cluster,dev]"' in dry  # one install for the demo, the tests and the lab
     for target, command in (("test", "-m pytest\n"), ("quick", '-m pytest -m "not slow"\n')):
-        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
+        # --no-print-directory: under `make test` the nested make would add
+        # "Entering directory" lines
+        dry = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
         assert dry.endswith(command), (target, dry)
     for target in ("lab", "bench", "lint", "types", "check-static", "check"):
         subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, check=True)
