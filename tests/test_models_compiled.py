@@ -153,3 +153,23 @@ def test_loaded_bundle_is_compiled(hourly, tmp_path, name):
     A = _features(hourly, bundle)[:5000]
     np.testing.assert_allclose(cm.predict_proba(A), bundle.model.predict_proba(A),
                                rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("corrupt", ["cycle", "child_outside", "feature_outside"])
+def test_malformed_trees_from_a_model_file_are_refused(corrupt):
+    from alphatrade_lab.errors import UntrustedBundleError
+
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    est = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(
+        X, (X[:, 0] > 0).astype(int))
+    assert compile_estimator(est) is not None
+    tree = est.estimators_[1].tree_  # node arrays are views of the tree's own buffer
+    split = int(np.flatnonzero(tree.children_left >= 0)[0])
+    if corrupt == "cycle":
+        tree.children_left[split] = split  # itself: a walk would never end
+    elif corrupt == "child_outside":
+        tree.children_right[split] = tree.node_count + 5
+    else:
+        tree.feature[split] = 7
+    with pytest.raises(UntrustedBundleError, match=r"tree node \d+ is malformed"):
+        compile_estimator(est)

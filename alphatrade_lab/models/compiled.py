@@ -14,7 +14,9 @@ Supported, as scikit-learn 1.x computes them:
   ``HistGradientBoostingClassifier`` (numeric features): the baseline plus the trees'
   leaf values, then ``expit`` or a softmax.
 
-Anything else gives None: the caller keeps using scikit-learn.
+Anything else gives None: the caller keeps using scikit-learn. Tree arrays that could
+not be walked safely (a child before its parent or outside its tree, a feature that is
+not an input) raise :class:`~alphatrade_lab.errors.UntrustedBundleError`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alphatrade_lab.errors import UntrustedBundleError
 from alphatrade_lab.models import kernels as nb
 
 __all__ = ["CompiledModel", "compile_estimator"]
@@ -78,7 +81,8 @@ class CompiledModel:
 
 
 def compile_estimator(est: object) -> CompiledModel | None:
-    """A :class:`CompiledModel` of a fitted supported classifier, else None."""
+    """A :class:`CompiledModel` of a fitted supported classifier, else None (malformed
+    tree arrays raise :class:`~alphatrade_lab.errors.UntrustedBundleError`)."""
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         GradientBoostingClassifier,
@@ -143,19 +147,41 @@ def _linear(est, scaler) -> CompiledModel | None:
 def _trees(est, trees, cols, values, base, as_float32, finish) -> CompiledModel:
     """Concatenate ``(children_left, children_right, feature, threshold, nan_left)``
     node arrays of every tree (leaves: left -1) with their leaf ``values``."""
-    sizes = [len(t[0]) for t in trees]
+    sizes = np.array([len(t[0]) for t in trees], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     left = np.concatenate([np.where(t[0] >= 0, t[0] + o, -1) for t, o in zip(trees, offsets,
                                                                             strict=True)])
     right = np.concatenate([np.where(t[0] >= 0, t[1] + o, -1) for t, o in zip(trees, offsets,
                                                                              strict=True)])
+    feature = np.concatenate([t[2] for t in trees]).astype(np.int64)
+    value = _f64(np.concatenate(values))
+    tree_col = np.asarray(cols, dtype=np.int64)
+    _check_nodes(left.astype(np.int64), right.astype(np.int64), feature,
+                 np.repeat(offsets + sizes, sizes), est.n_features_in_)
+    if len(value) != len(left) or (tree_col + value.shape[1] > len(base)).any():
+        raise UntrustedBundleError("the model's trees do not match their leaf values")
     return _model("trees", est, est.n_features_in_, _allow_nan(est), offsets,
-                  left.astype(np.int64), right.astype(np.int64),
-                  np.concatenate([t[2] for t in trees]).astype(np.int64),
+                  left.astype(np.int64), right.astype(np.int64), feature,
                   _f64(np.concatenate([t[3] for t in trees])),
                   np.concatenate([t[4] for t in trees]).astype(np.bool_),
-                  _f64(np.concatenate(values)), np.asarray(cols, dtype=np.int64), _f64(base),
-                  as_float32, finish)
+                  value, tree_col, _f64(base), as_float32, finish)
+
+
+def _check_nodes(left: np.ndarray, right: np.ndarray, feature: np.ndarray,
+                 tree_end: np.ndarray, n_features: int) -> None:
+    """Refuse node arrays the kernel could not walk safely: every split's children must
+    come after it and inside its tree (so every walk ends at a leaf) and its feature must
+    be an input. The arrays come from a model file, which is untrusted."""
+    node = np.arange(len(left))
+    split = left >= 0
+    bad = split & ~((left > node) & (right > node) & (left < tree_end) & (right < tree_end)
+                    & (feature >= 0) & (feature < n_features))
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0])
+        raise UntrustedBundleError(
+            f"the model's tree node {n} is malformed (children {int(left[n])}, "
+            f"{int(right[n])}; feature {int(feature[n])} of {n_features}): refusing to "
+            "evaluate it")
 
 
 def _allow_nan(est) -> bool:
