@@ -152,3 +152,11 @@ def test_categorical_text_is_checked_and_redacted_like_any_text():
     assert got["symbol"].tolist() == ["AAA", "BBB", "AAA"]
     assert got["strategy"].iloc[0] == "a" and got["strategy"].isna().iloc[2]
     assert token not in got["strategy"].iloc[1]
+
+
+def test_columns_with_the_same_text_share_a_symbol(market):
+    close, entries, exits = (f.iloc[:, :2].set_axis([1, "1"], axis=1) for f in market)
+    pf = atl.backtest.from_signals(close, entries, exits, fees=0.001)
+    got = trades_frame(pf)
+    assert list(got["symbol"].cat.categories) == ["1"] and len(got) == len(pf.trades)
+    assert (got["symbol"] == "1").all()

@@ -121,9 +121,11 @@ def trades_frame(pf: Portfolio) -> pd.DataFrame:
                        "mark_price": float(t[i, nb.T_EXIT_PRICE])}
     if isinstance(exit_time, pd.DatetimeIndex):
         exit_time = exit_time.where(~is_open)
+    # two columns may share a text (1 and "1"): a category per distinct text
+    symbols, symbol_codes = np.unique([str(c) for c in pf.columns], return_inverse=True)
     return pd.DataFrame({
-        "symbol": pd.Categorical.from_codes(t[:, nb.T_COL].astype(np.int64),
-                                            [str(c) for c in pf.columns]),
+        "symbol": pd.Categorical.from_codes(symbol_codes[t[:, nb.T_COL].astype(np.int64)],
+                                            symbols),
         "side": pd.Categorical.from_codes((t[:, nb.T_DIR] < 0).astype(np.int8),
                                           ["long", "short"]),
         "quantity": t[:, nb.T_SIZE],
@@ -194,8 +196,9 @@ def daily_performance_frame(pf: Portfolio, daily: str = "columns") -> pd.DataFra
         raise DataError(f"{where} is not finite")
     index = eq.index.tz_localize("UTC") if eq.index.tz is None else eq.index.tz_convert("UTC")
     days = index.normalize()
-    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-    day_of_bar = np.cumsum(np.r_[True, days[1:] != days[:-1]]) - 1
+    new_day = np.r_[True, days[1:] != days[:-1]]
+    starts = np.flatnonzero(new_day)
+    day_of_bar = np.cumsum(new_day) - 1
     n_days, n_groups = len(starts), values.shape[1]
 
     t, is_open = pf._trade_records()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphatrade_lab import features
+from alphatrade_lab import data, features
 from alphatrade_lab.alerts import AlertManager
 from alphatrade_lab.monitoring import drift_alerts, drift_report, first_drift, rolling_drift
 from alphatrade_lab.monitoring.rolling import plot_rolling_drift
@@ -30,8 +30,6 @@ def drift_step(ctx: Context, split: float = 0.5, current: float = 0.15, *,
     if not 0 < split < 1 or not 0 < current <= 1 - split:
         raise ValueError(f"need 0 < split < 1 and 0 < current <= 1 - split, got {split}, "
                          f"{current}")
-    from alphatrade_lab import data
-
     X = features.technical(ctx.hourly if timeframe == "1h"
                            else data.resample(ctx.bars, timeframe))
     ts = X["timestamp"]
