@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,cluster,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,cluster,live,dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

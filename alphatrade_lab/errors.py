@@ -22,11 +22,16 @@ __all__ = [
     "AlertDeliveryError",
     "AlphaTradeError",
     "AlphaTradeWarning",
+    "BrokerError",
+    "BrokerUnavailable",
     "BundleIntegrityError",
     "DataError",
     "FeatureMismatchWarning",
+    "FeedError",
+    "FeedWarning",
     "LegacyBundleWarning",
     "LockTimeout",
+    "OrderRejected",
     "RepairWarning",
     "SchemaVersionError",
     "StoreError",
@@ -101,6 +106,28 @@ class AlertDeliveryError(AlphaTradeError, RuntimeError):
         super().__init__(f"{sink}: {reason}{tries}")
 
 
+class BrokerError(AlphaTradeError, RuntimeError):
+    """A broker could not do what was asked; the message names the broker and the order,
+    never a key."""
+
+
+class OrderRejected(BrokerError):
+    """The broker refused an order (insufficient buying power, unknown symbol, ...):
+    a recorded, alerted event for the engine, not a crash."""
+
+    def __init__(self, message: str, *, reason: str = "rejected", client_order_id: str = ""):
+        self.reason, self.client_order_id = reason, client_order_id
+        super().__init__(message)
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker did not answer usably after the allowed retries (timeouts, 5xx, 429)."""
+
+
+class FeedError(DataError):
+    """A bar feed cannot go on: a source that is not bars, a symbol the run does not know."""
+
+
 def unknown_name(kind: str, name: Any, known: Any, where: str) -> UnknownNameError:
     """The error for ``name`` missing from ``known``, suggesting a match that differs
     only in case (``"Sharpe"`` for ``"sharpe"``) or the list of what is there.
@@ -117,6 +144,10 @@ def unknown_name(kind: str, name: Any, known: Any, where: str) -> UnknownNameErr
 
 class RepairWarning(AlphaTradeWarning):
     """An explicit repair option (``sort=True``, ``drop_duplicates=...``) changed the data."""
+
+
+class FeedWarning(AlphaTradeWarning):
+    """A bar was skipped (out of order, duplicate, late) or a gap was seen in a feed."""
 
 
 class FeatureMismatchWarning(AlphaTradeWarning):

@@ -35,12 +35,14 @@ def requirement_groups() -> dict[str, dict[str, str]]:
 
 def test_extras_by_role():
     groups = requirement_groups()
-    assert list(groups) == ["runtime", "lab", "cluster", "dev"]
+    assert list(groups) == ["runtime", "lab", "cluster", "live", "dev"]
     assert set(groups["lab"]) == {"jupyterlab", "ipykernel"}
     assert set(groups["cluster"]) == {"dask", "distributed"}
+    assert set(groups["live"]) == {"ccxt"}
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["dev"]
-    assert "alphatrade-lab[lab,cluster]" in dev  # the tests run the notebooks and Dask
+    # the tests run the notebooks, Dask and the exchange adapter
+    assert "alphatrade-lab[lab,cluster,live]" in dev
 
 
 def library_imports() -> set[str]:
@@ -60,14 +62,14 @@ def test_runtime_dependencies_are_what_the_library_imports():
     dists = importlib.metadata.packages_distributions()
     imported = {normalise(d) for name in library_imports() for d in dists[name]}
     groups = requirement_groups()
-    assert imported - set(groups["cluster"]) == set(groups["runtime"])
+    assert imported - set(groups["cluster"]) - set(groups["live"]) == set(groups["runtime"])
 
 
 @pytest.mark.slow
 def test_library_imports_without_the_extras():
     """Every library module imports with the lab, cluster and dev packages missing."""
     blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",
-               "empyrical", "nbclient", "nbformat", "pytest", "hypothesis", "yaml"]
+               "empyrical", "ccxt", "nbclient", "nbformat", "pytest", "hypothesis", "yaml"]
     code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "import importlib, pkgutil, alphatrade_lab\n"
             "for m in pkgutil.walk_packages(alphatrade_lab.__path__, 'alphatrade_lab.'):\n"
@@ -133,7 +135,7 @@ def test_makefile_targets():
     dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "demo"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert "pip install" in dry and "alphatrade-lab demo" in dry
-    assert '-e ".[lab,cluster,dev]"' in dry  # one install for the demo, the tests and the lab
+    assert '-e ".[lab,cluster,live,dev]"' in dry  # one install for the demo, the tests and the lab
     for target, command in (("test", "-m pytest\n"), ("quick", '-m pytest -m "not slow"\n')):
         # --no-print-directory: under `make test` the nested make would add
         # "Entering directory" lines

@@ -68,8 +68,9 @@ PUBLIC_API = {
         "LocalReceiver", "Received", "Reply", "assert_no_lookahead", "perturb_after",
     ],
     "alphatrade_lab.errors": [
-        "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BundleIntegrityError",
-        "DataError", "FeatureMismatchWarning", "LegacyBundleWarning", "LockTimeout",
+        "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BrokerError",
+        "BrokerUnavailable", "BundleIntegrityError", "DataError", "FeatureMismatchWarning",
+        "FeedError", "FeedWarning", "LegacyBundleWarning", "LockTimeout", "OrderRejected",
         "RepairWarning", "SchemaVersionError", "StoreError", "StoreLockedError",
         "UnknownNameError", "UntrustedBundleError", "VersionMismatchWarning",
     ],
