@@ -33,6 +33,16 @@ REQUIRED = {
     "drift_stats": {"run_id", "window_start", "window_end", "feature", "method", "statistic",
                     "p_value", "threshold", "drifted"},
     "alerts": {"ts", "level", "title", "message", "data", "delivered_sinks", "failed_sinks"},
+    # issue 18: the live engine's tables (schema version 3)
+    "orders": {"run_id", "client_order_id", "submitted_at", "bar_time", "symbol", "side",
+               "intent", "qty", "reference_price", "status", "filled_qty", "filled_avg_price",
+               "fees", "broker", "broker_order_id", "reason", "updated_at"},
+    "fills": {"run_id", "client_order_id", "timestamp", "bar_time", "symbol", "side", "qty",
+              "price", "fees"},
+    "equity": {"run_id", "timestamp", "portfolio", "equity", "cash"},
+    "positions": {"run_id", "timestamp", "symbol", "qty", "price"},
+    "feed_events": {"run_id", "timestamp", "received_at", "symbol", "kind", "detail"},
+    "live_state": {"run_id", "updated_at", "last_bar_time", "state"},
 }
 
 
@@ -116,7 +126,7 @@ def test_v1_fixture_upgrades_without_losing_rows(tmp_path):
     assert ((trades["status"] == "open") == trades["exit_time"].isna()).all()
     assert (store.daily_performance()["portfolio"] == "portfolio").all()
     versions = store.query("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2]
+    assert versions["version"].tolist() == [1, 2, 3]
     # and the upgraded file takes new rows
     run = store.record_run("after-upgrade")
     assert store.record_alert("info", "upgraded", run_id=run) is None

@@ -1,4 +1,6 @@
-"""``LabStore``: the lab's DuckDB file of runs, trades, signals, performance, drift, alerts.
+"""``LabStore``: the lab's DuckDB file of runs, trades, signals, performance, drift, alerts,
+and the live engine's orders, fills, equity, positions, feed events and state
+(:mod:`alphatrade_lab.store.live`: ``record_live`` and its readers).
 
 Concurrency model
 -----------------
@@ -89,6 +91,7 @@ from alphatrade_lab.data.duckdb_io import (
 )
 from alphatrade_lab.data.duckdb_io import connect as safe_connect
 from alphatrade_lab.errors import DataError, StoreError, StoreLockedError, location
+from alphatrade_lab.store.live import LiveTables
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
@@ -168,7 +171,7 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return df
 
 
-class LabStore:
+class LabStore(LiveTables):
     """Open or create the lab store at ``path`` (a DuckDB file, or ``":memory:"``).
 
     Parameters

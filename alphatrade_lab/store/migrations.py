@@ -19,6 +19,10 @@ History
    ``metadata``; ``signals`` gains ``features_hash`` and ``was_executed``;
    ``daily_performance`` gains ``portfolio`` (old rows: ``'portfolio'``);
    ``model_performance`` gains ``run_id``; new tables ``drift_stats`` and ``alerts``.
+3. Live trading: new tables ``orders`` (primary key ``(run_id, client_order_id)``: a
+   later row of an order replaces the earlier one), ``fills``, ``equity``, ``positions``,
+   ``feed_events`` and ``live_state`` (primary key ``run_id``: the engine's resume state),
+   kept literally in :data:`V3_SQL`. No existing table changes.
 
 Every step is plain SQL (``ALTER TABLE ... ADD COLUMN``, ``UPDATE``, ``CREATE TABLE``)
 that PostgreSQL runs unchanged.
@@ -26,9 +30,9 @@ that PostgreSQL runs unchanged.
 >>> import duckdb
 >>> con = duckdb.connect()
 >>> migrate(con)
-(0, 2)
+(0, 3)
 >>> current_version(con)
-2
+3
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from alphatrade_lab.store.schema import (
     create_table_sql,
 )
 
-__all__ = ["MIGRATIONS", "V1_SQL", "Migration", "SchemaVersionError", "current_version",
+__all__ = ["MIGRATIONS", "V1_SQL", "V3_SQL", "Migration", "SchemaVersionError", "current_version",
            "migrate"]
 
 
@@ -121,6 +125,70 @@ V2_SQL: tuple[str, ...] = (
     create_table_sql("alerts"),
 )
 
+#: Version 3, written out (frozen, as V1_SQL: a later change to these tables is a new step).
+V3_SQL: tuple[str, ...] = (
+    """CREATE TABLE orders (
+    run_id VARCHAR NOT NULL,
+    client_order_id VARCHAR NOT NULL,
+    submitted_at TIMESTAMP WITH TIME ZONE,
+    bar_time TIMESTAMP WITH TIME ZONE,
+    symbol VARCHAR NOT NULL,
+    side VARCHAR NOT NULL CHECK (side IN ('buy', 'sell')),
+    intent VARCHAR,
+    qty DOUBLE PRECISION,
+    reference_price DOUBLE PRECISION,
+    status VARCHAR NOT NULL CHECK (status IN ('new', 'partially_filled', 'filled',
+        'canceled', 'rejected')),
+    filled_qty DOUBLE PRECISION,
+    filled_avg_price DOUBLE PRECISION,
+    fees DOUBLE PRECISION,
+    broker VARCHAR,
+    broker_order_id VARCHAR,
+    reason VARCHAR,
+    updated_at TIMESTAMP WITH TIME ZONE,
+    PRIMARY KEY (run_id, client_order_id)
+)""",
+    """CREATE TABLE fills (
+    run_id VARCHAR,
+    client_order_id VARCHAR,
+    timestamp TIMESTAMP WITH TIME ZONE NOT NULL,
+    bar_time TIMESTAMP WITH TIME ZONE,
+    symbol VARCHAR NOT NULL,
+    side VARCHAR NOT NULL CHECK (side IN ('buy', 'sell')),
+    qty DOUBLE PRECISION NOT NULL CHECK (qty > 0),
+    price DOUBLE PRECISION NOT NULL,
+    fees DOUBLE PRECISION
+)""",
+    """CREATE TABLE equity (
+    run_id VARCHAR,
+    timestamp TIMESTAMP WITH TIME ZONE NOT NULL,
+    portfolio VARCHAR NOT NULL,
+    equity DOUBLE PRECISION NOT NULL,
+    cash DOUBLE PRECISION
+)""",
+    """CREATE TABLE positions (
+    run_id VARCHAR,
+    timestamp TIMESTAMP WITH TIME ZONE NOT NULL,
+    symbol VARCHAR NOT NULL,
+    qty DOUBLE PRECISION NOT NULL,
+    price DOUBLE PRECISION
+)""",
+    """CREATE TABLE feed_events (
+    run_id VARCHAR,
+    timestamp TIMESTAMP WITH TIME ZONE,
+    received_at TIMESTAMP WITH TIME ZONE,
+    symbol VARCHAR,
+    kind VARCHAR NOT NULL,
+    detail VARCHAR
+)""",
+    """CREATE TABLE live_state (
+    run_id VARCHAR PRIMARY KEY NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    last_bar_time TIMESTAMP WITH TIME ZONE,
+    state JSON
+)""",
+)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -135,6 +203,8 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial lab layout", V1_SQL),
     Migration(2, "run provenance, trade details, drift_stats and alerts", V2_SQL),
+    Migration(3, "live trading: orders, fills, equity, positions, feed_events, live_state",
+              V3_SQL),
 )
 
 assert MIGRATIONS[-1].version == SCHEMA_VERSION

@@ -13,21 +13,32 @@ nanoseconds are truncated). There are no foreign keys (DuckDB refuses ``ALTER TA
 table other tables reference, which would block forward migrations; the store checks that
 a referenced run exists instead) and no secondary indexes (DuckDB's zone maps serve the
 filters here; a PostgreSQL port should add indexes on ``run_id``, ``symbol`` and time).
+The two primary keys, ``orders (run_id, client_order_id)`` and ``live_state (run_id)``,
+are what the live engine's rows are upserted on (``INSERT ... ON CONFLICT ... DO UPDATE``,
+which PostgreSQL runs as well).
+
+Live trading tables (version 3): ``orders`` (one row per order, its latest status),
+``fills``, ``equity`` (per bar and portfolio, at the bar's open time), ``positions``,
+``feed_events`` (what the feed guard dropped or flagged) and ``live_state`` (one row per
+run: what a restarted engine resumes from).
 
 >>> "run_id" in column_names("trades")
 True
 >>> create_table_sql("alerts").splitlines()[0]
 'CREATE TABLE alerts ('
+>>> create_table_sql("orders").splitlines()[-2]
+'    PRIMARY KEY (run_id, client_order_id)'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "Column", "column_names", "create_table_sql"]
+__all__ = ["PRIMARY_KEYS", "SCHEMA_VERSION", "TABLES", "Column", "column_names",
+           "create_table_sql"]
 
 #: The schema version this code writes; files at a lower version are migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,70 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("failed_sinks", "JSON", "json"),
         _c("run_id", "VARCHAR", "str"),
     ),
+    # ---- live trading (schema version 3): written by LabStore.record_live
+    "orders": (
+        _c("run_id", "VARCHAR", "str", False),
+        _c("client_order_id", "VARCHAR", "str", False),
+        _c("submitted_at", TS, "ts"),
+        _c("bar_time", TS, "ts"),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("side", "VARCHAR", "str", False, "side IN ('buy', 'sell')"),
+        _c("intent", "VARCHAR", "str"),
+        _c("qty", F, "float"),
+        _c("reference_price", F, "float"),
+        _c("status", "VARCHAR", "str", False,
+           "status IN ('new', 'partially_filled', 'filled', 'canceled', 'rejected')"),
+        _c("filled_qty", F, "float"),
+        _c("filled_avg_price", F, "float"),
+        _c("fees", F, "float"),
+        _c("broker", "VARCHAR", "str"),
+        _c("broker_order_id", "VARCHAR", "str"),
+        _c("reason", "VARCHAR", "str"),
+        _c("updated_at", TS, "ts"),
+    ),
+    "fills": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("client_order_id", "VARCHAR", "str"),
+        _c("timestamp", TS, "ts", False),
+        _c("bar_time", TS, "ts"),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("side", "VARCHAR", "str", False, "side IN ('buy', 'sell')"),
+        _c("qty", F, "float", False, "qty > 0"),
+        _c("price", F, "float", False),
+        _c("fees", F, "float"),
+    ),
+    "equity": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("timestamp", TS, "ts", False),
+        _c("portfolio", "VARCHAR", "str", False),
+        _c("equity", F, "float", False),
+        _c("cash", F, "float"),
+    ),
+    "positions": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("timestamp", TS, "ts", False),
+        _c("symbol", "VARCHAR", "str", False),
+        _c("qty", F, "float", False),
+        _c("price", F, "float"),
+    ),
+    "feed_events": (
+        _c("run_id", "VARCHAR", "str"),
+        _c("timestamp", TS, "ts"),
+        _c("received_at", TS, "ts"),
+        _c("symbol", "VARCHAR", "str"),
+        _c("kind", "VARCHAR", "str", False),
+        _c("detail", "VARCHAR", "str"),
+    ),
+    "live_state": (
+        _c("run_id", "VARCHAR PRIMARY KEY", "str", False),
+        _c("updated_at", TS, "ts", False),
+        _c("last_bar_time", TS, "ts"),
+        _c("state", "JSON", "json"),
+    ),
 }
+
+#: Table-level primary keys of more than one column (a single-column key is in its type).
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {"orders": ("run_id", "client_order_id")}
 
 #: The version bookkeeping table (not part of TABLES: it is managed by the migrations).
 VERSION_TABLE_SQL = (
@@ -163,5 +237,8 @@ def column_names(table: str) -> list[str]:
 
 def create_table_sql(table: str) -> str:
     """``CREATE TABLE`` statement of ``table`` in the current schema (portable SQL)."""
-    cols = ",\n".join(f"    {c.ddl()}" for c in TABLES[table])
+    parts = [f"    {c.ddl()}" for c in TABLES[table]]
+    if table in PRIMARY_KEYS:
+        parts.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
+    cols = ",\n".join(parts)
     return f"CREATE TABLE {table} (\n{cols}\n)"

@@ -45,12 +45,20 @@ _RANGES = {("signals", "confidence"): (0.0, 1.0), ("trades", "confidence"): (0.0
            ("model_performance", "predictions_count"): (0, np.inf),
            ("model_performance", "correct_predictions"): (0, np.inf),
            ("daily_performance", "trades_count"): (0, np.inf),
-           ("daily_performance", "win_count"): (0, np.inf)}
-_CHOICES = {("trades", "side"): ("long", "short"), ("trades", "status"): ("open", "closed")}
+           ("daily_performance", "win_count"): (0, np.inf),
+           ("orders", "qty"): (0.0, np.inf), ("orders", "reference_price"): (0.0, np.inf),
+           ("orders", "filled_qty"): (0.0, np.inf),
+           ("orders", "filled_avg_price"): (0.0, np.inf), ("fills", "price"): (0.0, np.inf)}
+# Strictly positive values (table, column).
+_POSITIVE = frozenset({("fills", "qty")})
+_CHOICES = {("trades", "side"): ("long", "short"), ("trades", "status"): ("open", "closed"),
+            ("orders", "side"): ("buy", "sell"), ("fills", "side"): ("buy", "sell"),
+            ("orders", "status"): ("new", "partially_filled", "filled", "canceled",
+                                   "rejected")}
 # Every str and JSON column is redacted, except these keys: rewriting a run id or a symbol
 # would silently split or merge the rows it identifies, so a key that holds a credential
 # is refused instead (DataError, whose message is redacted as well).
-_KEYS = frozenset({"run_id", "symbol"})
+_KEYS = frozenset({"run_id", "symbol", "client_order_id"})
 
 
 def _where(frame: pd.DataFrame, table: str, col: str, mask: np.ndarray) -> str:
@@ -155,6 +163,8 @@ def _column(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.
         if lo_hi is not None:
             _fail(frame, table, col, ~nan & ((values < lo_hi[0]) | (values > lo_hi[1])),
                   f"must be between {lo_hi[0]} and {lo_hi[1]}")
+        if (table, col) in _POSITIVE:
+            _fail(frame, table, col, ~nan & (values <= 0), "must be > 0")
         if kind == "float":
             return pa.array(values, type=pa.float64(), from_pandas=True)
         out = np.where(nan, 0, values).astype(np.int64)
