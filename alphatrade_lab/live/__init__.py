@@ -1,17 +1,30 @@
-"""Paper and live trading: feeds of closed bars, strategies, brokers and the engine."""
+"""Paper and live trading: feeds of closed bars, strategies, brokers and the engine.
 
-from alphatrade_lab.live.brokers import BarSource, Broker, fill_delta
+The engine runs the same signal function or exported model a researcher backtests, on
+closed bars, through a broker behind one small interface, and records and publishes
+everything it does. With :class:`PaperBroker` a replay gives the backtest's trades exactly.
+"""
+
+from alphatrade_lab.live.brokers import BarSource, Broker, PaperBroker, fill_delta
+from alphatrade_lab.live.bus import TOPICS, Event, EventBus, Subscription
+from alphatrade_lab.live.engine import Engine, EngineResult
+from alphatrade_lab.live.feeds import BarGuard, FeedEvent, PollingFeed, ReplayFeed
 from alphatrade_lab.live.orders import (
-                                        Account,
-                                        Bar,
-                                        Fill,
-                                        Intent,
-                                        Order,
-                                        OrderRequest,
-                                        OrderStatus,
-                                        Position,
-                                        client_order_id,
+    Account,
+    Bar,
+    Fill,
+    Intent,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    client_order_id,
 )
+from alphatrade_lab.live.sizing import order_quantity
+from alphatrade_lab.live.strategies import ModelStrategy, Signal, SignalStrategy, Strategy
 
-__all__ = ["Account", "Bar", "BarSource", "Broker", "Fill", "Intent", "Order", "OrderRequest",
-           "OrderStatus", "Position", "client_order_id", "fill_delta"]
+__all__ = ["TOPICS", "Account", "Bar", "BarGuard", "BarSource", "Broker", "Engine",
+           "EngineResult", "Event", "EventBus", "FeedEvent", "Fill", "Intent", "ModelStrategy",
+           "Order", "OrderRequest", "OrderStatus", "PaperBroker", "PollingFeed", "Position",
+           "ReplayFeed", "Signal", "SignalStrategy", "Strategy", "Subscription",
+           "client_order_id", "fill_delta", "order_quantity"]

@@ -84,6 +84,9 @@ def fill_delta(before: Order | None, after: Order, timestamp: pd.Timestamp,
     cost0 = before.filled_qty * before.filled_avg_price if before is not None and q0 else 0.0
     fees0 = before.fees if before is not None else 0.0
     qty = float(after.filled_qty - q0)
-    price = float((after.filled_qty * after.filled_avg_price - cost0) / qty)
+    if not q0:  # the first fill: the broker's price itself, not q * p / q
+        price = float(after.filled_avg_price)
+    else:
+        price = float((after.filled_qty * after.filled_avg_price - cost0) / qty)
     return Fill(after.client_order_id, after.symbol, after.side, qty, price,
                 float(after.fees - fees0), timestamp, bar_time)

@@ -1,0 +1,144 @@
+"""Round trips from fills, booked by the backtest kernel's own ``on_fill_nb``.
+
+Whatever broker filled the orders, the engine's trades are computed from its fills with
+the arithmetic that gives :attr:`Portfolio.trades`, so a paper replay's trades equal the
+backtest's and a live run's differ only where its fills do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphatrade_lab.backtest import kernels as backtest_nb
+from alphatrade_lab.live.orders import Fill
+
+__all__ = ["TradeBook"]
+
+_US = 1000  # the kernel keeps bar numbers as float64: microseconds since the epoch are exact
+
+
+def _bar_number(ts: pd.Timestamp) -> float:
+    return float(ts.value // _US)
+
+
+class TradeBook:
+    """Open and closed trades per symbol, from fills in the order they happened."""
+
+    def __init__(self) -> None:
+        self.symbols: list[str] = []
+        self._col: dict[str, int] = {}
+        self.cstate = np.zeros((0, backtest_nb.N_CSTATE))
+        self.gstate = np.zeros((0, backtest_nb.N_GSTATE))
+        self.closed: list[list[float]] = []
+        self._buffers(1)
+
+    def _buffers(self, k: int) -> None:
+        self._orders = np.zeros((1, backtest_nb.N_ORDER))
+        self._trades = np.zeros((1, backtest_nb.N_TRADE))
+        self._zeros = np.zeros(k, dtype=np.int64)
+        self._o_count = np.zeros(k, dtype=np.int64)
+        self._t_count = np.zeros(k, dtype=np.int64)
+        self._o_cap = np.zeros(k, dtype=np.int64)
+        self._t_cap = np.ones(k, dtype=np.int64)
+
+    def _column(self, symbol: str) -> int:
+        c = self._col.get(symbol)
+        if c is None:
+            c = self._col[symbol] = len(self.symbols)
+            self.symbols.append(symbol)
+            cs, gs = backtest_nb.init_state_nb(1, 1, np.zeros(1))
+            self.cstate = np.vstack([self.cstate, cs])
+            self.gstate = np.vstack([self.gstate, gs])
+            self._buffers(len(self.symbols))
+        return c
+
+    def add(self, fill: Fill, bar_time: pd.Timestamp) -> None:
+        """Book ``fill`` (of the bar opened at ``bar_time``)."""
+        c = self._column(fill.symbol)
+        self._t_count[c] = 0
+        side = 1.0 if fill.side == "buy" else -1.0
+        backtest_nb.on_fill_nb(c, c, _bar_number(bar_time), side, fill.qty, fill.price,
+                               fill.fees, self.cstate, self.gstate, self._orders, self._zeros,
+                               self._o_count, self._o_cap, self._trades, self._zeros,
+                               self._t_count, self._t_cap)
+        if self._t_count[c]:
+            self.closed.append(self._trades[0].tolist())
+
+    def mark(self, symbol: str, price: float) -> None:
+        """Value ``symbol``'s open trade at ``price`` (the last close)."""
+        c = self._column(symbol)  # first: it may grow the state arrays
+        self.cstate[c, backtest_nb.C_VAL] = price
+
+    def position(self, symbol: str) -> float:
+        """Shares held by the fills so far (negative: short)."""
+        c = self._col.get(symbol)
+        if c is None:
+            return 0.0
+        return float(self.cstate[c, backtest_nb.C_TR_DIR] * self.cstate[c, backtest_nb.C_TR_SIZE])
+
+    def frame(self, last_time: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The trades with :attr:`Portfolio.trades`' columns (``column`` is the symbol);
+        open trades are valued at the last mark and end at ``last_time``."""
+        rows = [list(r) for r in self.closed]
+        is_open = [False] * len(rows)
+        cs = self.cstate
+        last = _bar_number(last_time) if last_time is not None else np.nan
+        for c in range(len(self.symbols)):
+            size = cs[c, backtest_nb.C_TR_SIZE]
+            if cs[c, backtest_nb.C_TR_DIR] == 0 or not size > 0:
+                continue
+            entry_price = cs[c, backtest_nb.C_TR_GROSS] / size
+            exit_price = cs[c, backtest_nb.C_VAL]
+            sign = cs[c, backtest_nb.C_TR_DIR]
+            pnl = sign * (size * exit_price - size * entry_price) - cs[c, backtest_nb.C_TR_FEES]
+            rows.append([c, cs[c, backtest_nb.C_TR_BAR], last, entry_price, exit_price, size,
+                         sign, pnl, pnl / (size * entry_price), cs[c, backtest_nb.C_TR_FEES],
+                         0.0])
+            is_open.append(True)
+        t = np.asarray(rows, dtype=np.float64).reshape(-1, backtest_nb.N_TRADE)
+        flags = np.asarray(is_open, dtype=bool)
+        # the backtest's order: by symbol (its column order: sorted), then entry bar
+        rank = np.argsort(np.argsort(np.array(self.symbols, dtype=object))) if self.symbols \
+            else np.zeros(0, dtype=np.int64)
+        col = t[:, backtest_nb.T_COL].astype(np.int64)
+        order = np.lexsort((t[:, backtest_nb.T_ENTRY_BAR], rank[col])) if len(t) else col
+        t, flags, col = t[order], flags[order], col[order]
+
+        def times(x: np.ndarray) -> pd.DatetimeIndex:
+            ns = np.where(np.isnan(x), np.iinfo(np.int64).min, np.nan_to_num(x) * _US)
+            return pd.DatetimeIndex(ns.astype(np.int64)).tz_localize("UTC")
+
+        entry, exit_ = times(t[:, backtest_nb.T_ENTRY_BAR]), times(t[:, backtest_nb.T_EXIT_BAR])
+        return pd.DataFrame({
+            "column": pd.Index(np.array(self.symbols, dtype=object)[col], dtype=object),
+            "direction": np.where(t[:, backtest_nb.T_DIR] > 0, "long", "short"),
+            "status": np.where(flags, "open", "closed").astype(object),
+            "entry_time": entry,
+            "exit_time": exit_,
+            "entry_price": t[:, backtest_nb.T_ENTRY_PRICE],
+            "exit_price": t[:, backtest_nb.T_EXIT_PRICE],
+            "size": t[:, backtest_nb.T_SIZE],
+            "pnl": t[:, backtest_nb.T_PNL],
+            "return": t[:, backtest_nb.T_RET],
+            "duration": pd.TimedeltaIndex(exit_ - entry),
+            "entry_fees": t[:, backtest_nb.T_ENTRY_FEES],
+            "exit_fees": t[:, backtest_nb.T_EXIT_FEES],
+        })
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"symbols": list(self.symbols), "cstate": self.cstate.tolist(),
+                "closed": [list(r) for r in self.closed]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        symbols = [str(s) for s in state["symbols"]]
+        cstate = np.asarray(state["cstate"], dtype=np.float64).reshape(len(symbols), -1)
+        if cstate.shape[1] != backtest_nb.N_CSTATE:
+            raise ValueError("TradeBook.load_state: state of the wrong shape")
+        self.symbols, self._col = symbols, {s: i for i, s in enumerate(symbols)}
+        self.cstate = cstate
+        self.gstate = np.zeros((len(symbols), backtest_nb.N_GSTATE))
+        self.closed = [[float(v) for v in r] for r in state.get("closed", [])]
+        self._buffers(max(len(symbols), 1))
