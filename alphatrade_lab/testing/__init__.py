@@ -7,7 +7,9 @@
   127.0.0.1 that impersonates the Telegram, Discord and webhook endpoints.
 """
 
+from alphatrade_lab.testing.alpaca_server import LocalAlpaca
 from alphatrade_lab.testing.lookahead import assert_no_lookahead, perturb_after
 from alphatrade_lab.testing.receiver import LocalReceiver, Received, Reply
 
-__all__ = ["LocalReceiver", "Received", "Reply", "assert_no_lookahead", "perturb_after"]
+__all__ = ["LocalAlpaca", "LocalReceiver", "Received", "Reply", "assert_no_lookahead",
+           "perturb_after"]
