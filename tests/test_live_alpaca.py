@@ -9,11 +9,13 @@ import logging
 import math
 import time
 
+import httpx
 import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
 from alphatrade_lab.errors import BrokerError, BrokerUnavailable, OrderRejected
+from alphatrade_lab.live.brokers import alpaca
 from alphatrade_lab.live.brokers._http import RetryPolicy, retry_after
 from alphatrade_lab.live.brokers.alpaca import (
     LIVE_URL,
@@ -368,7 +370,6 @@ def test_wrong_or_missing_keys_are_a_broker_error_without_retries(srv):
         with pytest.raises(BrokerError, match="authentication failed"):
             b.account()
     assert len(srv.requests("/v2/orders", "POST")) == 1 and srv.orders() == []
-    import httpx
     assert httpx.get(srv.url + "/v2/account").status_code == 401
 
 
@@ -482,3 +483,23 @@ def test_retry_after_forms():
     assert retry_after({"X-RateLimit-Reset": "1000"}, now=998.5) == 1.5
     with pytest.raises(ValueError):
         RetryPolicy(max_retries=-1)
+
+
+def test_open_orders_pages_through_every_open_order(monkeypatch):
+    monkeypatch.setattr(alpaca, "_ORDERS_PAGE", 3)
+    bars = _bars(5)
+    with LocalAlpaca() as s, make_broker(s) as b:
+        s.load_bars(bars)
+        s.advance(bars["timestamp"].min())
+        cids = [f"c-{k}" for k in range(8)]
+        for k, cid in enumerate(cids):
+            b.submit(request(cid, ["AAA", "BBB", "CCC"][k % 3], qty=1))
+        assert [o.client_order_id for o in b.open_orders()] == cids
+        assert len(s.requests("/v2/orders", "GET")) == 3          # pages of 3, 3 and 2
+
+
+def test_a_wrong_base_url_is_a_broker_error_not_a_rejection(srv):
+    with AlpacaBroker(KEY_ID, SECRET, base_url=srv.url + "/nope", backoff=0.01) as b:
+        with pytest.raises(BrokerError, match="HTTP 404") as e:
+            b.submit(request("c-404", qty=1))
+    assert not isinstance(e.value, OrderRejected)

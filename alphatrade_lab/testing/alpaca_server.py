@@ -324,7 +324,9 @@ class LocalAlpaca:
         """Answer the next ``times`` requests whose path starts with ``path_prefix`` (and
         whose method is ``method``, when given) with ``status`` and ``body`` (default:
         Alpaca's error shape), leaving the state alone."""
-        if body is None and status >= 400:
+        if body is None and status == 429:
+            body = _error(42910000, "rate limit exceeded")
+        elif body is None and status >= 400:
             phrase = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ \
                 else "error"
             body = _error(status * 100_000, phrase)

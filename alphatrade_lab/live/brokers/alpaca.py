@@ -315,17 +315,7 @@ class AlpacaBroker:
                  base_url: str = PAPER_URL, data_url: str = DATA_URL, timeout: float = 10.0,
                  max_retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0,
                  max_wait: float = 60.0, feed: str = "iex", time_in_force: str = "day"):
-        key_id = os.environ.get(KEY_ID_ENV) if key_id is None else key_id
-        secret_key = os.environ.get(SECRET_KEY_ENV) if secret_key is None else secret_key
-        missing = [env for env, v in ((KEY_ID_ENV, key_id), (SECRET_KEY_ENV, secret_key))
-                   if not (isinstance(v, str) and v.strip())]
-        if missing:
-            raise BrokerError(
-                f"AlpacaBroker: no API key: set {' and '.join(missing)} in the environment "
-                "or pass key_id= and secret_key=")
-        assert isinstance(key_id, str) and isinstance(secret_key, str)
-        register_secret(key_id, secret_key)
-        self._keys = (key_id, secret_key)
+        # the settings first: a traceback of a bad setting then holds no key in its locals
         self.base_url = _check_url(base_url, "base_url")
         self.data_url = _check_url(data_url, "data_url")
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
@@ -337,6 +327,17 @@ class AlpacaBroker:
             raise ValueError(f"AlpacaBroker: feed must be a feed name, got {feed!r}")
         self.timeout, self.feed, self.time_in_force = float(timeout), feed, time_in_force
         self.retry = RetryPolicy(max_retries, backoff, max_backoff, max_wait)
+        key_id = os.environ.get(KEY_ID_ENV) if key_id is None else key_id
+        secret_key = os.environ.get(SECRET_KEY_ENV) if secret_key is None else secret_key
+        missing = [env for env, v in ((KEY_ID_ENV, key_id), (SECRET_KEY_ENV, secret_key))
+                   if not (isinstance(v, str) and v.strip())]
+        if missing:
+            raise BrokerError(
+                f"AlpacaBroker: no API key: set {' and '.join(missing)} in the environment "
+                "or pass key_id= and secret_key=")
+        assert isinstance(key_id, str) and isinstance(secret_key, str)
+        register_secret(key_id, secret_key)
+        self._keys = (key_id, secret_key)
         self._client = httpx.Client(
             timeout=self.timeout, follow_redirects=False,
             headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key,
@@ -519,6 +520,8 @@ class AlpacaBroker:
             self._check_auth(resp, endpoint)
             if resp.is_success:
                 return parse_order(self._json(resp, endpoint), endpoint)
+            if status in (404, 405):       # not an order refused: a wrong base URL
+                self._fail(resp, endpoint)
             return self._refused(resp, request)
         self._unavailable(endpoint, base, last,
                           f"; order {cid} ({request.symbol}) may have reached Alpaca: look it "
