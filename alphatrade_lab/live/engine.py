@@ -87,37 +87,40 @@ class EngineResult:
         return {"p50": float(p50), "p99": float(p99), "max": float(lat.max())}
 
 
+def _threshold(limit: Any) -> float | None:
+    return None if limit is None else float(getattr(limit, "threshold", limit))
+
+
 class _Risk:
     """The pre-trade checks and the daily-loss kill switch, on the limits' thresholds."""
 
     def __init__(self, limits: RiskLimits):
         self.limits = limits
-        self.killed_day: pd.Timestamp | None = None
+        self.killed: dict[str, pd.Timestamp] = {}  # cash pool -> day the switch went on
 
     def check(self, intent: Intent, qty: float, price: float, symbol: str,
               positions: dict[str, float], marks: dict[str, float], equity: float,
-              day: pd.Timestamp) -> str | None:
-        """Why the order is blocked, or None. Exits are never blocked."""
+              day: pd.Timestamp, pool: str) -> str | None:
+        """Why the order is blocked, or None. Exits are never blocked. ``positions`` and
+        ``equity`` are those of the symbol's cash pool."""
         if intent not in _ENTRIES:
             return None
-        if self.killed_day is not None and self.killed_day == day:
+        if self.killed.get(pool) == day:
             return "daily-loss kill switch is on for the day"
         if not equity > 0:
             return f"equity is {equity:.2f}"
         sign = 1.0 if intent.side == "buy" else -1.0
         new_pos = positions.get(symbol, 0.0) + sign * qty
         value = abs(new_pos * price)
-        lim = self.limits.position_size
-        if lim is not None and value / equity > lim.threshold:
-            return (f"position in {symbol} would be {value / equity:.2f} x equity "
-                    f"(limit {lim.threshold:g})")
-        lim = self.limits.gross_exposure
-        if lim is not None:
+        cap = _threshold(self.limits.position_size)
+        if cap is not None and value / equity > cap:
+            return f"position in {symbol} would be {value / equity:.2f} x equity (limit {cap:g})"
+        cap = _threshold(self.limits.gross_exposure)
+        if cap is not None:
             gross = value + sum(abs(q * marks.get(s, math.nan)) for s, q in positions.items()
                                 if s != symbol)
-            if gross / equity > lim.threshold:
-                return f"gross exposure would be {gross / equity:.2f} x equity " \
-                       f"(limit {lim.threshold:g})"
+            if gross / equity > cap:
+                return f"gross exposure would be {gross / equity:.2f} x equity (limit {cap:g})"
         return None
 
 
@@ -154,6 +157,10 @@ class Engine:
         Used to size real brokers' orders (the paper broker has its own).
     symbols
         The symbols traded (bars of others are skipped); default: any.
+    bar_length
+        The bar length, to report gaps (default: the feed's ``bar_length``).
+    flush_every, max_bars
+        Timestamps per store batch; stop after this many timestamps (None: the feed's end).
     """
 
     def __init__(self, feed: Iterable[Bar | None], strategy: Strategy, broker: Broker, *,
@@ -162,7 +169,8 @@ class Engine:
                  direction: str = "longonly", size: float | None = None,
                  fees: float = 0.0, fixed_fees: float = 0.0, slippage: float = 0.0,
                  size_granularity: float | None = None, symbols: Iterable[str] | None = None,
-                 flush_every: int = 100, max_bars: int | None = None):
+                 bar_length: Any = None, flush_every: int = 100,
+                 max_bars: int | None = None):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}")
         self.fraction = 1.0 if size is None else float(size)
@@ -183,15 +191,15 @@ class Engine:
         self.bus = bus if bus is not None else EventBus()
         self.mode = "paper" if self.paper else "live"
         self.run_id = run_id or f"{self.mode}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}"
-        self.costs = dict(fees=float(fees), fixed_fees=float(fixed_fees),
+        self.costs: dict[str, Any] = dict(fees=float(fees), fixed_fees=float(fixed_fees),
                           slippage=float(slippage), granularity=size_granularity)
         if self.paper:
             b = broker
             assert isinstance(b, PaperBroker)
             self.costs = dict(fees=b.fees, fixed_fees=b.fixed_fees, slippage=b.slippage,
                               granularity=None if math.isnan(b.gran) else b.gran)
-        bar_len = getattr(feed, "bar_length", None)
-        self.guard = BarGuard(symbols, bar_len)
+        bar_len = bar_length if bar_length is not None else getattr(feed, "bar_length", None)
+        self.guard = BarGuard(symbols, None if bar_len is None else pd.Timedelta(bar_len))
         self.flush_every = max(int(flush_every), 1)
         self.max_bars = max_bars
         self.book = TradeBook()
@@ -366,10 +374,12 @@ class Engine:
         coid = client_order_id(self.run_id, t, symbol, 0)
         req = OrderRequest(coid, symbol, action, qty, t, price, self.fraction)
         if self._risk is not None:
-            equity = self._equity_now()
-            positions = {sym: self.book.position(sym) for sym in self.book.symbols}
+            pool = self._pool(symbol)
+            equity = self._equity_groups()[pool] if self.paper else self._equity_now()
+            positions = {sym: self.book.position(sym) for sym in self.book.symbols
+                         if self._pool(sym) == pool}
             why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity,
-                                   t.normalize())
+                                   t.normalize(), pool)
             if why is not None:
                 self._event("risk_blocked", symbol, t, f"{action.name.lower()}: {why}")
                 self._publish("risk", {"symbol": symbol, "timestamp": t, "blocked": why})
@@ -416,7 +426,7 @@ class Engine:
                 self._orders[req.client_order_id] = replace(unknown)
                 self._record_order(unknown, req, t)
                 self._event("error", req.symbol, t, f"broker unavailable: {exc}")
-                self._alert(AlertLevel.ERROR, "broker unavailable", str(exc))
+                self._alert(AlertLevel.CRITICAL, "broker unavailable", str(exc))
                 return
         self._record_order(order, req, t)
         self._orders[req.client_order_id] = Order(order.client_order_id, order.symbol,
@@ -469,6 +479,13 @@ class Engine:
             return self.broker.equity_by_group()  # type: ignore[attr-defined]
         return {"portfolio": float(self.broker.account().equity)}
 
+    def _pool(self, symbol: str) -> str:
+        """The cash pool a symbol trades from: its own (paper, no cash sharing) or the
+        account's."""
+        if self.paper and not self.broker.cash_sharing:  # type: ignore[attr-defined]
+            return symbol
+        return "portfolio"
+
     def _equity_now(self) -> float:
         return float(sum(self._equity_groups().values()))
 
@@ -494,17 +511,21 @@ class Engine:
         total = float(sum(groups.values()))
         self._publish("equity", {"timestamp": t, "equity": total, "groups": groups})
         if self.risk_manager is not None:
-            positions = {s: self.book.position(s) for s in self.book.symbols}
-            try:
-                breaches = self.risk_manager.update(t, total, positions, prices=self._marks)
-            except Exception as exc:  # a risk bug must not stop trading
-                self._event("error", "", t, f"risk update failed: {exc}")
-                breaches = []
+            breaches = []
+            for pool, value in groups.items():
+                positions = {s: self.book.position(s) for s in self.book.symbols
+                             if self._pool(s) == pool}
+                try:
+                    breaches += self.risk_manager.update(t, value, positions,
+                                                         prices=self._marks, portfolio=pool)
+                except Exception as exc:  # a risk bug must not stop trading
+                    self._event("error", "", t, f"risk update failed: {exc}")
             for br in breaches:
                 self._publish("risk", br.to_dict())
                 if br.limit == "daily_loss" and br.severity == "critical" and self._risk:
-                    self._risk.killed_day = t.normalize()
-                    self._event("risk_blocked", "", t, "daily-loss kill switch on: no new "
+                    self._risk.killed[br.portfolio] = t.normalize()
+                    self._event("risk_blocked", "" if br.portfolio == "portfolio"
+                                else br.portfolio, t, "daily-loss kill switch on: no new "
                                 "entries until the next day")
                     if self.risk_manager.manager is None:
                         self._alert(AlertLevel.CRITICAL, "daily-loss kill switch",
