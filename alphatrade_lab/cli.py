@@ -1,14 +1,19 @@
 """The ``alphatrade-lab`` command: the lab's jobs from the shell.
 
 ``alphatrade-lab demo`` runs the research job on the embedded sample market and writes a
-report; ``alphatrade-lab make-sample`` regenerates that sample. ``alphatrade-lab --help``
+report; ``alphatrade-lab make-sample`` regenerates that sample; ``alphatrade-lab paper``
+replays bars through an exported model on the paper broker, and ``alphatrade-lab live``
+runs the engine a TOML file describes (Ctrl-C stops either cleanly: the bar in hand is
+finished, everything is recorded, and the same ``--run-id`` resumes). ``alphatrade-lab --help``
 and ``alphatrade-lab <command> --help`` describe each command and its options.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -25,6 +30,15 @@ _MAKE_SAMPLE = ("Regenerate the embedded sample market (data/sample_bars.parquet
                 "fixed seed with atl.data.synthetic; the result is identical on every run.")
 
 
+_PAPER = ("Replay bars (a file, or the embedded sample) through an exported model bundle on "
+          "the paper broker, with the backtest's fills, recording orders, fills, equity and "
+          "signals in the lab store. The same --run-id resumes a stopped or killed run.")
+
+_LIVE = ("Run the live engine described by a TOML file: broker (paper, Alpaca, a ccxt "
+         "exchange; keys from the environment), feed, model, risk limits, store and alerts. "
+         "Paper endpoints are the default.")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alphatrade-lab", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -38,7 +52,52 @@ def _parser() -> argparse.ArgumentParser:
                           help="regenerate the embedded sample market file")
     make.add_argument("--path", default=None,
                       help="where to write it (default: data/sample_bars.parquet)")
+    paper = sub.add_parser("paper", description=_PAPER,
+                           help="replay bars through an exported model on the paper broker")
+    paper.add_argument("--bundle", required=True, help="the exported model (.atlb)")
+    paper.add_argument("--bars", default=None,
+                       help="bars to replay: CSV, Parquet or DuckDB (default: the sample)")
+    paper.add_argument("--store", default="data/lab.duckdb",
+                       help="lab store for orders, fills and equity (default: data/lab.duckdb)")
+    paper.add_argument("--run-id", default=None, help="the run's id (the same id resumes it)")
+    paper.add_argument("--threshold", type=float, default=0.5)
+    paper.add_argument("--direction", default="longonly",
+                       choices=["longonly", "shortonly", "both"])
+    paper.add_argument("--execution", default="close", choices=["close", "next_open"])
+    paper.add_argument("--init-cash", type=float, default=100.0)
+    paper.add_argument("--fees", type=float, default=0.0)
+    paper.add_argument("--slippage", type=float, default=0.0)
+    paper.add_argument("--speed", type=float, default=None,
+                       help="times real time (default: as fast as possible)")
+    paper.add_argument("--flush-every", type=int, default=100,
+                       help="bars per store batch (default: 100)")
+    live = sub.add_parser("live", description=_LIVE, help="run the engine a TOML file describes")
+    live.add_argument("--config", required=True,
+                      help="the TOML file (see alphatrade_lab.live.config)")
     return parser
+
+
+def _run_engine(engine: Any) -> int:
+    """Run with Ctrl-C (SIGINT) and SIGTERM stopping it cleanly; print a summary."""
+    stopped = []
+
+    def stop(signum: int, frame: Any) -> None:
+        stopped.append(signum)
+        engine.stop()
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = engine.run()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    lat = result.latency()
+    final = result.equity.iloc[-1].sum() if len(result.equity) else float("nan")
+    print(f"run {result.run_id}: {result.bars} bars, {len(result.orders)} orders, "
+          f"{len(result.fills)} fills, {len(result.trades)} trades, final equity {final:.2f}; "
+          f"engine work per bar p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us"
+          + ("; stopped by a signal" if stopped else ""))
+    return 130 if stopped else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +115,22 @@ def main(argv: list[str] | None = None) -> int:
             from alphatrade_lab.data.sample import write_sample
 
             print(f"wrote {write_sample(args.path)}")
+        elif args.command == "paper":
+            from alphatrade_lab.data import load_sample
+            from alphatrade_lab.live import Engine, ModelStrategy, PaperBroker, ReplayFeed
+            from alphatrade_lab.store import LabStore
+
+            feed = ReplayFeed(args.bars if args.bars else load_sample(), speed=args.speed)
+            broker = PaperBroker(args.init_cash, fees=args.fees, slippage=args.slippage,
+                                 execution=args.execution)
+            engine = Engine(feed, ModelStrategy(args.bundle, args.threshold), broker,
+                            store=LabStore(args.store), run_id=args.run_id,
+                            direction=args.direction, flush_every=args.flush_every)
+            return _run_engine(engine)
+        elif args.command == "live":
+            from alphatrade_lab.live.config import build_engine, load_config
+
+            return _run_engine(build_engine(load_config(args.config)))
     except DataError as exc:
         print(f"alphatrade-lab: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,154 @@
+"""Engines built from a TOML file (``alphatrade-lab live --config live.toml``).
+
+The file names the broker, the feed, the strategy, the limits and the store; keys never go
+in it (they come from the environment, and a key-like setting in the file is refused)::
+
+    [broker]
+    kind = "alpaca"            # "paper", "alpaca" or "ccxt"
+    # base_url = "https://paper-api.alpaca.markets"   (Alpaca's paper endpoint: the default)
+    # exchange = "binance"; sandbox = true             (ccxt)
+
+    [feed]
+    kind = "poll"              # "poll" (the broker's bars endpoint) or "replay"
+    symbols = ["AAPL", "MSFT"]
+    timeframe = "1Min"
+    bar = "1min"
+    interval = 5.0
+    # bars = "data/bars.parquet"                      (replay)
+
+    [strategy]
+    bundle = "model.atlb"
+    threshold = 0.55
+    direction = "longonly"
+    size = 1.0
+
+    [risk]                     # RiskLimits fields; leave the table out for no limits
+    position_size = 1.0
+    daily_loss = 0.05
+
+    [store]
+    path = "data/lab.duckdb"
+
+    [run]
+    id = "live-aapl-msft"      # the same id resumes a stopped or killed run
+    alerts = true              # AlertManager.from_env() (TELEGRAM_BOT_TOKEN, ...)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from alphatrade_lab.errors import DataError
+
+__all__ = ["SECTIONS", "build_engine", "load_config"]
+
+SECTIONS = {
+    "broker": {"kind", "base_url", "data_url", "exchange", "sandbox", "quote", "timeout",
+               "init_cash", "fees", "fixed_fees", "slippage", "size_granularity", "execution",
+               "cash_sharing", "feed"},
+    "feed": {"kind", "symbols", "timeframe", "bar", "interval", "grace", "warmup", "bars",
+             "speed", "start", "end"},
+    "strategy": {"bundle", "threshold", "exit_on_flat", "direction", "size", "fees",
+                 "slippage", "size_granularity"},
+    "risk": {"max_drawdown", "daily_loss", "gross_exposure", "position_size",
+             "consecutive_losses"},
+    "store": {"path"},
+    "run": {"id", "alerts", "flush_every", "max_bars"},
+}
+_SECRET_WORDS = ("key", "secret", "token", "password", "webhook")
+
+
+def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read and check a live-trading TOML file: known sections and settings only, no
+    keys (they come from the environment), a strategy bundle and a feed."""
+    p = Path(path)
+    try:
+        config = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read the config ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{p}: not valid TOML ({exc})") from None
+    for section, values in config.items():
+        if section not in SECTIONS:
+            raise DataError(f"{p}: unknown section [{section}]; expected {sorted(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise DataError(f"{p}: [{section}] must be a table")
+        for name in values:
+            if any(w in name.lower() for w in _SECRET_WORDS):
+                raise DataError(f"{p}: [{section}] {name}: keys and tokens do not go in the "
+                                "config file; set them in the environment")
+            if name not in SECTIONS[section]:
+                raise DataError(f"{p}: [{section}] unknown setting {name!r}; expected one of "
+                                f"{sorted(SECTIONS[section])}")
+    if "bundle" not in config.get("strategy", {}):
+        raise DataError(f"{p}: [strategy] bundle (the exported model file) is required")
+    if not config.get("feed", {}).get("symbols") and config.get("feed", {}).get(
+            "kind", "poll") == "poll":
+        raise DataError(f"{p}: [feed] symbols is required for a polling feed")
+    return config
+
+
+def _broker(cfg: dict[str, Any]) -> Any:
+    kind = cfg.get("kind", "paper")
+    opts = {k: v for k, v in cfg.items() if k != "kind"}
+    if kind == "paper":
+        from alphatrade_lab.live.brokers.paper import PaperBroker
+
+        return PaperBroker(**opts)
+    if kind == "alpaca":
+        from alphatrade_lab.live.brokers.alpaca import AlpacaBroker
+
+        return AlpacaBroker(**opts)
+    if kind == "ccxt":
+        from alphatrade_lab.live.brokers.exchange import CCXTBroker
+
+        return CCXTBroker(**opts)
+    raise DataError(f"[broker] kind must be 'paper', 'alpaca' or 'ccxt', got {kind!r}")
+
+
+def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None) -> Any:
+    """The :class:`~alphatrade_lab.live.Engine` a checked config describes."""
+    from alphatrade_lab.live.engine import Engine
+    from alphatrade_lab.live.feeds import PollingFeed, ReplayFeed
+    from alphatrade_lab.live.strategies import ModelStrategy
+    from alphatrade_lab.store import LabStore
+
+    strat = config["strategy"]
+    strategy = ModelStrategy(strat["bundle"], strat.get("threshold", 0.5),
+                             exit_on_flat=strat.get("exit_on_flat", True))
+    broker = _broker(config.get("broker", {}))
+    feed_cfg = config.get("feed", {})
+    kind = feed_cfg.get("kind", "poll")
+    if kind == "replay":
+        if "bars" not in feed_cfg:
+            raise DataError("[feed] bars (a file of bars) is required for a replay")
+        feed: Any = ReplayFeed(feed_cfg["bars"], speed=feed_cfg.get("speed"),
+                               start=feed_cfg.get("start"), end=feed_cfg.get("end"),
+                               symbols=feed_cfg.get("symbols"))
+    elif kind == "poll":
+        if not hasattr(broker, "fetch_bars"):
+            raise DataError(f"[feed] kind 'poll' needs a broker with a bars endpoint; "
+                            f"{broker.name} has none")
+        feed = PollingFeed(broker, feed_cfg["symbols"],
+                           timeframe=feed_cfg.get("timeframe", "1Min"),
+                           bar=feed_cfg.get("bar", "1min"), interval=feed_cfg.get("interval", 5.0),
+                           grace=feed_cfg.get("grace", 2.0),
+                           warmup=feed_cfg.get("warmup", strategy.lookback))
+    else:
+        raise DataError(f"[feed] kind must be 'poll' or 'replay', got {kind!r}")
+    run = config.get("run", {})
+    alerts = None
+    if run.get("alerts"):
+        from alphatrade_lab.alerts import AlertManager
+
+        alerts = AlertManager.from_env()
+    store = LabStore(config["store"]["path"]) if "store" in config else None
+    return Engine(feed, strategy, broker, risk=config.get("risk") or None, store=store,
+                  alerts=alerts, bus=bus, run_id=run.get("id"),
+                  direction=strat.get("direction", "longonly"), size=strat.get("size"),
+                  fees=strat.get("fees", 0.0), slippage=strat.get("slippage", 0.0),
+                  size_granularity=strat.get("size_granularity"),
+                  symbols=feed_cfg.get("symbols"), flush_every=run.get("flush_every", 100),
+                  max_bars=run.get("max_bars"))
