@@ -8,8 +8,9 @@
 """
 
 from alphatrade_lab.testing.alpaca_server import LocalAlpaca
+from alphatrade_lab.testing.exchange_server import LocalExchange
 from alphatrade_lab.testing.lookahead import assert_no_lookahead, perturb_after
 from alphatrade_lab.testing.receiver import LocalReceiver, Received, Reply
 
-__all__ = ["LocalAlpaca", "LocalReceiver", "Received", "Reply", "assert_no_lookahead",
-           "perturb_after"]
+__all__ = ["LocalAlpaca", "LocalExchange", "LocalReceiver", "Received", "Reply",
+           "assert_no_lookahead", "perturb_after"]
