@@ -10,6 +10,7 @@ import math
 import time
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -129,14 +130,24 @@ def test_partial_fill_completes_on_the_next_status_request():
 
 
 @functools.cache
-def _sample_head() -> pd.DataFrame:
-    b = atl.data.load_sample()
-    return b[b["symbol"].isin(["AAA", "BBB", "CCC"])].groupby("symbol", sort=True).head(250)
+def _minute_bars(n: int) -> pd.DataFrame:
+    """``n`` one-minute bars of AAA, BBB and CCC (random walks; CCC misses a few minutes)."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for k, symbol in enumerate(["AAA", "BBB", "CCC"]):
+        close = (50.0 + 25 * k) * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+        open_ = np.r_[close[0], close[:-1]]
+        minutes = np.arange(n) + (np.arange(n) >= n // 2) * 3 * (symbol == "CCC")
+        frames.append(pd.DataFrame({
+            "timestamp": T0 + pd.to_timedelta(minutes, unit="min"), "symbol": symbol,
+            "open": open_, "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999, "close": close,
+            "volume": rng.integers(100, 10_000, n).astype(float)}))
+    return atl.data.validate(pd.concat(frames, ignore_index=True))
 
 
 def _bars(n: int = 250) -> pd.DataFrame:
-    b = _sample_head().groupby("symbol", sort=True).head(n)
-    return atl.data.validate(b.reset_index(drop=True))
+    return _minute_bars(n).copy()
 
 
 def test_orders_fill_at_the_latest_close_by_the_clock_and_wait_without_one(broker):

@@ -19,10 +19,12 @@ follow Alpaca's documentation: decimals as strings, RFC-3339 times, error bodies
   buys with its cash).
 * **Partial fills.** With ``partial_fill=0.5`` an order first fills half; the rest fills
   on the next status request (any ``GET /v2/orders...``) or :meth:`~LocalAlpaca.advance`.
-* **Faults.** :meth:`~LocalAlpaca.fail_next` answers the next requests under a path with
-  a status (429 with ``Retry-After``, 5xx, a malformed body) without touching the state;
-  :meth:`~LocalAlpaca.delay_next` handles them and answers late (a client timeout after
-  the order was taken), or with ``process=False`` drops them unanswered.
+* **Faults.** :meth:`~LocalAlpaca.fail_next` answers the next requests under a path
+  prefix (``"/v2/orders"`` covers ``/v2/orders:by_client_order_id`` too; pass ``method=``
+  to narrow it) with a status (429 with ``Retry-After``, 5xx, a malformed body) without
+  touching the state; :meth:`~LocalAlpaca.delay_next` handles them and answers late (a
+  client timeout after the order was taken), or with ``process=False`` drops them
+  unanswered.
 
 The state lives in this object, not in a client: an engine killed and started again
 finds its orders and positions.
@@ -210,6 +212,8 @@ class LocalAlpaca:
         self._cash = float(cash)
         self._pos: dict[str, list[float]] = {}      # symbol -> [qty, avg entry price]
         self._orders: dict[str, dict[str, Any]] = {}
+        self._working: dict[str, dict[str, Any]] = {}   # the orders not final yet
+        self._submitted: dict[str, int] = {}            # order id -> submitted_at, ns
         self._by_cid: dict[str, str] = {}
         self._fill_steps: dict[str, int] = {}       # order id -> fills made
         self._prices: dict[str, float] = {}
@@ -453,8 +457,10 @@ class LocalAlpaca:
             self._fill(order, qty - done, price)
 
     def _work_all(self) -> None:
-        for o in self._orders.values():
+        for oid, o in list(self._working.items()):
             self._work(o)
+            if o["status"] not in _OPEN:
+                del self._working[oid]
 
     # ------------------------------------------------------------------ the API
     def _dispatch(self, req: Received) -> tuple[int, Any, dict[str, str]]:
@@ -478,7 +484,8 @@ class LocalAlpaca:
                 self._work_all()
                 return self._list_orders(query)
             if path == "/v2/orders" and m == "DELETE":
-                open_ids = [oid for oid, o in self._orders.items() if o["status"] in _OPEN]
+                self._work_all()
+                open_ids = list(self._working)
                 return 207, [{"id": oid, "status": self._cancel(oid)[0] and 200,
                               "body": dict(self._orders[oid])} for oid in open_ids], {}
             if path == "/v2/orders:by_client_order_id" and m == "GET":
@@ -587,7 +594,10 @@ class LocalAlpaca:
             "trail_percent": None, "trail_price": None, "hwm": None}
         self._orders[oid] = order
         self._by_cid[cid] = oid
+        self._submitted[oid] = pd.Timestamp(now).value
         self._work(order)
+        if order["status"] in _OPEN:
+            self._working[oid] = order
         return 200, dict(order), {}
 
     def _list_orders(self, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -600,14 +610,18 @@ class LocalAlpaca:
             return 422, _error(40010001, "invalid limit"), {}
         if not 1 <= limit <= 500:
             return 422, _error(40010001, "limit must be between 1 and 500"), {}
-        rows = [o for o in self._orders.values()
-                if status == "all" or (o["status"] in _OPEN) == (status == "open")]
-        if "after" in q:
-            after = pd.Timestamp(q["after"]).value
-            rows = [o for o in rows if pd.Timestamp(o["submitted_at"]).value > after]
-        if "until" in q:
-            until = pd.Timestamp(q["until"]).value
-            rows = [o for o in rows if pd.Timestamp(o["submitted_at"]).value < until]
+        source = self._working if status == "open" else self._orders
+        rows = [o for o in source.values()
+                if status != "closed" or o["status"] not in _OPEN]
+        try:
+            after = pd.Timestamp(q["after"]).value if q.get("after") else None
+            until = pd.Timestamp(q["until"]).value if q.get("until") else None
+        except ValueError:
+            return 422, _error(40010001, "invalid after or until"), {}
+        if after is not None:
+            rows = [o for o in rows if self._submitted[o["id"]] > after]
+        if until is not None:
+            rows = [o for o in rows if self._submitted[o["id"]] < until]
         if q.get("symbols"):
             wanted = set(q["symbols"].split(","))
             rows = [o for o in rows if o["symbol"] in wanted]
@@ -621,6 +635,7 @@ class LocalAlpaca:
             return 422, _error(42210000, f"order is not cancelable (status {order['status']})")
         now = _iso(self._now_ns())
         order["status"], order["canceled_at"], order["updated_at"] = "canceled", now, now
+        self._working.pop(oid, None)
         return 204, None
 
     def _bars_page(self, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -668,15 +683,24 @@ class LocalAlpaca:
             hi = int(np.searchsorted(b.close_ts, clock, side="right"))
             if end is not None:
                 hi = min(hi, int(np.searchsorted(b.ts, end, side="right")))
-            for i in range(lo, hi):
-                if n == limit:
-                    more = True
-                    break
-                o, h, lo_, c, v = b.values[i].tolist()
-                out.setdefault(sym, []).append({"t": _iso(int(b.ts[i])), "o": o, "h": h,
-                                                "l": lo_, "c": c, "v": v, "n": 0, "vw": c})
-                n, last = n + 1, (sym, int(b.ts[i]))
-            if more:
+            if hi <= lo:
+                continue
+            take = min(hi - lo, limit - n)
+            if take <= 0:
+                more = True
+                break
+            ts = b.ts[lo:lo + take]
+            whole = not (ts % 1_000_000_000).any()
+            stamps = np.datetime_as_string(ts.astype("datetime64[ns]"),
+                                           unit="s" if whole else "ns")
+            out[sym] = [{"t": t + "Z", "o": o, "h": h, "l": low, "c": c, "v": v, "n": 0,
+                         "vw": c}
+                        for t, (o, h, low, c, v) in zip(stamps.tolist(),
+                                                        b.values[lo:lo + take].tolist(),
+                                                        strict=True)]
+            n, last = n + take, (sym, int(ts[-1]))
+            if take < hi - lo:
+                more = True
                 break
         token = None
         if more and last is not None:

@@ -54,6 +54,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.schema import validate
@@ -256,6 +257,23 @@ def _error_message(resp: httpx.Response) -> tuple[int | None, str]:
         return (code if isinstance(code, int) else None,
                 msg if isinstance(msg, str) else str(body))
     return None, str(body)
+
+
+def _bar_rows(items: list[Any], symbol: str, endpoint: str) -> list[tuple[Any, ...]]:
+    """``(t, o, h, l, c, v)`` of each bar object; the checked loop names what is wrong."""
+    try:
+        rows = [(b["t"], b["o"], b["h"], b["l"], b["c"], b["v"]) for b in items]
+        if all(type(x) in (int, float) for r in rows for x in r[1:]):
+            return rows
+    except (KeyError, TypeError):
+        pass
+    out = []
+    for b in items:
+        b = _object(b, endpoint, "a bar")
+        if "t" not in b:
+            raise BrokerError(f"{_where(endpoint, 't')}: missing in a bar of {symbol!r}")
+        out.append((b["t"], *(_number(b, k, endpoint) for k in "ohlcv")))
+    return out
 
 
 def _rfc3339(t: Any, name: str) -> str:
@@ -682,13 +700,7 @@ class AlpacaBroker:
                 if not isinstance(items, list):
                     raise BrokerError(f"{_where(endpoint, 'bars')}: bars of {symbol!r} are not "
                                       "a list")
-                out = rows.setdefault(symbol, [])
-                for b in items:
-                    b = _object(b, endpoint, "a bar")
-                    if "t" not in b:
-                        raise BrokerError(f"{_where(endpoint, 't')}: missing in a bar of "
-                                          f"{symbol!r}")
-                    out.append((b["t"], *(_number(b, k, endpoint) for k in "ohlcv")))
+                rows.setdefault(symbol, []).extend(_bar_rows(items, symbol, endpoint))
             token = page.get("next_page_token")
             if not token:
                 break
@@ -711,7 +723,7 @@ class AlpacaBroker:
         frame = pd.DataFrame({
             "timestamp": ts.as_unit("ns"),
             "symbol": [s for s in symbols for _ in rows[s]],
-            **{col: [float(r[i]) for r in flat]
+            **{col: np.fromiter((r[i] for r in flat), np.float64, len(flat))
                for i, col in enumerate(("open", "high", "low", "close", "volume"), start=1)}})
         frame = frame.sort_values(["symbol", "timestamp"], kind="stable", ignore_index=True)
         try:
