@@ -62,14 +62,14 @@ LIVE_TABLES: tuple[tuple[str, str], ...] = (
     ("positions", "positions"), ("signals", "signals"), ("events", "feed_events"))
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_ORDER_KEY = ("run_id", "client_order_id")
-_ORDERS_UPSERT = (" ON CONFLICT (run_id, client_order_id) DO UPDATE SET "
-                  + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in column_names("orders")
-                              if c not in _ORDER_KEY))
+# Orders are replaced by deleting the batch's keys and inserting (one path for new and
+# updated orders; PostgreSQL runs it too). IN lists are bound in chunks of this many ids.
+_ID_CHUNK = 500
 # a missing last_bar_time or state keeps the previous one (pass {} to clear the state)
-_STATE_UPSERT = (" ON CONFLICT (run_id) DO UPDATE SET updated_at = EXCLUDED.updated_at, "
-                 "last_bar_time = coalesce(EXCLUDED.last_bar_time, live_state.last_bar_time), "
-                 "state = coalesce(EXCLUDED.state, live_state.state)")
+_STATE_UPDATE = ("UPDATE live_state SET updated_at = ?, "
+                 "last_bar_time = coalesce(?, last_bar_time), "
+                 "state = coalesce(CAST(? AS JSON), state) WHERE run_id = ?")
+_STATE_INSERT = "INSERT INTO live_state VALUES (?, ?, ?, CAST(? AS JSON))"
 
 
 def _plain(value: Any, path: str) -> Any:
@@ -177,16 +177,23 @@ def _own_rows(table: str, frame: Any, run_id: str) -> pa.Table:
     return to_arrow(table, frame, {"run_id": run_id})
 
 
-def _full_orders(rows: pa.Table) -> pa.Table:
-    """The last row of each order, with every column (absent ones NULL), so an upsert
-    replaces the whole row."""
+def _last_of_each_order(rows: pa.Table) -> pa.Table:
+    """The last row of each ``client_order_id`` (a later row replaces an earlier one)."""
     ids = rows.column("client_order_id").to_pandas()
-    if ids.duplicated().any():
-        rows = rows.filter(pa.array(~ids.duplicated(keep="last").to_numpy()))
-    types = {c.name: c.kind for c in TABLES["orders"]}
+    dup = ids.duplicated(keep="last").to_numpy()
+    return rows.filter(pa.array(~dup)) if dup.any() else rows
+
+
+def _full(table: str, rows: pa.Table) -> pa.Table:
+    """``rows`` with every column of ``table`` in schema order (absent ones NULL): an
+    order's row replaces the whole earlier row, and the insert needs no column list."""
+    names = column_names(table)
+    if rows.column_names == names:
+        return rows
     arrays = [rows.column(c) if c in rows.column_names
-              else pa.nulls(rows.num_rows, type=_ARROW[types[c]]) for c in types]
-    return pa.Table.from_arrays(arrays, names=list(types))
+              else pa.nulls(rows.num_rows, type=_ARROW[c_kind])
+              for c, c_kind in ((col.name, col.kind) for col in TABLES[table])]
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 class LiveTables:
@@ -204,22 +211,50 @@ class LiveTables:
         def _select(self, table: str, order: str | None, time_col: str | None = None,
                     start: Any = None, end: Any = None, **filters: Any) -> pd.DataFrame: ...
 
-    def _insert_live(self, con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table,
-                     conflict: str = "") -> int:
-        """Insert (or upsert, with ``conflict``) Arrow rows; names come from the schema."""
+    def _insert_live(self, con: duckdb.DuckDBPyConnection, table: str,
+                     rows: pa.Table) -> int:
+        """Insert Arrow rows with every column of ``table``; ``orders`` rows first delete
+        the stored rows of the same orders (names come from the schema, values are bound)."""
         if rows.num_rows == 0:
             return 0
-        view = f"_incoming_{table}"
-        cols = ", ".join(f'"{c}"' for c in rows.column_names)
-        con.register(view, rows)
-        try:
-            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}{conflict}")
-        finally:
-            try:
-                con.unregister(view)
-            except duckdb.Error:  # an aborted transaction; a later register replaces it
-                pass
+        if table == "orders":
+            run_id = rows.column("run_id")[0].as_py()
+            ids = rows.column("client_order_id").to_pylist()
+            for i in range(0, len(ids), _ID_CHUNK):
+                part = ids[i:i + _ID_CHUNK]
+                con.execute("DELETE FROM orders WHERE run_id = ? AND client_order_id IN "
+                            f"({', '.join('?' * len(part))})", [run_id, *part])
+        layout = self._layout(con, table)
+        if layout != rows.column_names:  # a migrated file: added columns come last
+            rows = rows.select(layout)
+        con.from_arrow(rows).insert_into(table)  # by position, hence the layout
         return rows.num_rows
+
+    def _layout(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+        """``table``'s columns in the file's order (cached: the schema changes only when
+        a store opens a file older than its code, before any write)."""
+        cache: dict[str, list[str]] = self.__dict__.setdefault("_live_layout", {})
+        if table not in cache:
+            got = [r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "AND table_schema = current_schema() ORDER BY ordinal_position",
+                [table]).fetchall()]
+            if sorted(got) != sorted(column_names(table)):
+                raise StoreError(f"{self.path}: table {table} has columns {got}, this code "
+                                 f"writes {column_names(table)}")
+            cache[table] = got
+        return cache[table]
+
+    def _write_state(self, con: duckdb.DuckDBPyConnection, run_id: str,
+                     updated_at: pd.Timestamp, last_bar_time: pd.Timestamp | None,
+                     text: str | None) -> int:
+        """Replace the run's ``live_state`` row (NULL last_bar_time/state keep the old)."""
+        when = updated_at.to_pydatetime()
+        last = None if last_bar_time is None else last_bar_time.to_pydatetime()
+        n = con.execute(_STATE_UPDATE, [when, last, text, run_id]).fetchall()
+        if not n or not n[0][0]:
+            con.execute(_STATE_INSERT, [run_id, when, last, text]).fetchall()
+        return 1
 
     def record_live(self, run_id: str, *, orders: pd.DataFrame | None = None,
                     fills: pd.DataFrame | None = None, equity: pd.DataFrame | None = None,
@@ -278,34 +313,31 @@ class LiveTables:
             raise DataError(f"record_live: run_id must be a non-empty string, got {run_id!r}")
         given = {"orders": orders, "fills": fills, "equity": equity, "positions": positions,
                  "signals": signals, "events": events}
-        batches: list[tuple[str, pa.Table, str]] = []
+        batches: list[tuple[str, pa.Table]] = []
         for arg, table in LIVE_TABLES:
             frame = given[arg]
             if frame is None:
                 continue
             rows = _own_rows(table, frame, run_id)
-            if table == "orders" and rows.num_rows:
-                rows = _full_orders(rows)
-            batches.append((table, rows, _ORDERS_UPSERT if table == "orders" else ""))
+            if rows.num_rows:
+                if table == "orders":
+                    rows = _last_of_each_order(rows)
+                batches.append((table, _full(table, rows)))
         if last_bar_time is None and isinstance(state, Mapping):
             last_bar_time = state.get("last_bar_time")
-        if state is not None or last_bar_time is not None:
-            text = encode_state(state) if state is not None else None
-            now = _utc(updated_at, "updated_at") or pd.Timestamp.now(tz="UTC")
-            row = to_arrow("live_state", pd.DataFrame({
-                "run_id": [run_id], "updated_at": [now],
-                "last_bar_time": pd.Series([_utc(last_bar_time, "last_bar_time")],
-                                           dtype="datetime64[us, UTC]")}))
-            row = row.append_column(pa.field("state", pa.string()),
-                                    pa.array([text], type=pa.string()))
-            batches.append(("live_state", row, _STATE_UPSERT))
+        write_state = state is not None or last_bar_time is not None
+        text = encode_state(state) if state is not None else None
+        last = _utc(last_bar_time, "last_bar_time")
+        now = _utc(updated_at, "updated_at") or pd.Timestamp.now(tz="UTC")
         out = {table: 0 for _, table in LIVE_TABLES} | {"live_state": 0}
         with self._transaction() as con:
             if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
                 raise DataError(f"record_live: run_id {run_id!r} is not in runs; record the "
                                 "run first (LabStore.record_run('paper', run_id=...))")
-            for table, rows, conflict in batches:
-                out[table] += self._insert_live(con, table, rows, conflict)
+            for table, rows in batches:
+                out[table] += self._insert_live(con, table, rows)
+            if write_state:
+                out["live_state"] = self._write_state(con, run_id, now, last, text)
         return out
 
     # ----------------------------------------------------------- readers

@@ -249,22 +249,39 @@ def to_arrow(table: str, frame: pd.DataFrame, defaults: Mapping[str, Any] | None
                         f"{list(frame.columns[frame.columns.duplicated()])}")
     defaults = dict(defaults or {})
     frame = frame.copy(deep=False)
+    redact = Redactor()
+    constants: dict[str, pa.Array] = {}
     for name, value in defaults.items():
         if name not in frame.columns:
             if isinstance(value, dict | list):
                 frame[name] = [value] * len(frame)
-            elif isinstance(value, str):  # one category: checked and redacted once
-                frame[name] = pd.Categorical.from_codes(np.zeros(len(frame), np.int8), [value])
+            elif isinstance(value, str) and name in known:
+                # one text value for every row: checked and redacted once, in Arrow
+                constants[name] = _constant(table, name, value, len(frame), redact)
             else:
                 frame[name] = value
-    missing = [c.name for c in cols if not c.nullable and c.name not in frame.columns]
+    missing = [c.name for c in cols if not c.nullable and c.name not in frame.columns
+               and c.name not in constants]
     if missing:
         raise DataError(f"{table}: missing required column(s) {missing}")
     arrays, fields = [], []
-    redact = Redactor()
     for c in cols:
-        if c.name not in frame.columns:
+        if c.name in constants:
+            arrays.append(constants[c.name])
+        elif c.name in frame.columns:
+            arrays.append(_column(frame, table, c, redact))
+        else:
             continue
-        arrays.append(_column(frame, table, c, redact))
         fields.append(pa.field(c.name, _ARROW[c.kind], nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _constant(table: str, col: str, value: str, n: int, redact: Redactor) -> pa.Array:
+    """A text column of ``n`` copies of ``value``, redacted and checked like a column
+    (a failure names row 0)."""
+    one = _redact_strings(pa.array([value], type=pa.string()), table, col, redact)
+    choices = _CHOICES.get((table, col))
+    if choices is not None and value not in choices:
+        raise DataError(f"{location(table, col, 0)} is {value!r}; allowed: "
+                        + ", ".join(choices))
+    return pa.repeat(one[0], n)
