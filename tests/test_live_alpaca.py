@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -514,3 +515,34 @@ def test_a_wrong_base_url_is_a_broker_error_not_a_rejection(srv):
         with pytest.raises(BrokerError, match="HTTP 404") as e:
             b.submit(request("c-404", qty=1))
     assert not isinstance(e.value, OrderRejected)
+
+
+def test_the_same_order_sent_from_many_threads_is_taken_once(srv):
+    with make_broker(srv) as b, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: b.submit(request("c-race", qty=3)), range(8)))
+    assert len({o.broker_order_id for o in got}) == 1
+    assert len(srv.orders()) == 1 and srv.positions() == {"AAA": 3}
+    assert srv.cash == 10_000 - 3 * 100
+
+
+def test_margin_multiplier_and_a_partial_fill_completed_by_advance():
+    bars = _bars(20)
+    t0 = bars["timestamp"].min()
+    with LocalAlpaca(cash=1_000.0, multiplier=2.0, partial_fill=0.5) as s, make_broker(s) as b:
+        s.load_bars(bars)
+        s.advance(t0 + pd.Timedelta(minutes=1))          # the first bar has closed
+        close = bars[bars["symbol"] == "AAA"].set_index("timestamp")["close"]
+        qty = math.floor(2 * 1_000.0 / close.iloc[0])    # twice the equity, not more
+        with pytest.raises(OrderRejected, match="insufficient buying power"):
+            b.submit(request("c-3x", qty=qty + 1))
+        first = b.submit(request("c-2x", qty=qty))
+        assert first.filled_qty == qty / 2 and first.filled_avg_price == close.iloc[0]
+        s.advance(t0 + pd.Timedelta(minutes=5))          # the rest fills at the new close
+        final = b.get_order("c-2x")
+        want = (close.iloc[0] + close.iloc[4]) / 2
+        assert final.status is OrderStatus.FILLED
+        assert final.filled_avg_price == pytest.approx(want, rel=1e-12)
+        acct = b.account()
+        assert acct.cash == pytest.approx(1_000.0 - qty / 2 * (close.iloc[0] + close.iloc[4]),
+                                          rel=1e-12)
+        assert acct.equity == pytest.approx(acct.cash + qty * close.iloc[4], rel=1e-12)
