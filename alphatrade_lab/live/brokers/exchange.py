@@ -471,7 +471,10 @@ class CCXTBroker:
                          f"{market['quote']} at {price:g} is under the market's minimum "
                          f"{cmin:g}")
         if self.lookup_before_submit:
-            existing = self._lookup(cid, sym)
+            try:
+                existing = self._lookup(cid, sym, unlisted=True)
+            except ccxt.BadSymbol as e:
+                self._reject(request, "unknown_symbol", str(e))
             if existing is not None:
                 _LOG.info("%s: order %s is known to the exchange; not sent again", self.name,
                           cid)
@@ -506,8 +509,10 @@ class CCXTBroker:
         except ccxt.ExchangeError as e:
             self._reject(request, "rejected", str(e))
 
-    def _lookup(self, cid: str, sym: str) -> Order | None:
-        """The order with client id ``cid`` in market ``sym``, or None (one retried call)."""
+    def _lookup(self, cid: str, sym: str, *, unlisted: bool = False) -> Order | None:
+        """The order with client id ``cid`` in market ``sym``, or None (one retried call).
+        A market the exchange no longer lists has no order (``unlisted``: raise
+        ``ccxt.BadSymbol`` instead)."""
         endpoint = "GET /api/v3/order"
 
         def get() -> Order | None:
@@ -515,12 +520,16 @@ class CCXTBroker:
                 o = self._ex.fetch_order(None, sym, params={"origClientOrderId": cid})
             except ccxt.OrderNotFound:
                 return None
+            except ccxt.BadSymbol:
+                if unlisted:
+                    raise
+                return None
             try:
                 return self._order(o, endpoint)
             except (TypeError, ValueError, KeyError, AttributeError) as e:
                 raise _Malformed(f"{type(e).__name__}: {e}") from None
 
-        return self._call(endpoint, get)
+        return self._call(endpoint, get, passthrough=(ccxt.BadSymbol,))
 
     def _symbol_for(self, client_order_id: str) -> list[str]:
         """The markets to look ``client_order_id`` up in: its own when known, else the
