@@ -469,7 +469,7 @@ class LocalAlpaca:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         key, secret = req.headers.get("APCA-API-KEY-ID"), req.headers.get("APCA-API-SECRET-KEY")
         if not key or not secret:
-            return 401, _error(40110000, "request is not authorized"), {}
+            return 401, {"message": "unauthorized"}, {}
         if key != self.key_id or secret != self.secret_key:
             return 403, {"message": "forbidden."}, {}
         m = req.method
@@ -573,7 +573,8 @@ class LocalAlpaca:
         if cid in self._by_cid:
             return 422, _error(40010001, "client_order_id must be unique"), {}
         if not self._known(symbol):
-            return 422, _error(40010001, f'asset "{symbol}" not found'), {}
+            # the message of Alpaca's 422 for an unknown asset (alpacahq/Alpaca-API#184)
+            return 422, _error(40010001, f"could not find us_equity '{symbol}'"), {}
         price = self.price(symbol)
         signed = qty if side == "buy" else -qty
         if price is not None and not self._affordable(symbol, signed, price):

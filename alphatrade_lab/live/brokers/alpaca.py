@@ -87,7 +87,8 @@ _WORKING_STATUS = frozenset({
     "pending_replace", "pending_review", "held", "stopped", "suspended", "done_for_day",
     "calculated"})
 _EXTRA_FIELDS = ("type", "time_in_force", "created_at", "updated_at", "filled_at",
-                 "canceled_at", "expired_at", "failed_at", "asset_class", "notional")
+                 "canceled_at", "expired_at", "failed_at", "asset_class", "notional",
+                 "commission")
 
 
 class _Transient(Exception):
@@ -219,8 +220,10 @@ def rejection_reason(status: int, message: str) -> str:
 
     >>> rejection_reason(403, "insufficient buying power")
     'insufficient_buying_power'
-    >>> rejection_reason(422, 'asset "ZZZZ" not found'), rejection_reason(422, "qty must be > 0")
-    ('unknown_symbol', 'invalid_qty')
+    >>> rejection_reason(422, "could not find us_equity 'ZZZZ'")
+    'unknown_symbol'
+    >>> rejection_reason(422, "qty must be > 0")
+    'invalid_qty'
     """
     m = message.lower()
     if "insufficient qty" in m or "qty available" in m:
@@ -233,8 +236,8 @@ def rejection_reason(status: int, message: str) -> str:
         return "short_not_allowed"
     if "pattern day" in m or "day trad" in m:
         return "pattern_day_trading"
-    if ("asset" in m or "symbol" in m) and any(
-            w in m for w in ("not found", "not active", "not tradable", "invalid", "unknown")):
+    if any(w in m for w in ("asset", "symbol", "us_equity")) and any(w in m for w in (
+            "not found", "could not find", "not active", "not tradable", "invalid", "unknown")):
         return "unknown_symbol"
     if "qty" in m or "quantity" in m or "notional" in m:
         return "invalid_qty"
