@@ -125,6 +125,24 @@ def test_a_looked_up_order_gets_its_fees_from_its_trades(ex, broker):
     assert len(ex.requests("/api/v3/myTrades")) == 1
 
 
+def test_a_commission_in_the_base_asset_is_converted_at_the_fill_price():
+    with make_exchange(commission="received") as ex:
+        ex.set_price("BTCUSDT", 50_000.0)
+        o = make_broker(ex).submit(request("atl-base-1", qty=0.1))
+        # 0.1% of 0.1 BTC = 0.0001 BTC, worth 5 USDT at 50,000
+        assert o.fees == pytest.approx(5.0) and "other_fees" not in o.extra
+        assert ex.balance("BTC")[0] == pytest.approx(0.0999)
+        assert make_broker(ex).positions()["BTCUSDT"].qty == pytest.approx(0.0999)
+
+
+def test_spot_refuses_shorts_before_sending(ex, broker):
+    for intent in (Intent.OPEN_SHORT, Intent.TO_SHORT):
+        with pytest.raises(OrderRejected) as e:
+            broker.submit(request(f"atl-short-{intent.value}", intent=intent))
+        assert e.value.reason == "short_not_allowed"
+    assert ex.requests() == []
+
+
 def test_quantities_are_cut_to_the_step_and_minimums_refused_before_sending(ex, broker):
     o = broker.submit(request("atl-step-1", qty=0.123456789))
     assert o.qty == 0.12345 and o.filled_qty == 0.12345          # truncated to 1e-5

@@ -14,7 +14,8 @@ again finds its orders. It follows Binance's documented request and response sha
 
 Market orders fill at the symbol's price: the last :meth:`LocalExchange.set_price`, else
 the close of the latest loaded bar closed by the clock (:meth:`LocalExchange.advance`).
-A commission of ``fee_rate`` of the traded value is charged in the quote asset. With
+A commission of ``fee_rate`` of the traded value is charged in the quote asset (or in
+the asset received, ``commission="received"``). With
 ``partial_fill=f`` an order fills ``f`` of its quantity at once and the rest on
 :meth:`LocalExchange.fill_open`. Errors come as Binance sends them (``{"code": -2010,
 "msg": "Account has insufficient balance for requested action."}``, ``-1121 Invalid
@@ -239,7 +240,10 @@ class LocalExchange:
         with default filters, or ``{symbol: {"base":, "quote":, "step":, "tick":,
         "min_qty":, "max_qty":, "min_notional":}}``. Default ``BTCUSDT`` and ``ETHUSDT``.
     fee_rate
-        Commission as a fraction of the traded value, charged in the quote asset.
+        Commission as a fraction of the traded value.
+    commission
+        ``"quote"``: charged in the quote asset; ``"received"``: in the asset an order
+        receives (a buy pays in the base asset, as Binance does without BNB fee payment).
     partial_fill
         None: market orders fill at once. A fraction in (0, 1): that much of the
         quantity (rounded down to the step) fills at once, the rest on :meth:`fill_open`.
@@ -249,12 +253,17 @@ class LocalExchange:
 
     def __init__(self, balances: dict[str, float] | None = None, *,
                  markets: Any = ("BTCUSDT", "ETHUSDT"), fee_rate: float = 0.001,
+                 commission: str = "quote",
                  partial_fill: float | None = None, api_key: str = "local-api-key-7f3a9c1e",
                  secret: str = "local-secret-4b8d2e6f0a", recv_window: bool = True,
                  host: str = "127.0.0.1", port: int = 0):
         if partial_fill is not None and not 0 < partial_fill < 1:
             raise ValueError(f"LocalExchange: partial_fill must be in (0, 1), got "
                              f"{partial_fill!r}")
+        if commission not in ("quote", "received"):
+            raise ValueError(f"LocalExchange: commission must be 'quote' or 'received', got "
+                             f"{commission!r}")
+        self.commission = commission
         if not 0 <= fee_rate < 1:
             raise ValueError(f"LocalExchange: fee_rate must be in [0, 1), got {fee_rate!r}")
         self.api_key, self.secret = api_key, secret
@@ -679,8 +688,13 @@ class LocalExchange:
     def _fill(self, o: _Order, m: _Market, qty: Decimal, price: Decimal) -> None:
         value = qty * price
         fee = (value * self.fee_rate).quantize(_EIGHT)
+        fee_asset = m.quote
         zero = Decimal(0)
-        if o.side == "BUY":
+        if o.side == "BUY" and self.commission == "received":   # paid in the base bought
+            fee, fee_asset = (qty * self.fee_rate).quantize(_EIGHT), m.base
+            self._free[m.quote] = self._free.get(m.quote, zero) - value
+            self._free[m.base] = self._free.get(m.base, zero) + qty - fee
+        elif o.side == "BUY":
             self._free[m.quote] = self._free.get(m.quote, zero) - value - fee
             self._free[m.base] = self._free.get(m.base, zero) + qty
         else:
@@ -693,7 +707,7 @@ class LocalExchange:
         o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
         o.update_ms = int(time.time() * 1000)
         o.fills.append({"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(fee),
-                        "commissionAsset": m.quote, "tradeId": self._next_trade,
+                        "commissionAsset": fee_asset, "tradeId": self._next_trade,
                         "time": o.update_ms})
         self._next_trade += 1
 

@@ -24,7 +24,9 @@
   (-1021): re-sync with the server's time once and retry. Refusals raise
   :class:`~alphatrade_lab.errors.OrderRejected` with a ``reason``: ``insufficient_buying_power``
   (buy) / ``insufficient_qty`` (sell), ``unknown_symbol``, ``invalid_qty`` (under the
-  market's minimum quantity or notional, off its step), ``rejected``. Wrong keys and
+  market's minimum quantity or notional, off its step), ``short_not_allowed`` (a spot
+  account holds no shorts: ``OPEN_SHORT``/``TO_SHORT`` are refused before sending),
+  ``rejected``. Wrong keys and
   malformed answers raise :class:`~alphatrade_lab.errors.BrokerError` naming the endpoint.
 * **Quantities** are cut down to the market's step (``amount_to_precision`` truncates).
 * **Fees** (``Order.fees``) are in the quote currency: commissions charged in the quote
@@ -66,7 +68,14 @@ import pandas as pd
 
 from alphatrade_lab.data.schema import validate
 from alphatrade_lab.errors import BrokerError, BrokerUnavailable, DataError, OrderRejected
-from alphatrade_lab.live.orders import Account, Order, OrderRequest, OrderStatus, Position
+from alphatrade_lab.live.orders import (
+    Account,
+    Intent,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Position,
+)
 from alphatrade_lab.redact import REDACTED, redact, redact_truncate, register_secret
 
 __all__ = ["KEY_ENV", "SECRET_ENV", "CCXTBroker"]
@@ -446,6 +455,9 @@ class CCXTBroker:
         if not (isinstance(cid, str) and 0 < len(cid) <= 36):
             self._reject(request, "invalid_client_order_id",
                          "the client order id must be 1 to 36 characters (Binance's limit)")
+        if request.intent in (Intent.OPEN_SHORT, Intent.TO_SHORT):
+            self._reject(request, "short_not_allowed", f"a spot account cannot go short "
+                         f"({request.intent.name.lower()})")
         market = self._market(request.symbol)
         if market is None:
             self._reject(request, "unknown_symbol", f"the exchange lists no spot market "
