@@ -20,6 +20,7 @@ from alphatrade_lab.live.orders import (
     Position,
     client_order_id,
 )
+from alphatrade_lab.live.reconcile import Reconciliation, reconcile
 from alphatrade_lab.live.sizing import order_quantity
 from alphatrade_lab.live.strategies import ModelStrategy, Signal, SignalStrategy, Strategy
 
@@ -27,4 +28,4 @@ __all__ = ["TOPICS", "Account", "Bar", "BarGuard", "BarSource", "Broker", "Engin
            "EngineResult", "Event", "EventBus", "FeedEvent", "Fill", "Intent", "ModelStrategy",
            "Order", "OrderRequest", "OrderStatus", "PaperBroker", "PollingFeed", "Position",
            "ReplayFeed", "Signal", "SignalStrategy", "Strategy", "Subscription",
-           "client_order_id", "fill_delta", "order_quantity"]
+           "Reconciliation", "client_order_id", "fill_delta", "order_quantity", "reconcile"]

@@ -134,7 +134,7 @@ def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None) -> Any:
         feed = PollingFeed(broker, feed_cfg["symbols"],
                            timeframe=feed_cfg.get("timeframe", "1Min"),
                            bar=feed_cfg.get("bar", "1min"), interval=feed_cfg.get("interval", 5.0),
-                           grace=feed_cfg.get("grace", 2.0),
+                           grace=feed_cfg.get("grace", 2.0), start=feed_cfg.get("start"),
                            warmup=feed_cfg.get("warmup", strategy.lookback))
     else:
         raise DataError(f"[feed] kind must be 'poll' or 'replay', got {kind!r}")

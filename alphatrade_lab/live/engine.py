@@ -251,6 +251,9 @@ class Engine:
         day = state.get("day")
         self._day = pd.Timestamp(day) if day else None
         self._resume_until = state["last_bar_time"]
+        self._n_slices = int(state.get("slices", 0))
+        self._last_t = self._resume_until
+        self._bars = int(state.get("bars", 0))
         self.guard.processed = None
         self._recover = self.flush_every + 1
         self._publish("status", {"run_id": self.run_id, "status": "resumed",
@@ -264,7 +267,8 @@ class Engine:
                          for coid, (o, t) in self._open.items()},
                 "marks": self._marks, "day_start": self._day_start,
                 "day": str(self._day) if self._day is not None else None,
-                "direction": self.direction, "mode": self.mode}
+                "direction": self.direction, "mode": self.mode, "slices": self._n_slices,
+                "bars": self._bars}
 
     # ---------------------------------------------------------------- run
     def run(self) -> EngineResult:
@@ -479,6 +483,18 @@ class Engine:
             return self.broker.equity_by_group()  # type: ignore[attr-defined]
         return {"portfolio": float(self.broker.account().equity)}
 
+    def _keep_equity(self, t: pd.Timestamp, groups: dict[str, float]) -> None:
+        self._eq_t.append(t.value)
+        n = len(self._eq_t)
+        for g, v in groups.items():
+            col = self._eq_v.get(g)
+            if col is None:
+                col = self._eq_v[g] = array("d", [math.nan] * (n - 1))
+            col.append(v)
+        for col in self._eq_v.values():
+            if len(col) < n:
+                col.append(math.nan)
+
     def _pool(self, symbol: str) -> str:
         """The cash pool a symbol trades from: its own (paper, no cash sharing) or the
         account's."""
@@ -495,19 +511,11 @@ class Engine:
         except BrokerError as exc:
             self._event("error", "", t, f"account lookup failed: {exc}")
             return
-        self._eq_t.append(t.value)
-        n = len(self._eq_t)
-        for g, v in groups.items():
-            col = self._eq_v.get(g)
-            if col is None:
-                col = self._eq_v[g] = array("d", [math.nan] * (n - 1))
-            col.append(v)
-        for col in self._eq_v.values():
-            if len(col) < n:
-                col.append(math.nan)
+        if self.store is None:
+            self._keep_equity(t, groups)
         for g, v in groups.items():
             self._add("equity", {"timestamp": t, "portfolio": g, "equity": v, "cash": None},
-                      keep=False)
+                      keep=False)  # kept in arrays
         total = float(sum(groups.values()))
         self._publish("equity", {"timestamp": t, "equity": total, "groups": groups})
         if self.risk_manager is not None:
@@ -537,9 +545,11 @@ class Engine:
         return {k: [] for k in ("orders", "fills", "equity", "positions", "signals", "events")}
 
     def _add(self, table: str, row: dict[str, Any], keep: bool = True) -> None:
+        """A row for the store's next batch, or, without a store, for the result (memory
+        then grows with the run: give a store for long runs)."""
         if self.store is not None:
             self._pending_rows[table].append(row)
-        if keep:
+        elif keep:
             self._mem[table].append(row)
 
     def _order_row(self, order: Order, req: OrderRequest | None, t: pd.Timestamp
@@ -600,7 +610,11 @@ class Engine:
 
     # ---------------------------------------------------------------- result
     def result(self) -> EngineResult:
-        """The run so far (this session's rows; the store holds the whole run)."""
+        """The run so far: read back from the store when there is one (the whole run,
+        across restarts), else what this engine kept in memory."""
+        if self.store is not None:
+            return self._stored_result()
+
         def frame(table: str) -> pd.DataFrame:
             return pd.DataFrame(self._mem[table])
 
@@ -615,3 +629,23 @@ class Engine:
                             self.book.frame(self._last_t), equity, frame("events"),
                             frame("signals"), np.asarray(self._latency), self._bars,
                             self._resume_until)
+
+    def _stored_result(self) -> EngineResult:
+        store, run = self.store, self.run_id
+
+        def read(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+            frame = frame.drop(columns=["run_id"], errors="ignore")
+            return frame.sort_values(order, kind="stable").reset_index(drop=True) \
+                if len(frame) else frame
+
+        eq = store.equity(run)
+        equity = (eq.pivot(index="timestamp", columns="portfolio", values="equity")
+                  if len(eq) else pd.DataFrame())
+        equity.columns.name = None
+        equity.index.name = None
+        return EngineResult(run, read(store.orders(run), ["bar_time", "client_order_id"]),
+                            read(store.fills(run), ["timestamp"]),
+                            self.book.frame(self._last_t), equity,
+                            read(store.feed_events(run), ["received_at"]),
+                            read(store.signals(run), ["timestamp", "symbol"]),
+                            np.asarray(self._latency), self._bars, self._resume_until)
