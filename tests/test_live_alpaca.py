@@ -546,3 +546,25 @@ def test_margin_multiplier_and_a_partial_fill_completed_by_advance():
         assert acct.cash == pytest.approx(1_000.0 - qty / 2 * (close.iloc[0] + close.iloc[4]),
                                           rel=1e-12)
         assert acct.equity == pytest.approx(acct.cash + qty * close.iloc[4], rel=1e-12)
+
+
+def test_a_polling_feed_over_the_adapter_yields_each_closed_bar_once():
+    from alphatrade_lab.live.feeds import PollingFeed
+
+    bars = _bars(30)
+    t0 = bars["timestamp"].min()
+    with LocalAlpaca() as s, make_broker(s) as b:
+        s.load_bars(bars)
+        now = [t0 + pd.Timedelta(minutes=10)]
+        s.advance(now[0])
+        feed = PollingFeed(b, ["AAA", "BBB", "CCC"], start=t0, interval=0.0, grace=0.0,
+                           clock=lambda: now[0], max_polls=1)
+        first = [x for x in feed if x is not None]
+        now[0] += pd.Timedelta(minutes=5)
+        s.advance(now[0])
+        feed.start = max(x.timestamp for x in first) + pd.Timedelta(minutes=1)
+        second = [x for x in feed if x is not None]
+    closed = bars[bars["timestamp"] + pd.Timedelta(minutes=1) <= now[0]]
+    want = sorted(closed.itertuples(index=False, name=None), key=lambda r: (r[0], r[1]))
+    got = [tuple(x) for x in first + second]
+    assert got == want
