@@ -568,3 +568,11 @@ def test_a_polling_feed_over_the_adapter_yields_each_closed_bar_once():
     want = sorted(closed.itertuples(index=False, name=None), key=lambda r: (r[0], r[1]))
     got = [tuple(x) for x in first + second]
     assert got == want
+
+
+def test_the_server_refuses_a_body_over_its_limit():
+    with LocalAlpaca(max_body=1000) as s:
+        h = {"APCA-API-KEY-ID": s.key_id, "APCA-API-SECRET-KEY": s.secret_key}
+        r = httpx.post(s.url + "/v2/orders", headers=h, content=b"x" * 5000)
+        assert r.status_code == 413 and s.orders() == []
+        assert httpx.get(s.url + "/v2/account", headers=h).status_code == 200

@@ -135,9 +135,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         srv: LocalAlpaca = self.server.alpaca  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > srv.max_body:
-            self._reply(413, _error(41300000, "request body too large"), {})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= srv.max_body:
+            self.close_connection = True      # the body is not read: the stream is spent
+            self._reply(413 if length > 0 else 400,
+                        _error(40010000, "request body too large or its length unreadable"), {})
             return
         body = self.rfile.read(length) if length else b""
         req = Received(time.monotonic(), self.command, self.path, dict(self.headers), body)
