@@ -265,6 +265,17 @@ def test_a_timeout_during_submit_does_not_submit_twice(ex):
     assert ex.balance("BTC")[0] == pytest.approx(0.1)   # bought once
 
 
+def test_no_second_post_while_the_lookup_cannot_tell(ex):
+    broker = make_broker(ex, timeout=0.2, lookup_before_submit=False)
+    ex.delay_next("/api/v3/order", 0.6, method="POST")  # taken, answer late
+    ex.fail_next("/api/v3/order", 503, times=100, method="GET")   # and lookups fail
+    with pytest.raises(BrokerUnavailable, match="may have reached the exchange"):
+        broker.submit(request("atl-blind-1"))
+    assert posts(ex) == 1 and len(ex.orders()) == 1
+    ex.clear_faults()
+    assert broker.get_order("atl-blind-1").status is OrderStatus.FILLED
+
+
 def test_unreachable_exchange_is_unavailable():
     with make_exchange() as ex:
         url, key, secret = ex.url, ex.api_key, ex.secret

@@ -435,6 +435,11 @@ class LocalExchange:
         order but whose answer was lost; otherwise the request is dropped unanswered."""
         self._script(path, [_Fault(method, delay=seconds, process=process)] * times)
 
+    def clear_faults(self) -> None:
+        """Drop every scripted fault not yet used."""
+        with self._lock:
+            self._faults.clear()
+
     def _script(self, path: str, faults: list[_Fault]) -> None:
         with self._lock:
             self._faults.setdefault(path, deque()).extend(faults)

@@ -112,6 +112,10 @@ class _Malformed(Exception):
     pass
 
 
+class _Unknown(Exception):
+    """A submit whose fate is unknown (its lookup failed): not sent again this attempt."""
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds a 429/418 answer asks to wait (``Retry-After``: seconds or an HTTP date)."""
     if not headers:
@@ -281,25 +285,36 @@ class CCXTBroker:
               uncertain: Callable[[], _T | None] | None = None) -> _T:
         """``fn()`` with retries on transient failures. ccxt's refusals of the
         ``passthrough`` classes propagate for the caller to map; other refusals raise
-        :class:`BrokerError`. ``uncertain``: asked before a retry after a failure that may
-        have gone through (a timeout, a 5xx); a result other than None is returned
-        instead of retrying."""
+        :class:`BrokerError`.
+
+        ``uncertain`` (submit's lookup by client order id) is asked after a failure that
+        may have gone through (a timeout, a 5xx, a malformed answer): an order it finds is
+        returned; ``fn`` runs again only once it answered that there is none, so a lookup
+        that fails too never leads to a second order."""
         last, maybe_sent, synced = "", False, False
         for attempt in range(self.max_retries + 1):
-            if attempt and maybe_sent and uncertain is not None:
+            wait = 0.0
+            send = True
+            if maybe_sent and uncertain is not None:
                 try:
                     found = uncertain()
-                except (BrokerUnavailable, _Malformed):
-                    found = None
-                if found is not None:
-                    return found
+                except BrokerError as e:
+                    send, last = False, f"{last}; lookup by client order id failed: {e}"
+                else:
+                    if found is not None:
+                        return found
+                    maybe_sent = False
             try:
+                if not send:
+                    raise _Unknown
                 out = fn()
                 if isinstance(out, str | bytes):
                     raise _Malformed("not a JSON object or array")
                 return out
+            except _Unknown:
+                wait = self._delay(attempt + 1)
             except ccxt.InvalidNonce as e:      # clock outside recvWindow: re-sync once
-                last, wait = f"clock skew: {e}", 0.0
+                last = f"clock skew: {e}"
                 if not synced:
                     synced = True
                     try:
@@ -316,8 +331,18 @@ class CCXTBroker:
                     raise BrokerUnavailable(
                         f"{self.name} ({self._where}) {endpoint}: rate limited, asked to "
                         f"wait {wait:.3g} s (more than max_wait={self.max_wait:g} s)") from None
-            except (ccxt.BadResponse, _Malformed) as e:
-                self._fail(endpoint, f"malformed response: {e}")
+            except (ccxt.BadResponse, _Malformed, TypeError, ValueError, KeyError,
+                    AttributeError, IndexError) as e:
+                what = f"malformed response ({type(e).__name__}: {e})"
+                if uncertain is not None:
+                    try:
+                        found = uncertain()
+                    except BrokerError as e2:
+                        what += f"; lookup by client order id failed too: {e2}"
+                        found = None
+                    if found is not None:
+                        return found
+                self._fail(endpoint, what)
             except (ccxt.NetworkError, ccxt.OperationFailed) as e:
                 maybe_sent = True
                 last, wait = f"{type(e).__name__}: {self._scrub(e, 200)}", \
@@ -329,14 +354,14 @@ class CCXTBroker:
                 raise
             except ccxt.BaseError as e:
                 self._fail(endpoint, f"{type(e).__name__}: {e}")
-            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
-                self._fail(endpoint, f"malformed response ({type(e).__name__}: {e})")
             if attempt < self.max_retries:
                 _LOG.warning("%s %s: %s; retry %d of %d in %.3g s", self.name, endpoint,
                              self._scrub(last), attempt + 1, self.max_retries, wait)
                 time.sleep(wait)
+        state = (" (the order may have reached the exchange: get_order tells)"
+                 if maybe_sent or uncertain is not None and "lookup" in last else "")
         raise BrokerUnavailable(f"{self.name} ({self._where}) {endpoint}: no usable answer "
-                                f"after {self.max_retries + 1} attempts; last: "
+                                f"after {self.max_retries + 1} attempts{state}; last: "
                                 f"{self._scrub(last)}")
 
     def _load(self) -> None:
