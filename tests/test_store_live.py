@@ -222,6 +222,10 @@ def test_state_round_trips_non_finite_floats_numpy_and_nesting(store):
 
 
 def test_state_last_bar_time_from_the_state_and_kept_when_not_given(store):
+    store.record_run("paper", run_id="p0")
+    assert store.record_live("p0", last_bar_time=_t(1))["live_state"] == 1  # no state yet
+    assert store.live_state("p0") == {"last_bar_time": _t(1)}
+    assert store.record_live("p0")["live_state"] == 0  # nothing given: nothing written
     store.record_live("p1", state={"last_bar_time": str(_t(5)), "x": 1})
     assert store.live_state("p1")["last_bar_time"] == _t(5)
     store.record_live("p1", last_bar_time=_t(9))  # no state: the stored one stays

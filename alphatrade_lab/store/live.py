@@ -378,7 +378,9 @@ class LiveTables:
                          [run_id])
         if not len(got):
             return None
-        state = decode_state(got["state"].iloc[0], f"{self.path}, live_state of {run_id!r}")
+        raw = got["state"].iloc[0]
+        state = decode_state(None if pd.isna(raw) else str(raw),
+                             f"{self.path}, live_state of {run_id!r}")
         t = got["last_bar_time"].iloc[0]
         state["last_bar_time"] = None if pd.isna(t) else pd.Timestamp(t).tz_convert("UTC")
         return state

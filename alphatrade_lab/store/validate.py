@@ -55,9 +55,9 @@ _CHOICES = {("trades", "side"): ("long", "short"), ("trades", "status"): ("open"
             ("orders", "side"): ("buy", "sell"), ("fills", "side"): ("buy", "sell"),
             ("orders", "status"): ("new", "partially_filled", "filled", "canceled",
                                    "rejected")}
-# Every str and JSON column is redacted, except these keys: rewriting a run id or a symbol
-# would silently split or merge the rows it identifies, so a key that holds a credential
-# is refused instead (DataError, whose message is redacted as well).
+# Every str and JSON column is redacted, except these keys: rewriting a run id, a symbol or
+# a client order id would silently split or merge the rows it identifies, so a key that
+# holds a credential is refused instead (DataError, whose message is redacted as well).
 _KEYS = frozenset({"run_id", "symbol", "client_order_id"})
 
 
