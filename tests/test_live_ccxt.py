@@ -200,6 +200,20 @@ def test_cancel_releases_the_rest_and_unknown_ids_are_none():
         assert broker.cancel("atl-nope") is None and broker.get_order("atl-nope") is None
 
 
+def test_a_restarted_broker_finds_its_open_orders_without_knowing_their_symbol():
+    with make_exchange(partial_fill=0.5) as ex:
+        ex.set_price("ETHUSDT", 2_000.0)
+        make_broker(ex).submit(request("atl-rs-1", symbol="ETHUSDT", qty=1.0, price=2_000.0))
+        fresh = make_broker(ex)                       # Binance looks orders up per symbol
+        o = fresh.get_order("atl-rs-1")               # found through GET openOrders
+        assert o.symbol == "ETHUSDT" and o.status is OrderStatus.PARTIALLY_FILLED
+        assert o.fees == pytest.approx(0.5 * 2_000 * 0.001)
+        assert make_broker(ex).cancel("atl-rs-1").status is OrderStatus.CANCELED
+        assert make_broker(ex).get_order("atl-rs-1") is None     # final, symbol not given
+        assert make_broker(ex, symbols=["ETHUSDT"]).get_order("atl-rs-1").status is \
+            OrderStatus.CANCELED
+
+
 # ---------------------------------------------------------------------------- rejections
 def test_insufficient_balance_is_a_rejection_with_a_reason(ex, broker):
     with pytest.raises(OrderRejected) as e:
