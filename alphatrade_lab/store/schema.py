@@ -14,8 +14,9 @@ table other tables reference, which would block forward migrations; the store ch
 a referenced run exists instead) and no secondary indexes (DuckDB's zone maps serve the
 filters here; a PostgreSQL port should add indexes on ``run_id``, ``symbol`` and time).
 The two primary keys, ``orders (run_id, client_order_id)`` and ``live_state (run_id)``,
-are what the live engine's rows are upserted on (``INSERT ... ON CONFLICT ... DO UPDATE``,
-which PostgreSQL runs as well).
+are what the live engine's rows are replaced on (a ``DELETE`` of the batch's orders then
+an ``INSERT``; an ``UPDATE`` of the state row, or an ``INSERT`` when there is none: plain
+SQL that PostgreSQL runs as well).
 
 Live trading tables (version 3): ``orders`` (one row per order, its latest status),
 ``fills``, ``equity`` (per bar and portfolio, at the bar's open time), ``positions``,
