@@ -279,6 +279,13 @@ def test_a_timeout_during_submit_does_not_submit_twice(ex):
     assert ex.balance("BTC")[0] == pytest.approx(0.1)   # bought once
 
 
+def test_execution_status_unknown_is_looked_up_then_sent_once_more(ex, broker):
+    ex.delay_next("/api/v3/order", 0.01, method="POST", process=False)   # 504 -1007
+    o = broker.submit(request("atl-1007-1"))
+    assert o.status is OrderStatus.FILLED
+    assert posts(ex) == 2 and len(ex.orders()) == 1       # the lookup said: not there
+
+
 def test_no_second_post_while_the_lookup_cannot_tell(ex):
     broker = make_broker(ex, timeout=0.2, lookup_before_submit=False)
     ex.delay_next("/api/v3/order", 0.6, method="POST")  # taken, answer late

@@ -432,7 +432,8 @@ class LocalExchange:
                    method: str | None = None, process: bool = True) -> None:
         """Answer the next ``times`` requests to ``path`` ``seconds`` late. With
         ``process`` (default) the request is acted on first, as an exchange that took an
-        order but whose answer was lost; otherwise the request is dropped unanswered."""
+        order but whose answer was lost; otherwise it is not acted on and the answer is
+        Binance's 504 ``-1007`` ("Send status unknown; execution status unknown.")."""
         self._script(path, [_Fault(method, delay=seconds, process=process)] * times)
 
     def clear_faults(self) -> None:

@@ -489,9 +489,13 @@ class CCXTBroker:
                          f"{request.symbol!r}")
         sym = market["symbol"]
         self._symbol_of[cid] = sym
-        qty = request.qty
-        if not (isinstance(qty, int | float) and math.isfinite(qty) and qty > 0):
-            self._reject(request, "invalid_qty", f"quantity {qty!r} is not a positive number")
+        try:
+            qty = float(request.qty)
+        except (TypeError, ValueError):
+            qty = float("nan")
+        if not (math.isfinite(qty) and qty > 0):
+            self._reject(request, "invalid_qty", f"quantity {request.qty!r} is not a positive "
+                         "number")
         try:
             amount = self._ex.amount_to_precision(sym, qty)
         except ccxt.BaseError as e:
