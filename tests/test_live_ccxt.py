@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytest.importorskip("ccxt")   # the 'live' extra
+
 from alphatrade_lab.errors import BrokerError, BrokerUnavailable, OrderRejected
 from alphatrade_lab.live.brokers.base import BarSource, Broker, fill_delta
 from alphatrade_lab.live.brokers.exchange import CCXTBroker
@@ -414,8 +416,8 @@ def make_bars(symbols: list[str], n: int, start: pd.Timestamp = T0, seed: int = 
         open_ = np.round(np.r_[close[0], close[:-1]], 2)
         frames.append(pd.DataFrame({
             "timestamp": start + pd.to_timedelta(np.arange(n), unit="min"), "symbol": s,
-            "open": open_, "high": np.maximum(open_, close) + 0.05,
-            "low": np.minimum(open_, close) - 0.05,
+            "open": open_, "high": np.round(np.maximum(open_, close) + 0.05, 2),
+            "low": np.round(np.minimum(open_, close) - 0.05, 2),
             "volume": np.round(rng.uniform(1, 10, n), 4), "close": close}))
     cols = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
     return pd.concat(frames, ignore_index=True)[cols]
@@ -427,7 +429,7 @@ def test_fetch_bars_pages_through_every_loaded_bar(ex, broker):
     ex.advance(T0 + pd.Timedelta(minutes=2_500))          # every bar closed
     got = broker.fetch_bars(["BTCUSDT", "ETHUSDT"], T0, "1m")
     pd.testing.assert_frame_equal(got.reset_index(drop=True), bars, check_dtype=False,
-                                  check_categorical=False)
+                                  check_categorical=False, check_exact=True)
     assert len(ex.requests("/api/v3/klines")) == 2 * 3    # 1000 + 1000 + 500 each
     # a later start and an end; names as the caller gave them
     mid = broker.fetch_bars("BTC/USDT", T0 + pd.Timedelta(minutes=1_500), "1m",
@@ -446,3 +448,22 @@ def test_klines_serve_only_closed_bars(ex, broker):
         broker.fetch_bars(["BTCUSDT"], T0, "7m")
     with pytest.raises(BrokerError, match="no spot market"):
         broker.fetch_bars(["NOPEUSDT"], T0)
+
+
+def test_a_polling_feed_over_the_adapter_yields_each_closed_bar_once(ex, broker):
+    from alphatrade_lab.live.feeds import PollingFeed
+
+    bars = make_bars(["BTCUSDT", "ETHUSDT"], 30)
+    ex.load_bars(bars)
+    now = [T0 + pd.Timedelta(minutes=10)]
+    ex.advance(now[0])
+    feed = PollingFeed(broker, ["BTCUSDT", "ETHUSDT"], timeframe="1m", start=T0,
+                       interval=0.0, grace=0.0, clock=lambda: now[0], max_polls=1)
+    first = [x for x in feed if x is not None]
+    now[0] += pd.Timedelta(minutes=5)
+    ex.advance(now[0])
+    feed.start = max(x.timestamp for x in first) + pd.Timedelta(minutes=1)
+    second = [x for x in feed if x is not None]
+    closed = bars[bars["timestamp"] + pd.Timedelta(minutes=1) <= now[0]]
+    want = sorted(closed.itertuples(index=False, name=None), key=lambda r: (r[0], r[1]))
+    assert [tuple(x) for x in first + second] == want and len(want) == 30
