@@ -160,7 +160,7 @@ def test_quantities_are_cut_to_the_step_and_minimums_refused_before_sending(ex, 
 
 def test_market_orders_fill_at_the_latest_closed_bar(ex, broker):
     bars = make_bars(["BTCUSDT"], 10)
-    ex._prices.pop("BTCUSDT")
+    ex.set_price("BTCUSDT", None)
     ex.load_bars(bars)
     ex.advance(bars["timestamp"].iloc[4] + pd.Timedelta("30s"))   # bars 0..3 closed
     o = broker.submit(request("atl-bar-1", qty=1.0, price=bars["close"].iloc[3]))
@@ -497,7 +497,7 @@ def test_the_engine_trades_through_the_adapter_and_reconciles_with_the_backtest(
         feed = PollingFeed(Stepper(broker, srv, [t + bar for t in times]),
                            ["AAAUSDT", "BBBUSDT"], timeframe="1m", bar=bar, start=times[0],
                            interval=0.0, grace=0.0, max_polls=len(times),
-                           clock=lambda: pd.Timestamp(srv._now_ms(), unit="ms", tz="UTC"))
+                           clock=srv.clock)
         result = Engine(feed, SignalStrategy(cross, 13), broker, run_id="ccxt-run",
                         direction="longonly", size=0.45).run()
         server_orders = srv.orders()

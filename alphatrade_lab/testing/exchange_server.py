@@ -361,10 +361,14 @@ class LocalExchange:
         with self._lock:
             return (float(self._free.get(asset, 0)), float(self._locked.get(asset, 0)))
 
-    def set_price(self, symbol: str, price: float) -> None:
-        """Market orders of ``symbol`` fill at ``price`` from now on (over loaded bars)."""
+    def set_price(self, symbol: str, price: float | None) -> None:
+        """Market orders of ``symbol`` fill at ``price`` from now on (over loaded bars);
+        None: at the loaded bars' closes again."""
         with self._lock:
-            self._prices[symbol] = Decimal(str(price))
+            if price is None:
+                self._prices.pop(symbol, None)
+            else:
+                self._prices[symbol] = Decimal(str(price))
 
     def load_bars(self, bars: pd.DataFrame, interval: str = "1m") -> None:
         """Serve long-form ``bars`` (timestamp = open time) on ``/api/v3/klines`` for
@@ -389,6 +393,10 @@ class LocalExchange:
         t = t.tz_localize("UTC") if t.tzinfo is None else t
         with self._lock:
             self._clock = int(t.value // 1_000_000)
+
+    def clock(self) -> pd.Timestamp:
+        """The market clock (:meth:`advance`; the wall clock until it is set)."""
+        return pd.Timestamp(self._now_ms(), unit="ms", tz="UTC")
 
     def _server_ms(self) -> int:
         return int(time.time() * 1000) + self.time_offset_ms
