@@ -367,6 +367,17 @@ def test_the_server_checks_key_and_signature(ex):
     assert call("wrong-key", SECRET)[1]["code"] == -2015
 
 
+def test_the_server_refuses_a_body_over_its_limit():
+    with make_exchange(max_body=1000) as ex:
+        req = urllib.request.Request(ex.url + "/api/v3/order", data=b"x" * 5000,
+                                     method="POST", headers={"X-MBX-APIKEY": KEY})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req)
+        assert e.value.code == 413 and ex.orders() == []
+        with urllib.request.urlopen(ex.url + "/api/v3/ping") as r:
+            assert r.status == 200
+
+
 # ---------------------------------------------------------------------------- secrets
 def test_keys_never_in_repr_errors_or_logs(ex, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)

@@ -188,10 +188,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         ex: LocalExchange = self.server.exchange  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        status, payload, headers, delay = ex._dispatch(self.command, self.path, body,
-                                                       dict(self.headers))
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= ex.max_body:
+            self.close_connection = True
+            headers: dict[str, str] = {}
+            status, payload, delay = 413, {"code": -1000, "msg": (
+                f"Request body over LocalExchange's limit of {ex.max_body} bytes.")}, 0.0
+        else:
+            body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+            status, payload, headers, delay = ex._dispatch(self.command, self.path, body,
+                                                           dict(self.headers))
         if delay and ex._stopping.wait(delay):
             return
         if isinstance(payload, bytes):
@@ -249,6 +258,8 @@ class LocalExchange:
         quantity (rounded down to the step) fills at once, the rest on :meth:`fill_open`.
     recv_window
         Check signed requests' ``timestamp`` against the server's clock.
+    max_body
+        Larger request bodies are refused (413) unread.
     """
 
     def __init__(self, balances: dict[str, float] | None = None, *,
@@ -256,7 +267,7 @@ class LocalExchange:
                  commission: str = "quote",
                  partial_fill: float | None = None, api_key: str = "local-api-key-7f3a9c1e",
                  secret: str = "local-secret-4b8d2e6f0a", recv_window: bool = True,
-                 host: str = "127.0.0.1", port: int = 0):
+                 max_body: int = 65_536, host: str = "127.0.0.1", port: int = 0):
         if partial_fill is not None and not 0 < partial_fill < 1:
             raise ValueError(f"LocalExchange: partial_fill must be in (0, 1), got "
                              f"{partial_fill!r}")
@@ -270,6 +281,7 @@ class LocalExchange:
         self.fee_rate = Decimal(str(fee_rate))
         self.partial_fill = None if partial_fill is None else Decimal(str(partial_fill))
         self.check_recv_window = recv_window
+        self.max_body = int(max_body)
         #: milliseconds the server's clock runs ahead of this machine's (clock-skew tests)
         self.time_offset_ms = 0
         self._host, self._port = host, port
