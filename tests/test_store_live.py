@@ -238,6 +238,17 @@ def test_state_last_bar_time_from_the_state_and_kept_when_not_given(store):
     assert abs(stamp - pd.Timestamp.now(tz="UTC")) < pd.Timedelta("1min")
 
 
+def test_nanosecond_times_are_stored_as_microseconds_without_warnings(store):
+    import warnings
+
+    t = pd.Timestamp("2024-03-01 15:00:00.123456789", tz="UTC")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store.record_live("p1", state={}, last_bar_time=t, updated_at=t)
+    assert store.live_state("p1")["last_bar_time"] == pd.Timestamp(
+        "2024-03-01 15:00:00.123456", tz="UTC")
+
+
 def test_credentials_in_the_state_are_redacted(store):
     store.record_live("p1", state={"api_key": "AKIAABCDEFGHIJKLMNOP", "cash": 1.0})
     assert store.live_state("p1")["api_key"] == "[REDACTED]"

@@ -249,8 +249,9 @@ class LiveTables:
                      updated_at: pd.Timestamp, last_bar_time: pd.Timestamp | None,
                      text: str | None) -> int:
         """Replace the run's ``live_state`` row (NULL last_bar_time/state keep the old)."""
-        when = updated_at.to_pydatetime()
-        last = None if last_bar_time is None else last_bar_time.to_pydatetime()
+        # microseconds, as every stored time (to_pydatetime warns on dropped nanoseconds)
+        when = updated_at.floor("us").to_pydatetime()
+        last = None if last_bar_time is None else last_bar_time.floor("us").to_pydatetime()
         n = con.execute(_STATE_UPDATE, [when, last, text, run_id]).fetchall()
         if not n or not n[0][0]:
             con.execute(_STATE_INSERT, [run_id, when, last, text]).fetchall()
