@@ -16,20 +16,27 @@
 * **Idempotent submit.** The engine's client order id goes out as ``newClientOrderId``.
   Binance refuses a reused id only while its order is open, so by default the adapter
   first looks the id up (``GET /api/v3/order?origClientOrderId=``) and returns the order it
-  finds instead of sending it again; after a timeout, a connection error or a 5xx it looks
-  it up again before retrying; "Duplicate order sent." returns the existing order.
+  finds instead of sending it again. After a timeout, a connection error, a 5xx or a
+  malformed answer it looks the id up again, and sends again only once the exchange said
+  it has no such order: while it cannot tell, nothing is resent and the end is
+  :class:`~alphatrade_lab.errors.BrokerUnavailable` saying the order may have gone
+  through. "Duplicate order sent." returns the existing order.
 * **Failures.** 429/418: wait what ``Retry-After`` asks (else the backoff), then retry;
-  timeouts, connection errors, 5xx: exponential backoff, then
-  :class:`~alphatrade_lab.errors.BrokerUnavailable`; a clock out of ``recvWindow``
-  (-1021): re-sync with the server's time once and retry. Refusals raise
-  :class:`~alphatrade_lab.errors.OrderRejected` with a ``reason``: ``insufficient_buying_power``
-  (buy) / ``insufficient_qty`` (sell), ``unknown_symbol``, ``invalid_qty`` (under the
-  market's minimum quantity or notional, off its step), ``short_not_allowed`` (a spot
-  account holds no shorts: ``OPEN_SHORT``/``TO_SHORT`` are refused before sending),
-  ``rejected``. Wrong keys and
-  malformed answers raise :class:`~alphatrade_lab.errors.BrokerError` naming the endpoint.
+  timeouts, connection errors, 5xx: exponential backoff, then ``BrokerUnavailable``; a
+  clock out of ``recvWindow`` (-1021): re-sync with the server's time once and retry.
+  Refusals raise :class:`~alphatrade_lab.errors.OrderRejected` with a ``reason``:
+  ``insufficient_buying_power`` (buy) / ``insufficient_qty`` (sell), ``unknown_symbol``,
+  ``invalid_qty`` (under the market's minimum quantity or notional, off its step),
+  ``short_not_allowed`` (a spot account holds no shorts: ``OPEN_SHORT``/``TO_SHORT`` are
+  refused before sending), ``rejected``. Wrong keys and malformed answers raise
+  :class:`~alphatrade_lab.errors.BrokerError` naming the endpoint.
+* **Symbols**: ``"BTCUSDT"`` (Binance's id) or ``"BTC/USDT"`` (ccxt's); orders, positions
+  and bars carry the name the caller used (else Binance's id). Binance looks orders up
+  per symbol: a client order id this broker has not seen is searched among the open
+  orders, then in the markets of ``symbols=`` (a restarted engine's submit needs neither:
+  its request names the symbol).
 * **Quantities** are cut down to the market's step (``amount_to_precision`` truncates).
-* **Fees** (``Order.fees``) are in the quote currency: commissions charged in the quote
+* **Fees** (``Order.fees``) are in the market's quote currency: commissions charged in it
   as they are, in the base asset converted at the order's average price; a commission in
   any other asset (BNB) is not converted and not counted: it is kept in
   ``order.extra["other_fees"]`` and logged. An order looked up (which Binance returns
@@ -435,7 +442,7 @@ class CCXTBroker:
         if not entries and o.get("trades"):
             entries = [t["fee"] for t in o["trades"] if isinstance(t.get("fee"), dict)]
         if not entries:
-            cached = self._fees.get((cid, filled))
+            cached = self._fees.get((str(o.get("id")), filled))
             if cached is not None:
                 return cached
             if not fetch or not o.get("id"):
@@ -461,7 +468,7 @@ class CCXTBroker:
         if other:
             _LOG.warning("%s: order %s paid fees in %s, not converted to %s", self.name, cid,
                          sorted(other), quote)
-        self._fees[(cid, filled)] = (total, other)
+        self._fees[(str(o.get("id")), filled)] = (total, other)   # by exchange order id
         return total, other
 
     def _reject(self, request: OrderRequest, reason: str, what: str) -> NoReturn:
