@@ -457,6 +457,8 @@ def test_klines_serve_only_closed_bars(ex, broker):
     assert len(got) == 100 and got["timestamp"].iloc[-1] == T0 + pd.Timedelta(minutes=99)
     with pytest.raises(ValueError, match="timeframe"):
         broker.fetch_bars(["BTCUSDT"], T0, "7m")
+    # PollingFeed's default spelling is Alpaca's: the same bars
+    pd.testing.assert_frame_equal(broker.fetch_bars(["BTCUSDT"], T0, "1Min"), got)
     with pytest.raises(BrokerError, match="no spot market"):
         broker.fetch_bars(["NOPEUSDT"], T0)
 

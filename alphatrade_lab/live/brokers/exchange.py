@@ -66,6 +66,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeVar
@@ -139,6 +140,26 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         return None if when is None else max(0.0, when.timestamp() - time.time())
+
+
+_UNITS = {"min": "m", "t": "m", "minute": "m", "hour": "h", "h": "h", "day": "d", "d": "d",
+          "week": "w", "w": "w", "month": "M", "mo": "M", "s": "s", "sec": "s"}
+
+
+def _timeframe(tf: Any) -> Any:
+    """ccxt's timeframe ("1m") of an Alpaca- or pandas-style one ("1Min", "15min", "1Hour",
+    "1D"); anything else as it is.
+
+    >>> [_timeframe(t) for t in ("1m", "1Min", "15min", "1Hour", "4h", "1D", "1Week")]
+    ['1m', '1m', '15m', '1h', '4h', '1d', '1w']
+    """
+    if not isinstance(tf, str):
+        return tf
+    m = re.fullmatch(r"(\d+)([A-Za-z]+)", tf)
+    if m is None or m.group(2) in ("m", "h", "d", "w", "M", "s", "y"):
+        return tf
+    unit = _UNITS.get(m.group(2).lower())
+    return f"{int(m.group(1))}{unit}" if unit else tf
 
 
 def _env(names: tuple[str, ...]) -> str | None:
@@ -695,14 +716,17 @@ class CCXTBroker:
                    end: Any = None, limit: int = 1000) -> pd.DataFrame:
         """Long-form bars of ``symbols`` opened at or after ``start`` (and at or before
         ``end``), every page of ``fetch_ohlcv`` (``limit`` bars a page); only closed bars
-        (Binance also serves the bar still forming: it is dropped)."""
+        (Binance also serves the bar still forming: it is dropped). ``timeframe`` is
+        ccxt's (``"1m"``, ``"1h"``, ...) or Alpaca's/pandas' (``"1Min"``, ``"1Hour"``)."""
         syms = [symbols] if isinstance(symbols, str) else list(symbols)
         if not syms or not all(isinstance(s, str) and s for s in syms):
             raise ValueError(f"CCXTBroker.fetch_bars: symbols must be non-empty names, got "
                              f"{syms!r}")
+        timeframe = _timeframe(timeframe)
         if timeframe not in self._ex.timeframes:
             raise ValueError(f"CCXTBroker.fetch_bars: timeframe must be one of "
-                             f"{sorted(self._ex.timeframes)}, got {timeframe!r}")
+                             f"{sorted(self._ex.timeframes)} (or 1Min, 1Hour, 1Day, ...), "
+                             f"got {timeframe!r}")
         if not (isinstance(limit, int) and 1 <= limit <= 1000):
             raise ValueError(f"CCXTBroker.fetch_bars: limit must be 1 to 1000, got {limit!r}")
         width = int(self._ex.parse_timeframe(timeframe) * 1000)
