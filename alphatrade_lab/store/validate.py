@@ -95,9 +95,13 @@ def _numeric(frame, table, col, kind) -> np.ndarray:
     s = frame[col]
     if s.dtype == bool or pd.api.types.is_bool_dtype(s.dtype):
         raise DataError(f"{table}: column {col!r} holds booleans; expected numbers")
-    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(values) & s.notna().to_numpy()
-    _fail(frame, table, col, bad, "expected a number")
+    if isinstance(s.dtype, np.dtype) and s.dtype in (np.float64, np.int64):
+        values = s.to_numpy(dtype=np.float64)  # numbers already (NaN is a missing value)
+    else:
+        values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64,
+                                                            na_value=np.nan)
+        bad = np.isnan(values) & s.notna().to_numpy()
+        _fail(frame, table, col, bad, "expected a number")
     _fail(frame, table, col, np.isinf(values), "infinite values are not allowed")
     if kind in ("int", "direction"):
         fin = ~np.isnan(values)
@@ -183,7 +187,10 @@ def _column(frame: pd.DataFrame, table: str, c: Column, redact: Redactor) -> pa.
         return pa.array(values, type=pa.bool_(), mask=na)
     if kind in ("ts", "date"):
         try:
-            ts = pd.to_datetime(s, utc=True, errors="raise")
+            if isinstance(s.dtype, pd.DatetimeTZDtype):  # timestamps already: to UTC
+                ts = s if str(s.dt.tz) == "UTC" else s.dt.tz_convert("UTC")
+            else:
+                ts = pd.to_datetime(s, utc=True, errors="raise")
         except (ValueError, TypeError, OverflowError) as exc:
             parsed = pd.to_datetime(s, utc=True, errors="coerce")
             bad = (parsed.isna() & s.notna()).to_numpy()
