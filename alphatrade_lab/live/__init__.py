@@ -5,7 +5,9 @@ closed bars, through a broker behind one small interface, and records and publis
 everything it does. With :class:`PaperBroker` a replay gives the backtest's trades exactly.
 """
 
-from alphatrade_lab.live.brokers import BarSource, Broker, PaperBroker, fill_delta
+from typing import Any
+
+from alphatrade_lab.live.brokers import AlpacaBroker, BarSource, Broker, PaperBroker, fill_delta
 from alphatrade_lab.live.bus import TOPICS, Event, EventBus, Subscription
 from alphatrade_lab.live.engine import Engine, EngineResult
 from alphatrade_lab.live.feeds import BarGuard, FeedEvent, PollingFeed, ReplayFeed
@@ -24,8 +26,17 @@ from alphatrade_lab.live.reconcile import Reconciliation, reconcile
 from alphatrade_lab.live.sizing import order_quantity
 from alphatrade_lab.live.strategies import ModelStrategy, Signal, SignalStrategy, Strategy
 
-__all__ = ["TOPICS", "Account", "Bar", "BarGuard", "BarSource", "Broker", "Engine",
-           "EngineResult", "Event", "EventBus", "FeedEvent", "Fill", "Intent", "ModelStrategy",
-           "Order", "OrderRequest", "OrderStatus", "PaperBroker", "PollingFeed", "Position",
-           "ReplayFeed", "Signal", "SignalStrategy", "Strategy", "Subscription",
-           "Reconciliation", "client_order_id", "fill_delta", "order_quantity", "reconcile"]
+__all__ = ["TOPICS", "Account", "AlpacaBroker", "Bar", "BarGuard", "BarSource", "Broker",
+           "CCXTBroker", "Engine", "EngineResult", "Event", "EventBus", "FeedEvent", "Fill",
+           "Intent", "ModelStrategy", "Order", "OrderRequest", "OrderStatus", "PaperBroker",
+           "PollingFeed", "Position", "ReplayFeed", "Signal", "SignalStrategy", "Strategy",
+           "Subscription", "Reconciliation", "client_order_id", "fill_delta", "order_quantity",
+           "reconcile"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CCXTBroker":  # needs ccxt (the 'live' extra): imported on first use
+        from alphatrade_lab.live.brokers.exchange import CCXTBroker
+
+        return CCXTBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

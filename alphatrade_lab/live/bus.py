@@ -20,8 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["TOPICS", "Event", "EventBus", "Subscription"]
 
@@ -30,8 +29,7 @@ TOPICS = ("bar", "signal", "order", "fill", "equity", "position", "alert", "drif
           "risk", "status")
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """``seq``: 1, 2, ... per bus; ``time``: wall-clock seconds (``time.time()``) at publish."""
 
     seq: int

@@ -45,7 +45,7 @@ from alphatrade_lab.errors import DataError
 __all__ = ["SECTIONS", "build_engine", "load_config"]
 
 SECTIONS = {
-    "broker": {"kind", "base_url", "data_url", "exchange", "sandbox", "quote", "timeout",
+    "broker": {"kind", "base_url", "data_url", "exchange", "sandbox", "quote", "timeout", "urls",
                "init_cash", "fees", "fixed_fees", "slippage", "size_granularity", "execution",
                "cash_sharing", "feed"},
     "feed": {"kind", "symbols", "timeframe", "bar", "interval", "grace", "warmup", "bars",

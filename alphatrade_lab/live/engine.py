@@ -51,6 +51,7 @@ from alphatrade_lab.live.orders import (
 from alphatrade_lab.live.sizing import order_quantity
 from alphatrade_lab.live.strategies import Signal, Strategy
 from alphatrade_lab.live.trades import TradeBook
+from alphatrade_lab.live.writer import StoreWriter
 from alphatrade_lab.risk import RiskLimits, RiskManager
 
 __all__ = ["Engine", "EngineResult"]
@@ -87,6 +88,11 @@ class EngineResult:
         return {"p50": float(p50), "p99": float(p99), "max": float(lat.max())}
 
 
+def _day(t: pd.Timestamp) -> int:
+    """The UTC day number of a timestamp (days since the epoch)."""
+    return t.value // 86_400_000_000_000
+
+
 def _threshold(limit: Any) -> float | None:
     return None if limit is None else float(getattr(limit, "threshold", limit))
 
@@ -96,11 +102,11 @@ class _Risk:
 
     def __init__(self, limits: RiskLimits):
         self.limits = limits
-        self.killed: dict[str, pd.Timestamp] = {}  # cash pool -> day the switch went on
+        self.killed: dict[str, int] = {}  # cash pool -> UTC day number the switch went on
 
     def check(self, intent: Intent, qty: float, price: float, symbol: str,
               positions: dict[str, float], marks: dict[str, float], equity: float,
-              day: pd.Timestamp, pool: str) -> str | None:
+              day: int, pool: str) -> str | None:
         """Why the order is blocked, or None. Exits are never blocked. ``positions`` and
         ``equity`` are those of the symbol's cash pool."""
         if intent not in _ENTRIES:
@@ -159,8 +165,10 @@ class Engine:
         The symbols traded (bars of others are skipped); default: any.
     bar_length
         The bar length, to report gaps (default: the feed's ``bar_length``).
-    flush_every, max_bars
-        Timestamps per store batch; stop after this many timestamps (None: the feed's end).
+    flush_every, flush_interval, max_bars
+        A store batch is written (from a thread of its own) after ``flush_every``
+        timestamps, after ``flush_interval`` seconds, or when the feed has nothing more for
+        now; stop after ``max_bars`` timestamps (None: at the feed's end).
     """
 
     def __init__(self, feed: Iterable[Bar | None], strategy: Strategy, broker: Broker, *,
@@ -169,7 +177,7 @@ class Engine:
                  direction: str = "longonly", size: float | None = None,
                  fees: float = 0.0, fixed_fees: float = 0.0, slippage: float = 0.0,
                  size_granularity: float | None = None, symbols: Iterable[str] | None = None,
-                 bar_length: Any = None, flush_every: int = 100,
+                 bar_length: Any = None, flush_every: int = 1000, flush_interval: float = 1.0,
                  max_bars: int | None = None):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}")
@@ -201,6 +209,10 @@ class Engine:
         bar_len = bar_length if bar_length is not None else getattr(feed, "bar_length", None)
         self.guard = BarGuard(symbols, None if bar_len is None else pd.Timedelta(bar_len))
         self.flush_every = max(int(flush_every), 1)
+        self.flush_interval = float(flush_interval)
+        self._writer: StoreWriter | None = None
+        self._since_flush = 0
+        self._flushed_at = time.monotonic()
         self.max_bars = max_bars
         self.book = TradeBook()
         self._stop = threading.Event()
@@ -211,8 +223,6 @@ class Engine:
         self._recover = 0                          # timestamps to look orders up before sending
         self._resume_until: pd.Timestamp | None = None
         self._last_t: pd.Timestamp | None = None
-        self._day: pd.Timestamp | None = None
-        self._day_start: dict[str, float] = {}
         self._n_slices = 0
         self._bars = 0
         self._pending_rows = self._empty_batch()
@@ -237,7 +247,15 @@ class Engine:
         state = self.store.live_state(self.run_id)
         if not state:
             return
-        self.book.load_state(state["book"])
+        # The trades are rebuilt from the recorded fills (the same arithmetic, so the same
+        # numbers): the state stays small however long the run.
+        fills = self.store.fills(self.run_id)
+        if len(fills):
+            fills = fills.sort_values(["bar_time", "timestamp"], kind="stable")
+            for r in fills.itertuples(index=False):
+                self.book.add(Fill(r.client_order_id, r.symbol, r.side, float(r.qty),
+                                   float(r.price), float(r.fees), r.timestamp, r.bar_time),
+                              r.bar_time)
         if self.paper and state.get("broker") is not None:
             self.broker.load_state(state["broker"])  # type: ignore[attr-defined]
         for coid, d in state.get("open", {}).items():
@@ -247,26 +265,24 @@ class Engine:
             self._open[coid] = (o, pd.Timestamp(d["bar_time"]))
             self._orders[coid] = o
         self._marks = {str(k): float(v) for k, v in state.get("marks", {}).items()}
-        self._day_start = {str(k): float(v) for k, v in state.get("day_start", {}).items()}
-        day = state.get("day")
-        self._day = pd.Timestamp(day) if day else None
+        for sym, price in self._marks.items():
+            self.book.mark(sym, price)
         self._resume_until = state["last_bar_time"]
         self._n_slices = int(state.get("slices", 0))
         self._last_t = self._resume_until
         self._bars = int(state.get("bars", 0))
         self.guard.processed = None
-        self._recover = self.flush_every + 1
+        # a killed run may have lost the batch being written and the one queued behind it
+        self._recover = 2 * self.flush_every + 1
         self._publish("status", {"run_id": self.run_id, "status": "resumed",
                                  "after": str(self._resume_until)})
 
     def _state(self) -> dict[str, Any]:
-        return {"book": self.book.state_dict(),
-                "broker": self.broker.state_dict() if self.paper else None,  # type: ignore
+        return {                "broker": self.broker.state_dict() if self.paper else None,  # type: ignore
                 "open": {coid: {**o.to_dict(), "status": o.status.value,
                                 "submitted_at": None, "bar_time": str(t)}
                          for coid, (o, t) in self._open.items()},
-                "marks": self._marks, "day_start": self._day_start,
-                "day": str(self._day) if self._day is not None else None,
+                "marks": self._marks,
                 "direction": self.direction, "mode": self.mode, "slices": self._n_slices,
                 "bars": self._bars}
 
@@ -282,14 +298,18 @@ class Engine:
                                                   "direction": self.direction,
                                                   "size": self.fraction}, run_id=self.run_id)
         self._resume()
+        if self.store is not None:
+            self._writer = StoreWriter(self.store, self.run_id)
         self._publish("status", {"run_id": self.run_id, "status": "started"})
         pending: list[Bar] = []
         try:
             for item in self.feed:
-                if item is None:
+                if item is None:  # the feed has nothing more for now
                     if pending:
                         self._process(pending)
                         pending = []
+                    if self._since_flush:
+                        self._flush()
                 elif pending and item.timestamp != pending[0].timestamp:
                     self._process(pending)
                     pending = [item]
@@ -302,7 +322,12 @@ class Engine:
             if pending and not self._stop.is_set():
                 self._process(pending)
         finally:
-            self._flush()
+            if self._writer is not None:
+                try:
+                    if self._writer.error is None:
+                        self._flush()
+                finally:
+                    self._writer.close()
             self._publish("status", {"run_id": self.run_id, "status": "stopped"})
         return self.result()
 
@@ -325,7 +350,6 @@ class Engine:
             self.guard.processed = t
             return
         t0 = time.perf_counter()
-        self._new_day(t)
         for b in ok:
             self._publish("bar", {"timestamp": t, "symbol": b.symbol, "open": b.open,
                                   "high": b.high, "low": b.low, "close": b.close,
@@ -350,14 +374,10 @@ class Engine:
         if self._recover:
             self._recover -= 1
         self._latency.append((time.perf_counter() - t0) * 1e6)
-        if self._n_slices % self.flush_every == 0:
+        self._since_flush += 1
+        if self._since_flush >= self.flush_every or (
+                time.monotonic() - self._flushed_at >= self.flush_interval):
             self._flush()
-
-    def _new_day(self, t: pd.Timestamp) -> None:
-        day = t.normalize()
-        if self._day is None or day != self._day:
-            self._day = day
-            self._day_start = {}  # set from the first equity of the day (the previous close)
 
     def _act(self, s: Signal, t: pd.Timestamp) -> None:
         if not (s.entry or s.exit):
@@ -383,7 +403,7 @@ class Engine:
             positions = {sym: self.book.position(sym) for sym in self.book.symbols
                          if self._pool(sym) == pool}
             why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity,
-                                   t.normalize(), pool)
+                                   _day(t), pool)
             if why is not None:
                 self._event("risk_blocked", symbol, t, f"{action.name.lower()}: {why}")
                 self._publish("risk", {"symbol": symbol, "timestamp": t, "blocked": why})
@@ -531,7 +551,7 @@ class Engine:
             for br in breaches:
                 self._publish("risk", br.to_dict())
                 if br.limit == "daily_loss" and br.severity == "critical" and self._risk:
-                    self._risk.killed[br.portfolio] = t.normalize()
+                    self._risk.killed[br.portfolio] = _day(t)
                     self._event("risk_blocked", "" if br.portfolio == "portfolio"
                                 else br.portfolio, t, "daily-loss kill switch on: no new "
                                 "entries until the next day")
@@ -597,15 +617,12 @@ class Engine:
         self.bus.publish(topic, data)
 
     def _flush(self) -> None:
-        if self.store is None or self._last_t is None:
+        """Hand the batch and the state to the store writer (no store: nothing to do)."""
+        self._since_flush = 0
+        self._flushed_at = time.monotonic()
+        if self._writer is None or self._last_t is None:
             return
-        rows = self._pending_rows
-        frames = {k: pd.DataFrame(v) for k, v in rows.items() if v}
-        self.store.record_live(self.run_id, orders=frames.get("orders"),
-                               fills=frames.get("fills"), equity=frames.get("equity"),
-                               positions=frames.get("positions"),
-                               signals=frames.get("signals"), events=frames.get("events"),
-                               state=self._state(), last_bar_time=self._last_t)
+        self._writer.submit(self._pending_rows, self._state(), self._last_t)
         self._pending_rows = self._empty_batch()
 
     # ---------------------------------------------------------------- result

@@ -18,6 +18,7 @@ trade is skipped with a :class:`~alphatrade_lab.errors.FeedWarning` and reported
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -38,15 +39,17 @@ from alphatrade_lab.live.orders import Bar
 __all__ = ["BarGuard", "FeedEvent", "PollingFeed", "ReplayFeed", "bars_of"]
 
 
-def bars_of(frame: pd.DataFrame) -> Iterator[Bar]:
-    """The rows of a validated long-form frame as bars, in (timestamp, symbol) order."""
+def bars_of(frame: pd.DataFrame, chunk: int = 8192) -> Iterator[Bar]:
+    """The rows of a validated long-form frame as bars, in (timestamp, symbol) order
+    (timestamps and numbers boxed a chunk at a time: memory stays small for long replays)."""
     frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
     ts = frame["timestamp"].array
     cols = [frame[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
     symbols = frame["symbol"].astype(str).to_numpy()
-    for i in range(len(frame)):
-        yield Bar(ts[i], symbols[i], cols[0][i], cols[1][i], cols[2][i], cols[3][i],
-                  cols[4][i])
+    for lo in range(0, len(frame), chunk):
+        hi = lo + chunk
+        yield from map(Bar._make, zip(list(ts[lo:hi]), symbols[lo:hi].tolist(),
+                                      *(c[lo:hi].tolist() for c in cols), strict=True))
 
 
 class ReplayFeed:
@@ -253,32 +256,48 @@ class BarGuard:
                  bar: pd.Timedelta | None = None):
         self.symbols = None if symbols is None else set(map(str, symbols))
         self.bar = bar
-        self.last: dict[str, pd.Timestamp] = {}
-        self.processed: pd.Timestamp | None = None  # the last timestamp the engine completed
+        self._bar_ns = 0 if bar is None else pd.Timedelta(bar).value
+        self.last: dict[str, int] = {}  # symbol -> its last bar's time in nanoseconds
+        self._processed: int | None = None
 
     def check(self, bar: Bar) -> FeedEvent | None:
         """None when ``bar`` may be used, else why it is skipped (a gap is an event the
         caller records while still using the bar: its ``kind`` is ``"gap"``)."""
-        sym, ts = bar.symbol, bar.timestamp
+        sym = bar.symbol
+        ts = bar.timestamp.value  # nanoseconds: integer comparisons on the hot path
         if self.symbols is not None and sym not in self.symbols:
-            return FeedEvent("unknown_symbol", sym, ts, f"symbol {sym!r} is not traded by "
-                             "this run")
+            return FeedEvent("unknown_symbol", sym, bar.timestamp,
+                             f"symbol {sym!r} is not traded by this run")
         prev = self.last.get(sym)
-        if prev is not None and ts == prev:
-            return FeedEvent("duplicate", sym, ts, f"a second bar for {sym} at {ts}")
-        if prev is not None and ts < prev:
-            return FeedEvent("out_of_order", sym, ts, f"bar at {ts} after the one at {prev}")
-        if self.processed is not None and ts <= self.processed:
-            return FeedEvent("late", sym, ts, f"bar at {ts} arrived after {self.processed} "
-                             "was processed")
-        if not (np.isfinite(bar.close) and bar.close > 0 and np.isfinite(bar.open)
-                and bar.open > 0):
-            return FeedEvent("bad_price", sym, ts, f"open {bar.open!r}, close {bar.close!r}")
+        if prev is not None and ts <= prev:
+            when = pd.Timestamp(prev, tz="UTC")
+            if ts == prev:
+                return FeedEvent("duplicate", sym, bar.timestamp,
+                                 f"a second bar for {sym} at {bar.timestamp}")
+            return FeedEvent("out_of_order", sym, bar.timestamp,
+                             f"bar at {bar.timestamp} after the one at {when}")
+        if self._processed is not None and ts <= self._processed:
+            return FeedEvent("late", sym, bar.timestamp, f"bar at {bar.timestamp} arrived "
+                             f"after {pd.Timestamp(self._processed, tz='UTC')} was processed")
+        if not (bar.close > 0 and bar.open > 0 and math.isfinite(bar.close)
+                and math.isfinite(bar.open)):
+            return FeedEvent("bad_price", sym, bar.timestamp,
+                             f"open {bar.open!r}, close {bar.close!r}")
         self.last[sym] = ts
-        if prev is not None and self.bar is not None and ts - prev > self.bar:
-            missing = int((ts - prev) / self.bar) - 1
-            return FeedEvent("gap", sym, ts, f"{missing} bar(s) missing after {prev}")
+        if prev is not None and self._bar_ns and ts - prev > self._bar_ns:
+            missing = (ts - prev) // self._bar_ns - 1
+            return FeedEvent("gap", sym, bar.timestamp, f"{missing} bar(s) missing after "
+                             f"{pd.Timestamp(prev, tz='UTC')}")
         return None
+
+    @property
+    def processed(self) -> pd.Timestamp | None:
+        """The last timestamp the engine completed."""
+        return None if self._processed is None else pd.Timestamp(self._processed, tz="UTC")
+
+    @processed.setter
+    def processed(self, t: pd.Timestamp | None) -> None:
+        self._processed = None if t is None else t.value
 
     @staticmethod
     def warn(event: FeedEvent) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -110,10 +110,10 @@ class OrderRequest:
         return self.intent.side
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["intent"] = self.intent.name.lower()
-        d["side"] = self.side
-        return d
+        return {"client_order_id": self.client_order_id, "symbol": self.symbol,
+                "intent": self.intent.name.lower(), "side": self.side, "qty": self.qty,
+                "bar_time": self.bar_time, "reference_price": self.reference_price,
+                "fraction": self.fraction}
 
 
 @dataclass
@@ -161,7 +161,9 @@ class Fill:
         return self.qty if self.side == "buy" else -self.qty
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"client_order_id": self.client_order_id, "symbol": self.symbol,
+                "side": self.side, "qty": self.qty, "price": self.price, "fees": self.fees,
+                "timestamp": self.timestamp, "bar_time": self.bar_time}
 
 
 @dataclass(frozen=True)

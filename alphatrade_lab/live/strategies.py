@@ -12,9 +12,10 @@ Both return one :class:`Signal` per bar given.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +44,8 @@ class Signal:
     confidence: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"timestamp": self.timestamp, "symbol": self.symbol, "entry": self.entry,
+                "exit": self.exit, "direction": self.direction, "confidence": self.confidence}
 
 
 class Strategy(Protocol):
@@ -179,18 +181,22 @@ class ModelStrategy:
         return f"{type(self.bundle.model).__name__}@{self.bundle.created}"
 
     def on_bars(self, bars: list[Bar], direction: str) -> list[Signal]:
+        if not bars:
+            return []
+        n = len(bars)
+        t = np.fromiter((b.timestamp.value for b in bars), dtype=np.int64, count=n)
+        cols = np.array([(b.high, b.low, b.close, b.volume) for b in bars], dtype=np.float64)
+        d_all, conf_all, _ = self.scorer.update_arrays([b.symbol for b in bars], t, cols[:, 0],
+                                                       cols[:, 1], cols[:, 2], cols[:, 3])
         out = []
         flat = self.exit_on_flat
-        for b in bars:
-            r = self.scorer.update_one(b.timestamp, b.symbol, b.high, b.low, b.close, b.volume)
-            d = int(r["direction"])
+        for b, d, conf in zip(bars, d_all.tolist(), conf_all.tolist(), strict=True):
             if direction == "longonly":
                 entry, exit_ = d == 1, (d != 1) if flat else (d == -1)
             elif direction == "shortonly":
                 entry, exit_ = d == -1, (d != -1) if flat else (d == 1)
             else:
                 entry, exit_ = d == 1, d == -1
-            conf = float(r["confidence"])
             out.append(Signal(b.timestamp, b.symbol, entry, exit_, d,
-                              conf if np.isfinite(conf) else float("nan")))
+                              conf if math.isfinite(conf) else float("nan")))
         return out

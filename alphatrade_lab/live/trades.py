@@ -7,8 +7,6 @@ backtest's and a live run's differ only where its fills do.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -127,18 +125,3 @@ class TradeBook:
             "entry_fees": t[:, backtest_nb.T_ENTRY_FEES],
             "exit_fees": t[:, backtest_nb.T_EXIT_FEES],
         })
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"symbols": list(self.symbols), "cstate": self.cstate.tolist(),
-                "closed": [list(r) for r in self.closed]}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        symbols = [str(s) for s in state["symbols"]]
-        cstate = np.asarray(state["cstate"], dtype=np.float64).reshape(len(symbols), -1)
-        if cstate.shape[1] != backtest_nb.N_CSTATE:
-            raise ValueError("TradeBook.load_state: state of the wrong shape")
-        self.symbols, self._col = symbols, {s: i for i, s in enumerate(symbols)}
-        self.cstate = cstate
-        self.gstate = np.zeros((len(symbols), backtest_nb.N_GSTATE))
-        self.closed = [[float(v) for v in r] for r in state.get("closed", [])]
-        self._buffers(max(len(symbols), 1))

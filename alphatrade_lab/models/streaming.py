@@ -267,6 +267,29 @@ class StreamingScorer:
         frame = pd.DataFrame(out, index=bars.index)
         return frame
 
+    def update_arrays(self, symbols: list, timestamps: np.ndarray, high: np.ndarray,
+                      low: np.ndarray, close: np.ndarray, volume: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fast path for a few bars at once (the live engine's bars of one timestamp):
+        ``timestamps`` as int64 nanoseconds since the epoch (UTC). Returns the direction
+        (int64), the confidence and the probabilities (one row per bar, class order), the
+        numbers :meth:`update` gives; a bad bar raises and leaves the state unchanged."""
+        n_before = len(self._codes)
+        codes = np.fromiter((self._code(s) for s in symbols), dtype=np.int64,
+                            count=len(symbols))
+        try:
+            _, P = self._score(codes, np.asarray(timestamps, dtype=np.int64),
+                               np.asarray(high, dtype=np.float64),
+                               np.asarray(low, dtype=np.float64),
+                               np.asarray(close, dtype=np.float64),
+                               np.asarray(volume, dtype=np.float64), lambda k: symbols[k])
+        except DataError:
+            for s in list(self._codes)[n_before:]:
+                del self._codes[s]
+            raise
+        d, conf, _, _, _ = self._signal(P)
+        return d, conf, P
+
     def update_one(self, timestamp: Any, symbol: Any, high: float, low: float, close: float,
                    volume: float, **_ignored: Any) -> dict:
         """Fast path for a single bar: a dict with ``features`` (array in

@@ -71,7 +71,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeVar
 
-import ccxt  # type: ignore[import-untyped]
+try:  # the 'live' extra: the module imports without it, the broker needs it
+    import ccxt  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - exercised by test_library_imports_without_the_extras
+    ccxt = None
 import pandas as pd
 
 from alphatrade_lab.data.schema import validate
@@ -216,6 +219,8 @@ class CCXTBroker:
                  symbols: Iterable[str] = (), timeout: float = 10.0, max_retries: int = 3,
                  backoff: float = 0.5, max_backoff: float = 8.0, max_wait: float = 60.0,
                  lookup_before_submit: bool = True, rate_limit: bool = True):
+        if ccxt is None:
+            raise ImportError("CCXTBroker needs ccxt: pip install 'alphatrade-lab[live]'")
         if exchange not in _EXCHANGES:
             raise ValueError(f"CCXTBroker: exchange must be one of {_EXCHANGES} (spot), got "
                              f"{exchange!r}")
