@@ -47,6 +47,7 @@ critical 2024-01-01 05:00:00+00:00 0.166667 0.166667
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -171,6 +172,12 @@ def loss_fraction(equity: Any, reference: Any) -> Any:
     >>> loss_fraction(np.array([90.0, 0.0, 0.0, 5.0]), np.array([100.0, 100.0, 0.0, -1.0]))
     array([ 0.1,  1. ,  inf, -inf])
     """
+    if type(equity) is float and type(reference) is float:  # the streaming path: per bar
+        if equity != equity or reference != reference:
+            return math.nan
+        if reference > 0:
+            return 1.0 - equity / reference
+        return math.inf if equity <= 0 else -math.inf
     eq, ref = np.asarray(equity, dtype=float), np.asarray(reference, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(ref > 0, 1.0 - eq / ref, np.where(eq <= 0, np.inf, -np.inf))
@@ -181,6 +188,12 @@ def loss_fraction(equity: Any, reference: Any) -> Any:
 def _ratio(total: Any, equity: Any) -> Any:
     """``total / equity`` for ``total >= 0``; ``inf`` (or 0 for a zero total) where
     ``equity <= 0``; NaN where equity is NaN."""
+    if type(total) is float and type(equity) is float:  # the streaming path: per bar
+        if equity != equity:
+            return math.nan
+        if equity > 0:
+            return total / equity
+        return math.inf if total > 0 else 0.0
     tot, eq = np.asarray(total, dtype=float), np.asarray(equity, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(eq > 0, tot / eq, np.where(tot > 0, np.inf, 0.0))

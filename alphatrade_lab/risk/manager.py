@@ -32,6 +32,7 @@ from alphatrade_lab.risk.limits import (
     INVALID_NAMES,
     Limit,
     RiskLimits,
+    _ratio,
     breaches_frame,
     consecutive_losses,
     daily_loss,
@@ -332,16 +333,17 @@ class RiskManager:
                            key=("invalid_position", sym))
         if valid and positions is not None and (lim.gross_exposure is not None
                                                 or lim.position_size is not None):
-            absval = {k: abs(v) for k, v in values.items()}
+            # exposures() on one row, without building frames (this runs on every bar)
+            absval = {k: abs(v) if v == v else 0.0 for k, v in values.items()}
             top_sym = max(absval, key=absval.__getitem__) if absval else None
-            gross, top = exposures(pd.DataFrame([absval], columns=list(absval)),
-                                   pd.Series([eq]))[:2]
+            gross = float(_ratio(sum(absval.values()), eq))
+            top = float(_ratio(max(absval.values()), eq)) if absval else 0.0
             if isinstance(lim.gross_exposure, Limit):
-                self._check(st, out, "gross_exposure", lim.gross_exposure,
-                            float(gross.iloc[0]), ts, portfolio)
+                self._check(st, out, "gross_exposure", lim.gross_exposure, gross, ts,
+                            portfolio)
             if isinstance(lim.position_size, Limit):
-                self._check(st, out, "position_size", lim.position_size,
-                            float(top.iloc[0]), ts, portfolio, top_sym)
+                self._check(st, out, "position_size", lim.position_size, top, ts, portfolio,
+                            top_sym)
         for pnl in pnls:
             if pnl != pnl:
                 self._flag(st, out, "invalid_pnl", True, pnl, ts, portfolio)
