@@ -59,6 +59,7 @@ class Portfolio:
                 raise ValueError("Portfolio: give equity, cash and positions, or series")
             self._series = [equity, cash, positions]
         self._make_series = series
+        self._frames: list[pd.Series | pd.DataFrame | None] = [None, None, None]
         self._orders = orders
         self._closed_trades = trades
         self._sorted_trades: tuple[np.ndarray, np.ndarray] | None = None
@@ -98,12 +99,31 @@ class Portfolio:
         return self._close.columns
 
     def _group_frame(self, values: np.ndarray, name: str) -> pd.Series | pd.DataFrame:
-        frame = pd.DataFrame(values, index=self.index, columns=self._groups)
+        """``values`` (bars × groups) labelled, without copying them: the caller hands
+        over a fresh array, or keeps it unchanged (see :meth:`_labelled`)."""
         if self._single:
-            out = frame.iloc[:, 0]
-            out.name = self._close.name if self._close.name is not None else name
-            return out
-        return frame
+            label = self._close.name if self._close.name is not None else name
+            return pd.Series(values[:, 0], index=self.index, name=label, copy=False)
+        return pd.DataFrame(values, index=self.index, columns=self._groups, copy=False)
+
+    def _labelled(self, which: int) -> pd.Series | pd.DataFrame:
+        """Equity, cash or positions (0, 1, 2) labelled, sharing the portfolio's array.
+
+        Each call returns a shallow copy of one cached object: pandas' copy-on-write
+        copies the data before a user's assignment changes it, so the portfolio's own
+        array is never written (and no 80 MB copy is made for 10,000,000 bars)."""
+        out = self._frames[which]
+        if out is None:
+            values = self._get_series(which)
+            if which < 2:
+                out = self._group_frame(values, ("equity", "cash")[which])
+            elif self._close.kind == "series":
+                out = pd.Series(values[:, 0], index=self.index, name=self._close.name,
+                                copy=False)
+            else:
+                out = pd.DataFrame(values, index=self.index, columns=self.columns, copy=False)
+            self._frames[which] = out
+        return out.copy(deep=False)
 
     def _group_scalar(self, values: pd.Series) -> Any:
         return float(values.iloc[0]) if self._single else values
@@ -115,12 +135,12 @@ class Portfolio:
     @property
     def equity(self) -> pd.Series | pd.DataFrame:
         """Portfolio value (cash + positions at the last valid close) at each bar's close."""
-        return self._group_frame(self._equity, "equity")
+        return self._labelled(0)
 
     @property
     def cash(self) -> pd.Series | pd.DataFrame:
         """Cash after each bar (includes the proceeds of short sales)."""
-        return self._group_frame(self._cash, "cash")
+        return self._labelled(1)
 
     @property
     def returns(self) -> pd.Series | pd.DataFrame:
@@ -134,8 +154,7 @@ class Portfolio:
     @property
     def positions(self) -> pd.Series | pd.DataFrame:
         """Position (shares, negative when short) of each column after each bar."""
-        frame = pd.DataFrame(self._positions, index=self.index, columns=self.columns)
-        return frame.iloc[:, 0].rename(self._close.name) if self._close.kind == "series" else frame
+        return self._labelled(2)
 
     @property
     def drawdown(self) -> pd.Series | pd.DataFrame:

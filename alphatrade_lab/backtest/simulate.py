@@ -54,6 +54,8 @@ from alphatrade_lab.backtest.kernels import (
     N_FILL,
     count_true_nb,
     expand_1col_nb,
+    expand_column_nb,
+    simulate_column_1col_nb,
     simulate_signals_1col_nb,
 )
 from alphatrade_lab.backtest.metrics import (
@@ -144,10 +146,14 @@ def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np
                       fills: np.ndarray = _NO_FILLS) -> None:
     """Run the signal kernel, or its specialised twin when it gives the same numbers."""
     if _use_fast_path(p, group_start, close.shape[1]):
-        simulate_signals_1col_nb(close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage,
-                                 p.frac, p.gran, bar0, cstate, gstate, equity, cash, pos, orders,
-                                 o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
-                                 fills)
+        # One column runs serially: a parallel region would only add a spinning thread.
+        args = (close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage, p.frac, p.gran,
+                bar0, cstate, gstate, equity, cash, pos, orders, o_start, o_count, o_cap,
+                trades, t_start, t_count, t_cap, fills)
+        if close.shape[1] == 1:
+            simulate_column_1col_nb(0, *args)
+        else:
+            simulate_signals_1col_nb(*args)
         return
     nb.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
                           p.fixed_fees, p.slippage, p.frac, p.gran, p.sl_stop, p.tp_stop, bar0,
@@ -171,8 +177,12 @@ class _LazySeries:
         start = np.zeros(k, dtype=np.int64)
         np.cumsum(self.count[:-1], out=start[1:])
         outs = [np.empty((n, k), order="F") if j == which else _EMPTY for j in range(3)]
-        expand_1col_nb(self.close, self.order_bar, self.fills, start, self.count,
-                       self.init_cash, *outs)
+        if k == 1:
+            expand_column_nb(self.close, 0, self.order_bar, self.fills, 0, int(self.count[0]),
+                             float(self.init_cash[0]), *outs)
+        else:
+            expand_1col_nb(self.close, self.order_bar, self.fills, start, self.count,
+                           self.init_cash, *outs)
         return outs[which]
 
 
