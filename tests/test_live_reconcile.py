@@ -75,6 +75,8 @@ def test_rejected_orders_are_attributed(bars, backtest):
     rec = reconcile(run(bars, RejectEveryThird(fees=0.001)), backtest)
     rej = rec.differences[rec.differences["kind"] == "rejected_order"]
     assert len(rej) >= 3
+    counts = rec.summary().set_index("kind")["count"]
+    assert counts["rejected_order"] == len(rej)  # kinds without a cash impact count too
     assert (rej["detail"] == "insufficient_buying_power").all()
 
 

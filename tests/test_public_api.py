@@ -12,8 +12,8 @@ import pytest
 PUBLIC_API = {
     "alphatrade_lab": [
         "AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", "alerts", "backtest",
-        "data", "errors", "features", "models", "monitoring", "pipeline", "risk", "signals",
-        "store", "testing",
+        "data", "errors", "features", "live", "models", "monitoring", "pipeline", "risk",
+        "signals", "store", "testing",
     ],
     "alphatrade_lab.data": [
         "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_SEED", "SYMBOLS", "bar_length",
@@ -65,7 +65,16 @@ PUBLIC_API = {
         "Alert", "AlertDispatcher", "AlertLevel",
     ],
     "alphatrade_lab.testing": [
-        "LocalReceiver", "Received", "Reply", "assert_no_lookahead", "perturb_after",
+        "LocalAlpaca", "LocalExchange", "LocalReceiver", "Received", "Reply",
+        "assert_no_lookahead", "perturb_after",
+    ],
+    "alphatrade_lab.live": [
+        "TOPICS", "Account", "AlpacaBroker", "Bar", "BarGuard", "BarSource", "Broker",
+        "CCXTBroker", "Engine", "EngineResult", "Event", "EventBus", "FeedEvent", "Fill",
+        "Intent", "ModelStrategy", "Order", "OrderRequest", "OrderStatus", "PaperBroker",
+        "PollingFeed", "Position", "Reconciliation", "ReplayFeed", "Signal", "SignalStrategy",
+        "Strategy", "Subscription", "client_order_id", "fill_delta", "order_quantity",
+        "reconcile",
     ],
     "alphatrade_lab.errors": [
         "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BrokerError",

@@ -230,6 +230,7 @@ class Engine:
         self._eq_t = array("q")
         self._eq_v: dict[str, array] = {}
         self._latency = array("d")
+        self.seconds = 0.0  # wall time of the last run(), store writes included
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
@@ -302,6 +303,7 @@ class Engine:
             self._writer = StoreWriter(self.store, self.run_id)
         self._publish("status", {"run_id": self.run_id, "status": "started"})
         pending: list[Bar] = []
+        started = time.perf_counter()
         try:
             for item in self.feed:
                 if item is None:  # the feed has nothing more for now
@@ -328,6 +330,7 @@ class Engine:
                         self._flush()
                 finally:
                     self._writer.close()
+            self.seconds = time.perf_counter() - started
             self._publish("status", {"run_id": self.run_id, "status": "stopped"})
         return self.result()
 
@@ -350,10 +353,9 @@ class Engine:
             self.guard.processed = t
             return
         t0 = time.perf_counter()
-        for b in ok:
-            self._publish("bar", {"timestamp": t, "symbol": b.symbol, "open": b.open,
-                                  "high": b.high, "low": b.low, "close": b.close,
-                                  "volume": b.volume})
+        self._publish("bar", {"timestamp": t, "bars": {
+            b.symbol: {"open": b.open, "high": b.high, "low": b.low, "close": b.close,
+                       "volume": b.volume} for b in ok}})
         if self.paper:
             for order in self.broker.on_bar_open(ok):  # type: ignore[attr-defined]
                 self._on_update(order, t)
@@ -389,10 +391,9 @@ class Engine:
         pos = self.book.position(symbol)
         action = Intent(int(backtest_nb.resolve_action_nb(pos, s.entry, s.exit, self._dir)))
         self._add("signals", self._signal_row(s, action != Intent.NONE))
-        if s.entry or s.exit:
-            self._publish("signal", s.to_dict())
         if action == Intent.NONE:
-            return
+            return  # recorded, not published: nothing happens on it
+        self._publish("signal", {**s.to_dict(), "intent": action.name.lower()})
         price = self._marks[symbol]
         qty = self._quantity(action, symbol, pos, price)
         coid = client_order_id(self.run_id, t, symbol, 0)
@@ -561,16 +562,23 @@ class Engine:
 
     # --------------------------------------------------------------- records
     @staticmethod
-    def _empty_batch() -> dict[str, list[dict[str, Any]]]:
-        return {k: [] for k in ("orders", "fills", "equity", "positions", "signals", "events")}
+    def _empty_batch() -> dict[str, dict[str, list[Any]]]:
+        """Rows by table, as column lists (quick to append to and to make frames of)."""
+        return {k: {} for k in ("orders", "fills", "equity", "positions", "signals", "events")}
 
     def _add(self, table: str, row: dict[str, Any], keep: bool = True) -> None:
         """A row for the store's next batch, or, without a store, for the result (memory
         then grows with the run: give a store for long runs)."""
         if self.store is not None:
-            self._pending_rows[table].append(row)
+            cols = self._pending_rows[table]
         elif keep:
-            self._mem[table].append(row)
+            cols = self._mem[table]
+        else:
+            return
+        if not cols:
+            cols.update((k, []) for k in row)
+        for k, column in cols.items():
+            column.append(row[k])
 
     def _order_row(self, order: Order, req: OrderRequest | None, t: pd.Timestamp
                    ) -> dict[str, Any]:

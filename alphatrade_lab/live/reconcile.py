@@ -4,7 +4,9 @@ Each of the backtest's orders is matched with the run's fill of the same symbol 
 nearest in time (within ``window``); every difference is attributed to one cause:
 
 ``signal_time``
-    the order was sent on another bar (value: live minus backtest, in bars of the run);
+    the order filled on another bar: it was sent on another bar, or it filled at the next
+    bar's open where the backtest filled at the close (value: live minus backtest, in bars
+    of the backtest's index);
 ``fill_price``
     it filled at another price (slippage; value: live minus backtest price);
 ``size``
@@ -61,7 +63,9 @@ class Reconciliation:
     def summary(self) -> pd.DataFrame:
         """Count and total impact per kind (every kind listed, zeros included)."""
         d = self.differences
-        g = d.groupby("kind")["impact"].agg(["count", "sum"]) if len(d) else None
+        # "size" counts rows: most kinds have no cash impact (NaN), which "count" would skip
+        g = d.groupby("kind")["impact"].agg(["size", "sum"]).rename(
+            columns={"size": "count"}) if len(d) else None
         rows = [{"kind": k,
                  "count": int(g.loc[k, "count"]) if g is not None and k in g.index else 0,
                  "impact": float(g.loc[k, "sum"]) if g is not None and k in g.index else 0.0}
@@ -176,9 +180,9 @@ def reconcile(run: Any, backtest: Any, *, store: Any = None, window: int = 10,
     for _, b in bt.iterrows():
         sym, side, t = str(b["column"]), b["side"], pd.Timestamp(b["timestamp"])
         tb = bar_of(t)
-        cand = np.flatnonzero((~used) & (live["symbol"].to_numpy() == sym)
-                              & (live["side"].to_numpy() == side)
-                              & (np.abs(live_bar - tb) <= window)) if len(live) else []
+        cand: np.ndarray = np.flatnonzero(
+            (~used) & (live["symbol"].to_numpy() == sym) & (live["side"].to_numpy() == side)
+            & (np.abs(live_bar - tb) <= window)) if len(live) else np.zeros(0, dtype=np.int64)
         base = {"symbol": sym, "backtest_time": t, "side": side}
         if len(cand) == 0:
             rej = rejected[(rejected["symbol"] == sym) & (rejected["side"] == side)] \

@@ -57,7 +57,8 @@ class StoreWriter:
         if self.error is not None:
             raise self.error
 
-    def submit(self, rows: dict[str, list], state: dict[str, Any], last: pd.Timestamp) -> None:
+    def submit(self, rows: dict[str, dict[str, list]], state: dict[str, Any],
+               last: pd.Timestamp) -> None:
         """Queue a batch (blocks while one batch already waits)."""
         self._raise()
         self._queue.put((rows, state, last))
