@@ -79,3 +79,29 @@ def test_fast_path_chunked(market, monkeypatch):
         m.setattr(S, "_use_fast_path", lambda *a: False)
         general = from_signals_chunked(chunks, direction="both", fees=0.001)
     pd.testing.assert_frame_equal(fast, general, check_exact=True)
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_user_writes_to_the_series_leave_the_portfolio_unchanged(market, single):
+    # pf.equity, cash and positions share the portfolio's arrays (no copy): a user's
+    # assignment must copy first (pandas copy-on-write), never write into them.
+    close, entries, exits = market
+    if single:
+        close, entries, exits = close.iloc[:, 0], entries.iloc[:, 0], exits.iloc[:, 0]
+    pf = from_signals(close, entries, exits, fees=0.001)
+    expected = [pf.equity.copy(deep=True), pf.cash.copy(deep=True),
+                pf.positions.copy(deep=True), pf.returns.copy(deep=True)]
+    eq, cash, pos = pf.equity, pf.cash, pf.positions
+    eq.iloc[:] = -1.0
+    cash.iloc[0] = 12345.0
+    pos[pos != 0] = 7.0
+    assert (eq == -1.0).all(axis=None)
+    got = [pf.equity, pf.cash, pf.positions, pf.returns]
+    for g, e in zip(got, expected, strict=True):
+        if single:
+            pd.testing.assert_series_equal(g, e)
+        else:
+            pd.testing.assert_frame_equal(g, e)
+    np.testing.assert_array_equal(np.atleast_1d(pf.final_value), np.asarray(expected[0])[-1])
+    with pytest.raises(ValueError, match="read-only"):
+        pf.equity.to_numpy()[0] = 0.0
