@@ -69,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--slippage", type=float, default=0.0)
     paper.add_argument("--speed", type=float, default=None,
                        help="times real time (default: as fast as possible)")
-    paper.add_argument("--flush-every", type=int, default=100,
-                       help="bars per store batch (default: 100)")
+    paper.add_argument("--flush-every", type=int, default=10_000,
+                       help="timestamps per store batch at most (default: 10000; a batch "
+                            "is also written every second)")
     live = sub.add_parser("live", description=_LIVE, help="run the engine a TOML file describes")
     live.add_argument("--config", required=True,
                       help="the TOML file (see alphatrade_lab.live.config)")

@@ -100,8 +100,9 @@ class EventBus:
         self._lock = threading.Lock()
         self._seq = 0
         self._history: deque[Event] = deque(maxlen=int(history))
-        self._subs: list[Subscription] = []
-        self._callbacks: list[Callable[[Event], None]] = []
+        # tuples, replaced on (un)subscribe: publish reads them without copying
+        self._subs: tuple[Subscription, ...] = ()
+        self._callbacks: tuple[Callable[[Event], None], ...] = ()
         self.callback_errors = 0
 
     @property
@@ -115,10 +116,9 @@ class EventBus:
             self._seq += 1
             event = Event(self._seq, topic, time.time(), data)
             self._history.append(event)
-            subs, callbacks = list(self._subs), list(self._callbacks)
-        for sub in subs:
+        for sub in self._subs:
             sub._offer(event)
-        for fn in callbacks:
+        for fn in self._callbacks:
             try:
                 fn(event)
             except Exception:  # a subscriber's bug must not stop the engine
@@ -135,14 +135,14 @@ class EventBus:
                 raise ValueError(f"unknown topic(s) {unknown}; the bus publishes {list(TOPICS)}")
         sub = Subscription(self, topics, maxsize)
         with self._lock:
-            self._subs.append(sub)
+            self._subs = (*self._subs, sub)
         return sub
 
     def on_event(self, fn: Callable[[Event], None]) -> None:
         """Call ``fn(event)`` on every event, in the publishing thread: it must be quick
         (hand the event to a loop or a queue); its exceptions are counted, not raised."""
         with self._lock:
-            self._callbacks.append(fn)
+            self._callbacks = (*self._callbacks, fn)
 
     def since(self, seq: int) -> list[Event]:
         """Kept events with a sequence number above ``seq`` (oldest first)."""
@@ -151,5 +151,4 @@ class EventBus:
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            self._subs = tuple(s for s in self._subs if s is not sub)

@@ -150,5 +150,5 @@ def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None) -> Any:
                   direction=strat.get("direction", "longonly"), size=strat.get("size"),
                   fees=strat.get("fees", 0.0), slippage=strat.get("slippage", 0.0),
                   size_granularity=strat.get("size_granularity"),
-                  symbols=feed_cfg.get("symbols"), flush_every=run.get("flush_every", 100),
+                  symbols=feed_cfg.get("symbols"), flush_every=run.get("flush_every", 10_000),
                   max_bars=run.get("max_bars"))

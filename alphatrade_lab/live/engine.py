@@ -51,7 +51,7 @@ from alphatrade_lab.live.orders import (
 from alphatrade_lab.live.sizing import order_quantity
 from alphatrade_lab.live.strategies import Signal, Strategy
 from alphatrade_lab.live.trades import TradeBook
-from alphatrade_lab.live.writer import StoreWriter
+from alphatrade_lab.live.writer import StoreWriter, columns_frame
 from alphatrade_lab.risk import RiskLimits, RiskManager
 
 __all__ = ["Engine", "EngineResult"]
@@ -177,7 +177,7 @@ class Engine:
                  direction: str = "longonly", size: float | None = None,
                  fees: float = 0.0, fixed_fees: float = 0.0, slippage: float = 0.0,
                  size_granularity: float | None = None, symbols: Iterable[str] | None = None,
-                 bar_length: Any = None, flush_every: int = 1000, flush_interval: float = 1.0,
+                 bar_length: Any = None, flush_every: int = 10_000, flush_interval: float = 1.0,
                  max_bars: int | None = None):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}")
@@ -218,6 +218,7 @@ class Engine:
         self._stop = threading.Event()
         self._orders: dict[str, Order] = {}       # every order of this session, by id
         self._requests: dict[str, OrderRequest] = {}
+        self._last_signal: dict[str, tuple] = {}
         self._open: dict[str, tuple[Order, pd.Timestamp]] = {}  # not final yet
         self._marks: dict[str, float] = {}
         self._recover = 0                          # timestamps to look orders up before sending
@@ -385,14 +386,14 @@ class Engine:
         if not (s.entry or s.exit):
             return
         symbol = s.symbol
-        if any(o.symbol == symbol for o, _ in self._open.values()):
-            self._add("signals", self._signal_row(s, False))
+        if self._open and any(o.symbol == symbol for o, _ in self._open.values()):
+            self._record_signal(s, False)
             return  # one order at a time per symbol, as the backtest has one pending
         pos = self.book.position(symbol)
         action = Intent(int(backtest_nb.resolve_action_nb(pos, s.entry, s.exit, self._dir)))
-        self._add("signals", self._signal_row(s, action != Intent.NONE))
+        self._record_signal(s, action != Intent.NONE)
         if action == Intent.NONE:
-            return  # recorded, not published: nothing happens on it
+            return  # not published: nothing happens on it
         self._publish("signal", {**s.to_dict(), "intent": action.name.lower()})
         price = self._marks[symbol]
         qty = self._quantity(action, symbol, pos, price)
@@ -535,7 +536,7 @@ class Engine:
         if self.store is None:
             self._keep_equity(t, groups)
         for g, v in groups.items():
-            self._add("equity", {"timestamp": t, "portfolio": g, "equity": v, "cash": None},
+            self._add("equity", {"timestamp": t.value, "portfolio": g, "equity": v, "cash": None},
                       keep=False)  # kept in arrays
         total = float(sum(groups.values()))
         self._publish("equity", {"timestamp": t, "equity": total, "groups": groups})
@@ -595,13 +596,19 @@ class Engine:
     def _record_order(self, order: Order, req: OrderRequest, t: pd.Timestamp) -> None:
         self._add("orders", self._order_row(order, req, t))
 
-    def _signal_row(self, s: Signal, executed: bool) -> dict[str, Any]:
+    def _record_signal(self, s: Signal, executed: bool) -> None:
+        """Store a signal that led to an order or differs from the symbol's last stored one
+        (a model says "flat" on most bars: storing each would only repeat it)."""
+        key = (s.entry, s.exit, s.direction)
+        if not executed and self._last_signal.get(s.symbol) == key:
+            return
+        self._last_signal[s.symbol] = key
         d = s.direction if s.direction else (1 if s.entry and not s.exit else
                                              (-1 if s.exit and not s.entry else 0))
         conf = s.confidence if math.isfinite(s.confidence) else None
-        return {"timestamp": s.timestamp, "symbol": s.symbol, "direction": int(d),
-                "confidence": conf, "model_type": self.strategy.name,
-                "was_executed": bool(executed)}
+        self._add("signals", {"timestamp": s.timestamp.value, "symbol": s.symbol,
+                              "direction": int(d), "confidence": conf,
+                              "model_type": self.strategy.name, "was_executed": executed})
 
     def _feed_event(self, ev: FeedEvent) -> None:
         BarGuard.warn(ev)
@@ -641,7 +648,7 @@ class Engine:
             return self._stored_result()
 
         def frame(table: str) -> pd.DataFrame:
-            return pd.DataFrame(self._mem[table])
+            return columns_frame(self._mem[table])
 
         orders = frame("orders")
         if len(orders):

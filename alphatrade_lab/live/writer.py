@@ -16,9 +16,20 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["StoreWriter"]
+__all__ = ["StoreWriter", "columns_frame"]
 
 _DONE = object()
+_TIMES = ("timestamp", "bar_time")
+
+
+def columns_frame(cols: dict[str, list]) -> pd.DataFrame:
+    """A frame of column lists; time columns the engine kept as nanoseconds (ints, on its
+    hot path) become UTC timestamps."""
+    frame = pd.DataFrame(cols)
+    for c in _TIMES:
+        if c in frame and len(frame) and pd.api.types.is_integer_dtype(frame[c]):
+            frame[c] = pd.to_datetime(frame[c], unit="ns", utc=True)
+    return frame
 
 
 class StoreWriter:
@@ -42,7 +53,7 @@ class StoreWriter:
                 continue  # after a failure nothing more is written: the state would skip it
             rows, state, last = item
             try:
-                frames = {k: pd.DataFrame(v) for k, v in rows.items() if v}
+                frames = {k: columns_frame(v) for k, v in rows.items() if v}
                 self.store.record_live(self.run_id, orders=frames.get("orders"),
                                        fills=frames.get("fills"), equity=frames.get("equity"),
                                        positions=frames.get("positions"),
