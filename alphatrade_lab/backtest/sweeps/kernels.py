@@ -353,105 +353,134 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
     ``min(v / peak)`` exactly, as division by a positive number is monotone. Only
     signal bars fill orders, with the engine's own functions.
 
+    Long only, a signal bar inside such a stretch (an entry when flat, an exit when
+    long) is filled where the stretch loop stopped, with the same functions and
+    arithmetic as the one-bar step, and the stretch goes on from the next bar.
+
     The loops are written out here rather than called: a call taking arrays costs
     reference counting, and one passing the state tuples costs more than the bars.
     """
     account, book, stats = initial_nb(init_cash)
     cash, free, pos, debt, val = account
+    slim = direction == backtest_nb.LONGONLY
     i = start
     while i < end:
         if i > start and not (np.isnan(ma_fast[i - 1]) or np.isnan(ma_slow[i - 1])):
             stop = min(end, next_gap[i])
             none = backtest_nb.A_NONE
-            want_up = backtest_nb.resolve_action_nb(pos, True, False, direction) != none
-            want_dn = backtest_nb.resolve_action_nb(pos, False, True, direction) != none
-            (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
-             n_exposed, last) = stats
-            j = i
-            if pos == 0:
-                while j < stop:
-                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                        break
-                    j += 1
-                if j > i and prev >= peak:
-                    peak_bar = float(j - 1 - start)
-            elif pos > 0 and cash == 0.0:
-                # All-in long: values are pos * close > 0; branch-free bookkeeping, as
-                # records and new lows come at random. The deepest episode is picked
-                # by cross-multiplying (trough / peak < bt / bp), divided once at the end.
-                trough = np.inf
-                bt = np.inf
-                bp = 1.0
-                while j < stop:
-                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                        break
-                    value = pos * col[j]
-                    bar = float(j - start)
-                    rec = value >= peak
-                    better = rec and trough * bp < bt * peak
-                    bt = trough if better else bt
-                    bp = peak if better else bp
-                    gap = bar - peak_bar
-                    longer = rec and gap > 1 and gap > max_dd_bars
-                    dd_start = peak_bar if longer else dd_start
-                    max_dd_bars = gap if longer else max_dd_bars
-                    peak_bar = bar if rec else peak_bar
-                    trough = np.inf if rec else min(trough, value)
-                    peak = value if rec else peak
-                    j += 1
-                if trough * bp < bt * peak:
-                    bt = trough
-                    bp = peak
-                if bt < np.inf:
-                    max_dd = min(max_dd, bt / bp - 1.0)
-                if j > i:
-                    n_exposed += j - i
-                    prev = pos * col[j - 1]
-                    a = sums[i]
-                    b = sums[j]
-                    s1 += span_sum_nb(b[0], a[0], b[1], a[1])
-                    s2 += span_sum_nb(b[2], a[2], b[3], a[3])
-                    down2 += span_sum_nb(b[4], a[4], b[5], a[5])
-            else:
-                trough = np.inf
-                while j < stop:
-                    if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                        break
-                    value = cash + pos * col[j]
-                    r = ((value - prev) / prev if prev > 0
-                         else backtest_nb.bar_return_nb(value, prev))
-                    if r < 0:
-                        down2 += r * r
-                    s1 += r
-                    s2 += r * r
-                    prev = value
-                    if value >= peak:
-                        if trough < peak:
-                            max_dd = min(max_dd, trough / peak - 1.0)
-                            trough = np.inf
+            while True:
+                want_up = backtest_nb.resolve_action_nb(pos, True, False, direction) != none
+                want_dn = backtest_nb.resolve_action_nb(pos, False, True, direction) != none
+                (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+                 n_exposed, last) = stats
+                j = i
+                if pos == 0:
+                    while j < stop:
+                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
+                            break
+                        j += 1
+                    if j > i and prev >= peak:
+                        peak_bar = float(j - 1 - start)
+                elif pos > 0 and cash == 0.0:
+                    # All-in long: values are pos * close > 0; branch-free bookkeeping, as
+                    # records and new lows come at random. The deepest episode is picked
+                    # by cross-multiplying (trough / peak < bt / bp), divided once at the
+                    # end.
+                    trough = np.inf
+                    bt = np.inf
+                    bp = 1.0
+                    while j < stop:
+                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
+                            break
+                        value = pos * col[j]
                         bar = float(j - start)
-                        if peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
-                            max_dd_bars = bar - peak_bar
-                            dd_start = peak_bar
-                        peak = value
-                        peak_bar = bar
-                    elif value < trough:
-                        trough = value
-                    j += 1
-                if trough < peak:
-                    max_dd = min(max_dd, trough / peak - 1.0)
-                n_exposed += j - i
-            if j > i:
-                n += j - i
-                last = float(j - 1 - start)
-            stats = (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
-                     n_exposed, last)
-            if j >= end:
+                        rec = value >= peak
+                        better = rec and trough * bp < bt * peak
+                        bt = trough if better else bt
+                        bp = peak if better else bp
+                        gap = bar - peak_bar
+                        longer = rec and gap > 1 and gap > max_dd_bars
+                        dd_start = peak_bar if longer else dd_start
+                        max_dd_bars = gap if longer else max_dd_bars
+                        peak_bar = bar if rec else peak_bar
+                        trough = np.inf if rec else min(trough, value)
+                        peak = value if rec else peak
+                        j += 1
+                    if trough * bp < bt * peak:
+                        bt = trough
+                        bp = peak
+                    if bt < np.inf:
+                        max_dd = min(max_dd, bt / bp - 1.0)
+                    if j > i:
+                        n_exposed += j - i
+                        prev = pos * col[j - 1]
+                        # Indexed in place: a row view per stretch costs reference counting.
+                        s1 += span_sum_nb(sums[j, 0], sums[i, 0], sums[j, 1], sums[i, 1])
+                        s2 += span_sum_nb(sums[j, 2], sums[i, 2], sums[j, 3], sums[i, 3])
+                        down2 += span_sum_nb(sums[j, 4], sums[i, 4], sums[j, 5], sums[i, 5])
+                else:
+                    trough = np.inf
+                    while j < stop:
+                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
+                            break
+                        value = cash + pos * col[j]
+                        r = ((value - prev) / prev if prev > 0
+                             else backtest_nb.bar_return_nb(value, prev))
+                        if r < 0:
+                            down2 += r * r
+                        s1 += r
+                        s2 += r * r
+                        prev = value
+                        if value >= peak:
+                            if trough < peak:
+                                max_dd = min(max_dd, trough / peak - 1.0)
+                                trough = np.inf
+                            bar = float(j - start)
+                            if peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
+                                max_dd_bars = bar - peak_bar
+                                dd_start = peak_bar
+                            peak = value
+                            peak_bar = bar
+                        elif value < trough:
+                            trough = value
+                        j += 1
+                    if trough < peak:
+                        max_dd = min(max_dd, trough / peak - 1.0)
+                    n_exposed += j - i
+                if j > i:
+                    n += j - i
+                    last = float(j - 1 - start)
+                stats = (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+                         n_exposed, last)
+                if j >= stop or not slim:
+                    break
+                # Bar j: a valid close and averages, and a signal that a long-only account
+                # acts on (an entry when flat, an exit when long): filled here exactly as
+                # the one-bar step below would, and the stretch goes on.
+                price = col[j]
+                val = price
+                action = backtest_nb.A_OPEN_LONG if pos == 0 else backtest_nb.A_CLOSE_LONG
+                side, res = order_nb(action, price, fees, fixed_fees, slippage, frac, cash,
+                                     free, pos, debt)
+                if res[0]:
+                    cash, free, pos, debt = res[1], res[2], res[3], res[4]
+                    book = book_fill_nb(book, side, res[5], res[6], res[7])
+                value = cash
+                if pos != 0:
+                    value += pos * val
+                stats = step_stats_fast_nb(stats, j - start, value, pos != 0)
+                i = j + 1
+                if i >= stop:
+                    break
+            if j >= end or i >= end:
                 break
-            # Back to one bar at a time, with the state the skipped bars left.
-            if j > i:
-                val = col[j - 1]
-            i = j
+            if i <= j:
+                # Back to one bar at a time, with the state the skipped bars left.
+                if j > i:
+                    val = col[j - 1]
+                i = j
+            else:
+                continue
         if i > warm:
             e = crossed_above_at_nb(ma_fast[i - 1], ma_slow[i - 1], ma_fast[i], ma_slow[i])
             x = crossed_below_at_nb(ma_fast[i - 1], ma_slow[i - 1], ma_fast[i], ma_slow[i])
@@ -492,6 +521,20 @@ def ma_prepare_nb(close, windows, end):
     return cols, table, sums, gaps
 
 
+@njit(cache=True)
+def spread_stride_nb(n):
+    """A stride coprime to ``n`` near ``0.618 n`` (1 for ``n <= 2``): ``q -> (q * stride) %
+    n`` permutes ``range(n)``, and any run of consecutive ``q`` lands evenly spread."""
+    stride = max(1, int(0.6180339887 * n))
+    while True:
+        a, b = stride, n
+        while b:
+            a, b = b, a % b
+        if a == 1:
+            return stride
+        stride += 1
+
+
 @njit(cache=True, parallel=True)
 def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, direction,
                       fees, fixed_fees, slippage, frac, init_cash):
@@ -526,7 +569,13 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
     si = np.searchsorted(windows, slow)
     c_out = np.empty((m * k, backtest_nb.N_CSTATE))
     g_out = np.empty((m * k, backtest_nb.N_GSTATE))
-    for task in prange(m * k):
+    # Iteration q runs task (q * stride) % (m * k): the cost of a pair falls with its
+    # windows (fewer crosses, so fewer orders), and the contiguous blocks of iterations
+    # that the threads get would otherwise leave one thread with most of the orders.
+    n_tasks = m * k
+    stride = spread_stride_nb(n_tasks)
+    for q in prange(n_tasks):
+        task = (q * stride) % n_tasks
         p = task // k
         j = task - p * k
         c_out[task], g_out[task] = ma_pair_nb(
