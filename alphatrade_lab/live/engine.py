@@ -274,8 +274,9 @@ class Engine:
         self._last_t = self._resume_until
         self._bars = int(state.get("bars", 0))
         self.guard.processed = None
-        # a killed run may have lost the batch being written and the one queued behind it
-        self._recover = 2 * self.flush_every + 1
+        # orders of the timestamps after the last written batch (at most flush_every of
+        # them, one batch) are looked up at the broker before anything is sent
+        self._recover = self.flush_every + 1
         self._publish("status", {"run_id": self.run_id, "status": "resumed",
                                  "after": str(self._resume_until)})
 
@@ -637,7 +638,10 @@ class Engine:
         self._flushed_at = time.monotonic()
         if self._writer is None or self._last_t is None:
             return
-        self._writer.submit(self._pending_rows, self._state(), self._last_t)
+        # A real broker's orders are recorded before the loop goes on (a restart then has
+        # at most one batch of orders to look up); a paper run's lost batches replay alike.
+        self._writer.submit(self._pending_rows, self._state(), self._last_t,
+                            wait=not self.paper)
         self._pending_rows = self._empty_batch()
 
     # ---------------------------------------------------------------- result

@@ -48,8 +48,10 @@ class StoreWriter:
         while True:
             item = self._queue.get()
             if item is _DONE:
+                self._queue.task_done()
                 return
             if self.error is not None:
+                self._queue.task_done()
                 continue  # after a failure nothing more is written: the state would skip it
             rows, state, last = item
             try:
@@ -63,16 +65,26 @@ class StoreWriter:
                 self.batches += 1
             except BaseException as exc:  # kept for the engine's thread to raise
                 self.error = exc
+            finally:
+                self._queue.task_done()
 
     def _raise(self) -> None:
         if self.error is not None:
             raise self.error
 
     def submit(self, rows: dict[str, dict[str, list]], state: dict[str, Any],
-               last: pd.Timestamp) -> None:
-        """Queue a batch (blocks while one batch already waits)."""
+               last: pd.Timestamp, *, wait: bool = False) -> None:
+        """Queue a batch (blocks while one batch already waits); ``wait``: return only once
+        it is written."""
         self._raise()
         self._queue.put((rows, state, last))
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Block until every queued batch is written; raise a failed write's error."""
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
         """Write what is queued, stop the thread, raise a failed write's error."""
