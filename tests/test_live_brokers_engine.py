@@ -142,6 +142,8 @@ def test_killed_live_run_never_sends_an_order_twice(tmp_path):
                     continue
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err.decode()[-3000:]
+            for text in (out.decode(), err.decode()):  # keys never in the output
+                assert srv.key_id not in text and srv.secret_key not in text
             break
         posts = Counter(r.json["client_order_id"] for r in srv.requests("/v2/orders", "POST")
                         if r.json)
@@ -153,6 +155,9 @@ def test_killed_live_run_never_sends_an_order_twice(tmp_path):
     store = atl.store.LabStore(tmp_path / "live.duckdb", read_only=True)
     stored = store.orders("killed-live-run")
     assert set(stored["client_order_id"]) == {o["client_order_id"] for o in orders}
+    for table in store.counts():  # nor in any stored row
+        dump = store.query(f"SELECT * FROM {table}").to_string()
+        assert srv.key_id not in dump and srv.secret_key not in dump, table
     # the engine's own position book equals the broker's
     book = store.positions("killed-live-run").sort_values("timestamp").groupby("symbol")[
         "qty"].last()

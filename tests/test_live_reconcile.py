@@ -83,3 +83,21 @@ def test_rejected_orders_are_attributed(bars, backtest):
 def test_a_run_id_needs_its_store(backtest):
     with pytest.raises(atl.errors.DataError, match="needs the store"):
         reconcile("some-run", backtest)
+
+
+def test_rejections_are_alerted_through_a_real_sink(bars):
+    """A rejected order is a recorded event and an alert that reaches the webhook (a local
+    server), and the run goes on to its end."""
+    from alphatrade_lab.alerts import AlertManager, WebhookAlerter
+    from alphatrade_lab.testing import LocalReceiver
+
+    with LocalReceiver() as rx:
+        manager = AlertManager([WebhookAlerter(rx.url + "/hook")], dedupe_window=0)
+        result = run(bars, RejectEveryThird(fees=0.001), alerts=manager)
+        manager.flush()
+        manager.close()
+        got = [r.json for r in rx.requests("/hook")]
+    rejected = result.events[result.events["kind"] == "rejected"]
+    assert len(rejected) >= 3 and result.bars == len(bars)
+    titles = [str(g) for g in got]
+    assert sum("order rejected" in t for t in titles) == len(rejected)
