@@ -69,4 +69,7 @@ def create_app(store: Any, bus: Any = None, bundle: Any = None, *, token: str | 
                                                                          "Content-Type"])
     for module in (rest, metrics, ws, pages):
         app.include_router(module.router)
+        setup = getattr(module, "setup", None)  # per-app state (metrics registry, bus hooks)
+        if setup is not None:
+            setup(app)
     return app
