@@ -77,8 +77,8 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
             raise DataError(f"{p}: [{section}] must be a table")
         for name in values:
             if any(w in name.lower() for w in _SECRET_WORDS):
-                raise DataError(f"{p}: [{section}] {name}: keys and tokens do not go in the "
-                                "config file; set them in the environment")
+                raise DataError(f"{p}: credentials do not go in the config file (setting "
+                                f"{name!r} of [{section}]); set them in the environment")
             if name not in SECTIONS[section]:
                 raise DataError(f"{p}: [{section}] unknown setting {name!r}; expected one of "
                                 f"{sorted(SECTIONS[section])}")
