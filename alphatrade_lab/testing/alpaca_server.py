@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.schema import validate
+from alphatrade_lab.testing._server import LocalHTTPServer
 from alphatrade_lab.testing.receiver import Received
 
 __all__ = ["LocalAlpaca"]
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PATCH = _handle
 
 
-class LocalAlpaca:
+class LocalAlpaca(LocalHTTPServer):
     """Start with ``with LocalAlpaca() as srv:`` (or :meth:`start`); ``srv.url`` is the base
     URL of both APIs, ``srv.key_id`` / ``srv.secret_key`` the keys it accepts.
 
@@ -198,6 +199,11 @@ class LocalAlpaca:
         The keys to accept (defaults are fixed test values).
     """
 
+    server_class = _Server
+    handler_class = _Handler
+    owner_attr = "alpaca"
+    thread_name = "local-alpaca"
+
     def __init__(self, *, cash: float = 100_000.0, multiplier: float = 1.0,
                  partial_fill: float | None = None, key_id: str = "PKLOCALTEST000000001",
                  secret_key: str = "local-alpaca-secret-0000000000000000000001",
@@ -210,10 +216,8 @@ class LocalAlpaca:
             raise ValueError(f"LocalAlpaca: partial_fill must be in (0, 1), got {partial_fill!r}")
         self.key_id, self.secret_key = key_id, secret_key
         self.multiplier, self.partial_fill, self.max_body = multiplier, partial_fill, max_body
-        self._host, self._port = host, port
+        self._init_server(host, port)
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
         self._cash = float(cash)
         self._pos: dict[str, list[float]] = {}      # symbol -> [qty, avg entry price]
         self._orders: dict[str, dict[str, Any]] = {}
@@ -229,35 +233,6 @@ class LocalAlpaca:
         self._last_ns = 0
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("LocalAlpaca is not running")
-        host, port = self._server.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalAlpaca:
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), _Handler)
-        self._server.alpaca = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True, name="local-alpaca").start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (the state stays: :meth:`start` serves it again)."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> LocalAlpaca:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
         return f"LocalAlpaca({where}, orders={len(self._orders)})"

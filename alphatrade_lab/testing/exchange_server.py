@@ -51,6 +51,8 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
+from alphatrade_lab.testing._server import LocalHTTPServer
+
 __all__ = ["LocalExchange", "ExchangeRequest"]
 
 _INTERVALS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000,
@@ -235,7 +237,7 @@ def _dec(value: Any, name: str) -> Decimal:
     return d
 
 
-class LocalExchange:
+class LocalExchange(LocalHTTPServer):
     """A Binance-spot-shaped exchange on 127.0.0.1; ``with LocalExchange(...) as ex:``
     (or :meth:`start`), ``ex.url`` is its base URL, ``ex.api_key``/``ex.secret`` the
     credentials it accepts.
@@ -262,6 +264,11 @@ class LocalExchange:
         Larger request bodies are refused (413) unread.
     """
 
+    server_class = _Server
+    handler_class = _Handler
+    owner_attr = "exchange"
+    thread_name = "local-exchange"
+
     def __init__(self, balances: dict[str, float] | None = None, *,
                  markets: Any = ("BTCUSDT", "ETHUSDT"), fee_rate: float = 0.001,
                  commission: str = "quote",
@@ -284,10 +291,8 @@ class LocalExchange:
         self.max_body = int(max_body)
         #: milliseconds the server's clock runs ahead of this machine's (clock-skew tests)
         self.time_offset_ms = 0
-        self._host, self._port = host, port
+        self._init_server(host, port)
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
         self._markets: dict[str, _Market] = {}
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
@@ -308,35 +313,6 @@ class LocalExchange:
             self.add_market(symbol, **spec)
 
     # ------------------------------------------------------------------ life
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("LocalExchange is not running")
-        host, port = self._server.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalExchange:
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), _Handler)
-        self._server.exchange = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True, name="local-exchange").start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (requests waiting on a delay are dropped); the state stays."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> LocalExchange:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
         return f"LocalExchange({where}, markets={sorted(self._markets)})"

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from alphatrade_lab.testing._server import LocalHTTPServer
+
 __all__ = ["LocalReceiver", "Received", "Reply"]
 
 
@@ -102,50 +104,22 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_GET = do_PUT = _handle
 
 
-class LocalReceiver:
+class LocalReceiver(LocalHTTPServer):
     """Start with ``with LocalReceiver() as rx:`` (or :meth:`start`); ``rx.url`` is its
     base URL."""
 
+    server_class = _Server
+    handler_class = _Handler
+    owner_attr = "receiver"
+    thread_name = "alerts-receiver"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self._host, self._port = host, port
+        self._init_server(host, port)
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._scripts: dict[str, deque[Reply]] = {}
         self._defaults: dict[str, Reply] = {}
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._count = 0
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the receiver is not running")
-        host, port = self._server.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalReceiver:
-        self._server = _Server((self._host, self._port), _Handler)
-        self._server.receiver = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="alerts-receiver")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests still waiting on a delay are dropped."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> LocalReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # ----------------------------------------------------------- scripting
     def script(self, prefix: str, replies: list[Reply]) -> None:
