@@ -802,22 +802,7 @@ def simulate_signals_1col_nb(close, entries, exits, direction, fees, fixed_fees,
     recorded order's row gets the cash and position right after the fill, from
     which :func:`expand_1col_nb` rebuilds the per-bar outputs.
     """
-    k = close.shape[1]
-    for cc in prange(k):
-        simulate_column_1col_nb(np.int64(cc), close, entries, exits, direction, fees, fixed_fees,
-                                slippage, frac, gran, bar0, cstate, gstate, equity_out,
-                                cash_out, pos_out, orders, o_start, o_count, o_cap, trades,
-                                t_start, t_count, t_cap, fills)
-
-
-@njit(cache=True)
-def simulate_column_1col_nb(c, close, entries, exits, direction, fees, fixed_fees, slippage,
-                            frac, gran, bar0, cstate, gstate, equity_out, cash_out, pos_out,
-                            orders, o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
-                            fills):
-    """Column ``c`` of :func:`simulate_signals_1col_nb` (serial: called directly for a
-    single column, where a parallel region only adds a spinning thread)."""
-    n = close.shape[0]
+    n, k = close.shape
     rec_eq = equity_out.shape[0] > 0
     rec_cash = cash_out.shape[0] > 0
     rec_pos = pos_out.shape[0] > 0
@@ -826,74 +811,76 @@ def simulate_column_1col_nb(c, close, entries, exits, direction, fees, fixed_fee
     xs = np.int64(1 if exits.shape[0] > 1 else 0)
     ec = np.int64(1 if entries.shape[1] > 1 else 0)
     xc = np.int64(1 if exits.shape[1] > 1 else 0)
-    g = c
-    ce = c * ec
-    cx = c * xc
-    # The streaming statistics, kept in locals and advanced by step_stats_nb.
-    (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
-     n_exposed, last_bar) = load_stats_nb(gstate, g)
-    pos = cstate[c, C_POS]
-    val = cstate[c, C_VAL]
-    cash = gstate[g, G_CASH]
-    i = 0
-    while i < n:
-        if pos == 0:
-            # Flat: the value is the cash until the next bar that may open a position.
-            j = _flat_run_end_nb(close, entries, exits, c, ce, cx, es, xs, i, n,
-                                 direction)
-            if j > i:
-                for m in range(i, j):
-                    price = close[m, c]
-                    if not np.isnan(price):
-                        val = price
-                    if rec_eq:
-                        equity_out[m, g] = cash
-                    if rec_cash:
-                        cash_out[m, g] = cash
-                    if rec_pos:
-                        pos_out[m, c] = pos
-                (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
-                 dd_start, n_exposed, last_bar) = _step_flat_nb(
-                    (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
-                     dd_start, n_exposed, last_bar), bar0 + i, bar0 + j - 1, cash)
-                i = j
-                continue
-        bar = bar0 + i
-        price = close[i, c]
-        if not np.isnan(price):
-            val = price
-            e = entries[i * es, ce]
-            x = exits[i * xs, cx]
-            if e != x:
-                action = resolve_action_nb(pos, e, x, direction)
-                if action != A_NONE:
-                    if execute_action_nb(g, c, action, bar, price, fees[c], fixed_fees[c],
-                                         slippage[c], frac[c], gran[c], cstate, gstate,
-                                         orders, o_start, o_count, o_cap, trades, t_start,
-                                         t_count, t_cap):
-                        pos = cstate[c, C_POS]
-                        cash = gstate[g, G_CASH]
-                        if rec_fills and o_count[c] <= o_cap[c]:
-                            row = o_start[c] + o_count[c] - 1
-                            fills[row, F_CASH] = cash
-                            fills[row, F_POS] = pos
-        value = cash
-        if pos != 0:
-            value += pos * val
+    for cc in prange(k):
+        c = np.int64(cc)
+        g = c
+        ce = c * ec
+        cx = c * xc
+        # The streaming statistics, kept in locals and advanced by step_stats_nb.
         (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
-         n_exposed, last_bar) = step_stats_nb(
+         n_exposed, last_bar) = load_stats_nb(gstate, g)
+        pos = cstate[c, C_POS]
+        val = cstate[c, C_VAL]
+        cash = gstate[g, G_CASH]
+        i = 0
+        while i < n:
+            if pos == 0:
+                # Flat: the value is the cash until the next bar that may open a position.
+                j = _flat_run_end_nb(close, entries, exits, c, ce, cx, es, xs, i, n,
+                                     direction)
+                if j > i:
+                    for m in range(i, j):
+                        price = close[m, c]
+                        if not np.isnan(price):
+                            val = price
+                        if rec_eq:
+                            equity_out[m, g] = cash
+                        if rec_cash:
+                            cash_out[m, g] = cash
+                        if rec_pos:
+                            pos_out[m, c] = pos
+                    (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
+                     dd_start, n_exposed, last_bar) = _step_flat_nb(
+                        (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars,
+                         dd_start, n_exposed, last_bar), bar0 + i, bar0 + j - 1, cash)
+                    i = j
+                    continue
+            bar = bar0 + i
+            price = close[i, c]
+            if not np.isnan(price):
+                val = price
+                e = entries[i * es, ce]
+                x = exits[i * xs, cx]
+                if e != x:
+                    action = resolve_action_nb(pos, e, x, direction)
+                    if action != A_NONE:
+                        if execute_action_nb(g, c, action, bar, price, fees[c], fixed_fees[c],
+                                             slippage[c], frac[c], gran[c], cstate, gstate,
+                                             orders, o_start, o_count, o_cap, trades, t_start,
+                                             t_count, t_cap):
+                            pos = cstate[c, C_POS]
+                            cash = gstate[g, G_CASH]
+                            if rec_fills and o_count[c] <= o_cap[c]:
+                                row = o_start[c] + o_count[c] - 1
+                                fills[row, F_CASH] = cash
+                                fills[row, F_POS] = pos
+            value = cash
+            if pos != 0:
+                value += pos * val
             (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
-             n_exposed, last_bar), bar, value, pos != 0)
-        if rec_eq:
-            equity_out[i, g] = value
-        if rec_cash:
-            cash_out[i, g] = cash
-        if rec_pos:
-            pos_out[i, c] = pos
-        i += 1
-    cstate[c, C_VAL] = val
-    store_stats_nb(gstate, g, (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd,
-                               max_dd_bars, dd_start, n_exposed, last_bar))
+             n_exposed, last_bar) = step_stats_nb(
+                (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
+                 n_exposed, last_bar), bar, value, pos != 0)
+            if rec_eq:
+                equity_out[i, g] = value
+            if rec_cash:
+                cash_out[i, g] = cash
+            if rec_pos:
+                pos_out[i, c] = pos
+            i += 1
+        cstate[c, C_VAL] = val
+        store_stats_nb(gstate, g, (prev, nbars, s1, s2, down2, peak, peak_bar, max_dd,
+                                   max_dd_bars, dd_start, n_exposed, last_bar))
 
 
 @njit(cache=True)
@@ -925,31 +912,53 @@ def expand_column_nb(close, c, order_bar, fills, r, r_end, init_cash, equity_out
                      pos_out):
     """:func:`expand_1col_nb` for column ``c`` alone, whose orders are rows ``r:r_end``
     (serial: called directly for a single column, where a parallel region only adds
-    a spinning thread)."""
+    a spinning thread).
+
+    Runs from one order to the next: flat, every bar's value is the cash (a plain
+    fill); in a position, ``cash + pos * last valid close``. An order fills at a valid
+    close, so the last valid close is known from each order's bar on."""
     n = close.shape[0]
     rec_eq, rec_cash, rec_pos = equity_out.shape[0] > 0, cash_out.shape[0] > 0, pos_out.shape[0] > 0
     cash = init_cash
     pos = 0.0
     val = np.nan
-    nxt = np.int64(order_bar[r]) if r < r_end else n
-    for i in range(n):
-        price = close[i, c]
+    i = 0
+    while i < n:
+        nxt = min(np.int64(order_bar[r]), n) if r < r_end else n
+        if rec_eq:
+            if pos == 0:
+                for t in range(i, nxt):
+                    equity_out[t, c] = cash
+            else:
+                for t in range(i, nxt):
+                    price = close[t, c]
+                    if not np.isnan(price):
+                        val = price
+                    equity_out[t, c] = cash + pos * val
+        if rec_cash:
+            for t in range(i, nxt):
+                cash_out[t, c] = cash
+        if rec_pos:
+            for t in range(i, nxt):
+                pos_out[t, c] = pos
+        if nxt >= n:
+            break
+        price = close[nxt, c]
         if not np.isnan(price):
             val = price
-        if i == nxt:
-            cash = fills[r, F_CASH]
-            pos = fills[r, F_POS]
-            r += 1
-            nxt = np.int64(order_bar[r]) if r < r_end else n
+        cash = fills[r, F_CASH]
+        pos = fills[r, F_POS]
+        r += 1
         if rec_eq:
             value = cash
             if pos != 0:
                 value += pos * val
-            equity_out[i, c] = value
+            equity_out[nxt, c] = value
         if rec_cash:
-            cash_out[i, c] = cash
+            cash_out[nxt, c] = cash
         if rec_pos:
-            pos_out[i, c] = pos
+            pos_out[nxt, c] = pos
+        i = nxt + 1
 
 
 @njit(cache=True, parallel=True)

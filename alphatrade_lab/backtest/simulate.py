@@ -55,7 +55,6 @@ from alphatrade_lab.backtest.kernels import (
     count_true_nb,
     expand_1col_nb,
     expand_column_nb,
-    simulate_column_1col_nb,
     simulate_signals_1col_nb,
 )
 from alphatrade_lab.backtest.metrics import (
@@ -146,14 +145,10 @@ def _simulate_signals(close: np.ndarray, e: np.ndarray, x: np.ndarray, open_: np
                       fills: np.ndarray = _NO_FILLS) -> None:
     """Run the signal kernel, or its specialised twin when it gives the same numbers."""
     if _use_fast_path(p, group_start, close.shape[1]):
-        # One column runs serially: a parallel region would only add a spinning thread.
-        args = (close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage, p.frac, p.gran,
-                bar0, cstate, gstate, equity, cash, pos, orders, o_start, o_count, o_cap,
-                trades, t_start, t_count, t_cap, fills)
-        if close.shape[1] == 1:
-            simulate_column_1col_nb(0, *args)
-        else:
-            simulate_signals_1col_nb(*args)
+        simulate_signals_1col_nb(close, e, x, p.direction, p.fees, p.fixed_fees, p.slippage,
+                                 p.frac, p.gran, bar0, cstate, gstate, equity, cash, pos, orders,
+                                 o_start, o_count, o_cap, trades, t_start, t_count, t_cap,
+                                 fills)
         return
     nb.simulate_signals_nb(close, e, x, open_, group_start, p.direction, p.execution, p.fees,
                           p.fixed_fees, p.slippage, p.frac, p.gran, p.sl_stop, p.tp_stop, bar0,
