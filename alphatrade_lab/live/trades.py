@@ -13,13 +13,37 @@ import pandas as pd
 from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.live.orders import Fill
 
-__all__ = ["TradeBook"]
+__all__ = ["KernelRecords", "TradeBook"]
 
 _US = 1000  # the kernel keeps bar numbers as float64: microseconds since the epoch are exact
 
 
 def _bar_number(ts: pd.Timestamp) -> float:
     return float(ts.value // _US)
+
+
+class KernelRecords:
+    """Record buffers for one kernel call on one of ``k`` columns: room for one order
+    record (``orders=True``) and/or one trade record (``trades=True``), every column writing
+    to row 0 (the caller reads the row after the call)."""
+
+    def __init__(self, k: int, *, orders: bool, trades: bool):
+        k = max(k, 1)
+        self.orders = np.zeros((1, backtest_nb.N_ORDER))
+        self.trades = np.zeros((1, backtest_nb.N_TRADE))
+        self.start = np.zeros(k, dtype=np.int64)
+        self.o_count = np.zeros(k, dtype=np.int64)
+        self.t_count = np.zeros(k, dtype=np.int64)
+        self.o_cap = np.full(k, int(orders), dtype=np.int64)
+        self.t_cap = np.full(k, int(trades), dtype=np.int64)
+
+    def args(self, c: int) -> tuple:
+        """The kernel's record arguments (orders, o_start, o_count, o_cap, trades, t_start,
+        t_count, t_cap), column ``c``'s counts reset."""
+        self.o_count[c] = 0
+        self.t_count[c] = 0
+        return (self.orders, self.start, self.o_count, self.o_cap, self.trades, self.start,
+                self.t_count, self.t_cap)
 
 
 class TradeBook:
@@ -31,16 +55,7 @@ class TradeBook:
         self.cstate = np.zeros((0, backtest_nb.N_CSTATE))
         self.gstate = np.zeros((0, backtest_nb.N_GSTATE))
         self.closed: list[list[float]] = []
-        self._buffers(1)
-
-    def _buffers(self, k: int) -> None:
-        self._orders = np.zeros((1, backtest_nb.N_ORDER))
-        self._trades = np.zeros((1, backtest_nb.N_TRADE))
-        self._zeros = np.zeros(k, dtype=np.int64)
-        self._o_count = np.zeros(k, dtype=np.int64)
-        self._t_count = np.zeros(k, dtype=np.int64)
-        self._o_cap = np.zeros(k, dtype=np.int64)
-        self._t_cap = np.ones(k, dtype=np.int64)
+        self._rec = KernelRecords(1, orders=False, trades=True)
 
     def _column(self, symbol: str) -> int:
         c = self._col.get(symbol)
@@ -50,20 +65,18 @@ class TradeBook:
             cs, gs = backtest_nb.init_state_nb(1, 1, np.zeros(1))
             self.cstate = np.vstack([self.cstate, cs])
             self.gstate = np.vstack([self.gstate, gs])
-            self._buffers(len(self.symbols))
+            self._rec = KernelRecords(len(self.symbols), orders=False, trades=True)
         return c
 
     def add(self, fill: Fill, bar_time: pd.Timestamp) -> None:
         """Book ``fill`` (of the bar opened at ``bar_time``)."""
         c = self._column(fill.symbol)
-        self._t_count[c] = 0
         side = 1.0 if fill.side == "buy" else -1.0
+        rec = self._rec
         backtest_nb.on_fill_nb(c, c, _bar_number(bar_time), side, fill.qty, fill.price,
-                               fill.fees, self.cstate, self.gstate, self._orders, self._zeros,
-                               self._o_count, self._o_cap, self._trades, self._zeros,
-                               self._t_count, self._t_cap)
-        if self._t_count[c]:
-            self.closed.append(self._trades[0].tolist())
+                               fill.fees, self.cstate, self.gstate, *rec.args(c))
+        if rec.t_count[c]:
+            self.closed.append(rec.trades[0].tolist())
 
     def mark(self, symbol: str, price: float) -> None:
         """Value ``symbol``'s open trade at ``price`` (the last close)."""

@@ -28,6 +28,7 @@ from alphatrade_lab.live.orders import (
     OrderStatus,
     Position,
 )
+from alphatrade_lab.live.trades import KernelRecords
 
 __all__ = ["PaperBroker"]
 
@@ -100,14 +101,7 @@ class PaperBroker:
 
     # ---------------------------------------------------------------- state
     def _alloc_buffers(self) -> None:
-        k = max(len(self.symbols), 1)
-        self._orders_buf = np.zeros((1, backtest_nb.N_ORDER))
-        self._trades_buf = np.zeros((1, backtest_nb.N_TRADE))
-        self._zeros = np.zeros(k, dtype=np.int64)
-        self._o_count = np.zeros(k, dtype=np.int64)
-        self._t_count = np.zeros(k, dtype=np.int64)
-        self._o_cap = np.ones(k, dtype=np.int64)
-        self._t_cap = np.zeros(k, dtype=np.int64)
+        self._rec = KernelRecords(len(self.symbols), orders=True, trades=False)
 
     def _add(self, symbol: str) -> int:
         c = len(self.symbols)
@@ -178,17 +172,14 @@ class PaperBroker:
 
     def _execute(self, req: OrderRequest, order: Order, price: float) -> Order:
         c = self._col[req.symbol]
-        self._o_count[c] = 0
-        self._t_count[c] = 0
         filled = backtest_nb.execute_action_nb(
             self._group(c), c, int(req.intent), self._bar, price, self.fees, self.fixed_fees,
             self.slippage, req.fraction, self.gran, self.cstate, self.gstate,
-            self._orders_buf, self._zeros, self._o_count, self._o_cap,
-            self._trades_buf, self._zeros, self._t_count, self._t_cap)
+            *self._rec.args(c))
         if not filled:
             order.status, order.reason = OrderStatus.REJECTED, "no size would fill"
             return order
-        row = self._orders_buf[0]
+        row = self._rec.orders[0]
         order.status = OrderStatus.FILLED
         order.filled_qty = float(row[backtest_nb.O_SIZE])
         order.filled_avg_price = float(row[backtest_nb.O_PRICE])
