@@ -4,7 +4,9 @@
 report; ``alphatrade-lab make-sample`` regenerates that sample; ``alphatrade-lab paper``
 replays bars through an exported model on the paper broker, and ``alphatrade-lab live``
 runs the engine a TOML file describes (Ctrl-C stops either cleanly: the bar in hand is
-finished, everything is recorded, and the same ``--run-id`` resumes). ``alphatrade-lab --help``
+finished, everything is recorded, and the same ``--run-id`` resumes); ``alphatrade-lab serve``
+runs the dashboard service (REST, WebSocket, Prometheus metrics) over a lab store.
+``alphatrade-lab --help``
 and ``alphatrade-lab <command> --help`` describe each command and its options.
 """
 
@@ -37,6 +39,11 @@ _PAPER = ("Replay bars (a file, or the embedded sample) through an exported mode
 _LIVE = ("Run the live engine described by a TOML file: broker (paper, Alpaca, a ccxt "
          "exchange; keys from the environment), feed, model, risk limits, store and alerts. "
          "Paper endpoints are the default.")
+
+_SERVE = ("Serve the lab store over HTTP: the REST API (/api, docs at /api/docs), the "
+          "dashboard, live updates on a WebSocket and Prometheus metrics (/metrics), under "
+          "uvicorn. Binding to anything but the loopback needs ALPHATRADE_API_TOKEN in the "
+          "environment; every request must then carry it (Authorization: Bearer <token>).")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +82,49 @@ def _parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live", description=_LIVE, help="run the engine a TOML file describes")
     live.add_argument("--config", required=True,
                       help="the TOML file (see alphatrade_lab.live.config)")
+    serve = sub.add_parser("serve", description=_SERVE,
+                           help="serve the lab store: REST API, dashboard, metrics")
+    serve.add_argument("--store", default="data/lab.duckdb",
+                       help="the lab store, opened read-only (default: data/lab.duckdb)")
+    serve.add_argument("--bundle", default=None,
+                       help="an exported model (.atlb) for POST /api/score and /api/models")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: 127.0.0.1; another needs the token)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin allowed to call the API from a browser (repeatable; "
+                            "default: none)")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Run the service under uvicorn until Ctrl-C (exit code 2 when refused)."""
+    import uvicorn
+    import websockets  # the WebSocket protocol uvicorn runs (ws="websockets")
+
+    from alphatrade_lab.service import create_app
+    from alphatrade_lab.service.security import token_for_host
+
+    try:
+        token = token_for_host(args.host)
+    except ValueError as exc:
+        print(f"alphatrade-lab serve: {exc}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"alphatrade-lab serve: --port must be in 1..65535, got {args.port}",
+              file=sys.stderr)
+        return 2
+    try:
+        app = create_app(args.store, bundle=args.bundle, token=token,
+                         cors_origins=tuple(args.cors_origin))
+    except (OSError, ValueError) as exc:  # no store file, a newer schema, a bad bundle
+        print(f"alphatrade-lab serve: {exc}", file=sys.stderr)
+        return 2
+    print(f"serving {args.store} on http://{args.host}:{args.port} (API docs at /api/docs; "
+          f"token {'required' if token else 'not required: loopback only'}; websockets "
+          f"{websockets.__version__})")
+    uvicorn.run(app, host=args.host, port=args.port, ws="websockets", log_level="info")
+    return 0
 
 
 def _run_engine(engine: Any) -> int:
@@ -132,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             from alphatrade_lab.live.config import build_engine, load_config
 
             return _run_engine(build_engine(load_config(args.config)))
+        elif args.command == "serve":
+            return _serve(args)
     except DataError as exc:
         print(f"alphatrade-lab: {exc}", file=sys.stderr)
         return 2
