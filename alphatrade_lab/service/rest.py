@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, make_dataclass
 from typing import Annotated, Any
@@ -41,7 +42,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from alphatrade_lab.errors import DataError
+from alphatrade_lab.errors import DataError, RepairWarning
 from alphatrade_lab.store.schema import TABLES
 
 __all__ = ["MAX_BODY_BYTES", "MAX_LIMIT", "router", "setup"]
@@ -552,7 +553,9 @@ def score(request: Request, body: ScoreRequest) -> dict[str, Any]:
     raw = pd.DataFrame({k: [getattr(b, k) for b in body.bars] for k in
                         ("timestamp", "symbol", "open", "high", "low", "close", "volume")})
     try:
-        bars = validate(raw, source="request body, bars", sort=True)
+        with warnings.catch_warnings():  # rows in any order are fine: not worth a warning
+            warnings.filterwarnings("ignore", "request body, bars: sorted by", RepairWarning)
+            bars = validate(raw, source="request body, bars", sort=True)
         X = technical(bars, bundle.spec)
         _, missing, _ = bundle.column_plan([c for c in X.columns
                                             if c not in ("timestamp", "symbol")])
