@@ -203,6 +203,10 @@ def test_equity_full_is_every_row_and_downsampled_keeps_extremes(app, lab):
     whole = get(app, "/api/runs/paper1/equity").json()  # fewer rows than points: all
     assert whole["downsampled"] is False
     assert sum(len(s["equity"]) for s in whole["series"]) == len(eq)
+    n = eq.groupby("portfolio").size().max()  # as many points as rows: still all
+    exact = get(app, "/api/runs/paper1/equity", params={"points": int(n)}).json()
+    assert exact["downsampled"] is False
+    assert sum(len(s["equity"]) for s in exact["series"]) == len(eq)
     one = get(app, "/api/runs/paper1/equity", params={"portfolio": "AAA"}).json()
     assert [s["portfolio"] for s in one["series"]] == ["AAA"]
 
@@ -223,12 +227,41 @@ def test_downsampling_equals_a_pandas_min_max_per_bucket():
     s = body["series"][0]
     assert s["rows"] == n and len(s["equity"]) <= 200 and 1.0 in s["equity"]
     ns = t.asi8 // 1000
-    bucket = np.minimum((ns - ns[0]) * 100 // (ns[-1] - ns[0]), 99)
+    bucket = np.minimum(np.floor((ns - ns[0]) * (100 / (ns[-1] - ns[0]))), 99)
     g = pd.Series(eq).groupby(bucket)
     want = pd.Series(eq[np.union1d(g.idxmin(), g.idxmax())],
                      index=t[np.union1d(g.idxmin(), g.idxmax())])
     got = pd.Series(s["equity"], index=pd.to_datetime(s["timestamp"], utc=True))
     pd.testing.assert_series_equal(got, want, check_names=False, check_freq=False)
+
+
+@pytest.mark.slow
+def test_equity_of_a_million_row_run_answers_in_under_200_ms():
+    rng = np.random.default_rng(1)
+    n = 500_000
+    t = pd.date_range("2020-01-01", periods=n, freq="1min", tz="UTC")
+    store = atl.store.LabStore(":memory:")
+    store.record_run("paper", run_id="big")
+    store.record_live("big", equity=pd.concat([pd.DataFrame({
+        "timestamp": t, "portfolio": p, "equity": 100 + np.cumsum(rng.normal(0, .01, n)),
+        "cash": np.nan}) for p in ("A", "B")], ignore_index=True))
+    app = create_app(store)
+
+    async def timed():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://testserver") as client:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                r = await client.get("/api/runs/big/equity")
+                times.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+            return min(times), r.json()
+
+    best, body = asyncio.run(timed())
+    assert [s["rows"] for s in body["series"]] == [n, n]
+    assert all(len(s["equity"]) <= 2000 for s in body["series"])
+    assert best < 0.2, f"best of 5: {best * 1e3:.0f} ms"
 
 
 def test_positions_are_the_latest_per_run_and_symbol(app, lab):

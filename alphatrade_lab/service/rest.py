@@ -6,10 +6,10 @@ numbers are ``null``. Lists are paginated with ``limit`` and ``offset`` and answ
 ``total``. Query-string values are untrusted: they are validated (ranges, lengths) and only
 ever bound as SQL parameters.
 
-``GET /api/runs/{run_id}/equity`` is downsampled in DuckDB by default: each portfolio's time
-span is cut into ``points // 2`` equal buckets and each bucket keeps its lowest and its
-highest equity (so drawdowns and peaks stay visible), at most ``points`` rows a portfolio;
-``full=true`` gives every row.
+``GET /api/runs/{run_id}/equity`` is downsampled in DuckDB by default: the run's time span
+is cut into ``points // 2`` equal buckets and in each bucket every portfolio keeps its rows
+of lowest and of highest equity (so drawdowns and peaks stay visible): at most ``points``
+rows a portfolio, every row of a portfolio that has no more; ``full=true`` gives every row.
 
 ``POST /api/score`` takes long-form bars (JSON rows), computes the bundle's technical
 features (:func:`alphatrade_lab.features.technical` with the bundle's feature spec), aligns
@@ -294,13 +294,14 @@ def _page(store: Any, table: str, where: dict[str, Any], order: str, limit: int,
 
 
 def _require_run(store: Any, run_id: str) -> None:
-    known = store.query("SELECT count(*) AS n FROM runs WHERE run_id = ?", [run_id])
-    if not int(known["n"].iloc[0]):
-        # a run recorded by a live engine may have rows before (or without) its runs row
-        live = store.query("SELECT (SELECT count(*) FROM equity WHERE run_id = $r) + "
-                           "(SELECT count(*) FROM orders WHERE run_id = $r) AS n", {"r": run_id})
-        if not int(live["n"].iloc[0]):
-            raise HTTPException(404, f"no run {run_id!r} in the store")
+    """404 unless the store knows ``run_id`` (a live engine's rows may come before, or
+    without, its ``runs`` row)."""
+    known = store.query("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $r) "
+                        "OR EXISTS (SELECT 1 FROM equity WHERE run_id = $r) "
+                        "OR EXISTS (SELECT 1 FROM orders WHERE run_id = $r) AS known",
+                        {"r": run_id})
+    if not bool(known["known"].iloc[0]):
+        raise HTTPException(404, f"no run {run_id!r} in the store")
 
 
 def setup(app: Any) -> None:
@@ -380,25 +381,20 @@ def run_summary(request: Request, run_id: RunId) -> dict[str, Any]:
             "counts": {t: int(n) for t, n in zip(counts["t"], counts["n"], strict=True)}}
 
 
-_EQUITY_DOWNSAMPLED = """
+# per portfolio and time bucket of the run's span (its ends come from DuckDB's row-group
+# statistics), the rows of lowest and highest equity, in one pass; doubles: no overflow
+_EQUITY_BUCKETS = """
 WITH span AS (
-    SELECT portfolio, epoch_us(min("timestamp")) AS t0, count(*) AS n,
-           greatest(epoch_us(max("timestamp")) - epoch_us(min("timestamp")), 1) AS width
+    SELECT epoch_us(min("timestamp")) AS t0, $buckets / greatest(
+               epoch_us(max("timestamp")) - epoch_us(min("timestamp")), 1)::DOUBLE AS scale
     FROM equity WHERE run_id = $run AND ($portfolio IS NULL OR portfolio = $portfolio)
-    GROUP BY portfolio
-), g AS (
-    SELECT e.portfolio, least((epoch_us(e."timestamp") - span.t0) * $buckets // span.width,
-                              $buckets - 1) AS bucket, any_value(span.n) AS n,
-           arg_min(e."timestamp", e.equity) AS t_lo, min(e.equity) AS lo,
-           arg_max(e."timestamp", e.equity) AS t_hi, max(e.equity) AS hi
-    FROM equity e JOIN span ON e.portfolio = span.portfolio
-    WHERE e.run_id = $run AND ($portfolio IS NULL OR e.portfolio = $portfolio)
-    GROUP BY e.portfolio, bucket
 )
-SELECT portfolio, n, t_lo AS "timestamp", lo AS equity FROM g
-UNION
-SELECT portfolio, n, t_hi AS "timestamp", hi AS equity FROM g
-ORDER BY portfolio, "timestamp"
+SELECT portfolio, least(CAST(floor((epoch_us("timestamp") - span.t0) * span.scale) AS BIGINT),
+                        $buckets - 1) AS bucket, count(*) AS n,
+       arg_min("timestamp", equity) AS t_lo, min(equity) AS lo,
+       arg_max("timestamp", equity) AS t_hi, max(equity) AS hi
+FROM equity, span WHERE run_id = $run AND ($portfolio IS NULL OR portfolio = $portfolio)
+GROUP BY portfolio, bucket
 """
 
 # every row, the JSON arrays built by DuckDB (a million Python objects would cost seconds)
@@ -419,27 +415,37 @@ def run_equity(request: Request, run_id: RunId,
                                             "portfolio when downsampled")] = 2000,
                full: Annotated[bool, Query(description="every row (no downsampling)")] = False,
                portfolio: Text = None) -> Any:
-    """A run's equity per portfolio. By default at most ``points`` rows a portfolio: its
-    time span in ``points // 2`` buckets, each keeping its lowest and highest equity
-    (computed in DuckDB); a portfolio with fewer rows comes whole. ``full=true``: every
-    row. 404 for an unknown run."""
+    """A run's equity per portfolio. By default at most ``points`` rows a portfolio: the
+    run's time span in ``points // 2`` buckets, each keeping a portfolio's rows of lowest
+    and highest equity (computed in DuckDB); a portfolio with no more rows comes whole.
+    ``full=true``: every row. 404 for an unknown run."""
     store = _state(request).store
-    _require_run(store, run_id)
     params = {"run": run_id, "portfolio": portfolio}
     if full:  # up to millions of values: the JSON text comes from DuckDB, not validated
         frame = store.query(_EQUITY_FULL, params)
+        if not len(frame):
+            _require_run(store, run_id)
         parts = [f'{{"portfolio":{json.dumps(str(name))},"rows":{int(n)},'
                  f'"timestamp":{ts},"equity":{eq}}}' for name, n, ts, eq in zip(
                      frame["portfolio"], frame["n"], frame["ts"], frame["eq"], strict=True)]
         return Response(f'{{"run_id":{json.dumps(run_id)},"downsampled":false,'
                         f'"points":{points},"series":[{",".join(parts)}]}}',
                         media_type="application/json")
-    frame = store.query(_EQUITY_DOWNSAMPLED, params | {"buckets": points // 2})
+    g = store.query(_EQUITY_BUCKETS, params | {"buckets": points // 2})
+    if not len(g):
+        _require_run(store, run_id)
     series: list[dict[str, Any]] = []
-    for name, part in frame.groupby("portfolio", sort=True):
-        eq = part["equity"].to_numpy(dtype=np.float64)
-        series.append({"portfolio": str(name), "rows": int(part["n"].iloc[0]),
-                       "timestamp": _iso(part["timestamp"]),
+    for name, part in g.groupby("portfolio", sort=True):
+        pts = pd.concat([pd.DataFrame({"t": part["t_lo"], "v": part["lo"]}),
+                         pd.DataFrame({"t": part["t_hi"], "v": part["hi"]})])
+        pts = pts.drop_duplicates("t").sort_values("t", kind="stable")
+        rows = int(part["n"].sum())
+        if len(pts) < rows <= points:  # few rows, some sharing a bucket: all of them
+            pts = store.query('SELECT "timestamp" AS t, equity AS v FROM equity WHERE '
+                              'run_id = ? AND portfolio = ? ORDER BY "timestamp"',
+                              [run_id, str(name)])
+        eq = pts["v"].to_numpy(dtype=np.float64)
+        series.append({"portfolio": str(name), "rows": rows, "timestamp": _iso(pts["t"]),
                        "equity": [v if math.isfinite(v) else None for v in eq.tolist()]})
     return {"run_id": run_id, "downsampled": any(s["rows"] > len(s["equity"]) for s in series),
             "points": points, "series": series}
