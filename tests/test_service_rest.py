@@ -498,6 +498,22 @@ def test_metrics_move_with_bus_events(lab):
     assert "alphatrade_bars_total 0.0" in get(other, "/metrics").text
 
 
+def test_metrics_export_an_alert_managers_counts():
+    from alphatrade_lab.alerts import AlertManager, LogAlerter
+
+    app = create_app(atl.store.LabStore(":memory:"))
+    manager = AlertManager([LogAlerter()])
+    try:
+        app.state.lab.extra["metrics"].alert_manager = manager
+        assert manager.send("warning", "disk", "almost full").ok
+        lines = get(app, "/metrics").text.splitlines()
+        assert "alphatrade_alert_manager_sent_total 1.0" in lines
+        assert any(line.startswith("alphatrade_alert_manager_failed_total{sink=")
+                   and line.endswith(" 0.0") for line in lines)
+    finally:
+        manager.close()
+
+
 def test_metrics_callback_is_thread_safe():
     bus = EventBus()
     m = create_app(atl.store.LabStore(":memory:"), bus).state.lab.extra["metrics"]
@@ -574,6 +590,41 @@ def test_serve_refuses_a_public_host_without_a_token(monkeypatch, tmp_path, caps
     assert "ALPHATRADE_API_TOKEN" in capsys.readouterr().err
     assert main(["serve", "--store", str(tmp_path / "none.duckdb")]) == 2
     assert "no lab store" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_command_runs_the_service(tmp_path):
+    """`alphatrade-lab serve` in a subprocess: health open, the API behind the token."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "lab.duckdb"
+    with atl.store.LabStore(path) as store:
+        store.record_run("paper", run_id="r1")
+    port = _free_port()
+    env = {**os.environ, "ALPHATRADE_API_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "alphatrade_lab.cli", "serve", "--store",
+                             str(path), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{url}/api/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        assert health.json()["store"] == str(path)
+        assert httpx.get(f"{url}/api/runs").status_code == 401
+        runs = httpx.get(f"{url}/api/runs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert [r["run_id"] for r in runs.json()["rows"]] == ["r1"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert TOKEN not in out and "token required" in out
 
 
 # ----------------------------------------------------------------- fuzzing

@@ -19,10 +19,11 @@ Metrics (prefix ``alphatrade_``):
 ``equity``, ``equity_peak``            last total equity and its running peak
 ``drawdown``                           ``1 - equity / peak`` (0 at a new high)
 ``alerts_total{level}``                alerts raised ("alert" events)
-``alerts_sent_total``                  alerts delivered by every sink (an event with
-                                       ``delivered``/``failed`` lists, or an AlertManager's
-                                       counts)
-``alerts_failed_total``                alerts at least one sink failed to deliver
+``alerts_sent_total``                  "alert" events that say they were delivered
+                                       (a ``delivered`` key and no ``failed`` one)
+``alerts_failed_total``                "alert" events with a non-empty ``failed``
+``alert_manager_sent_total``,          an AlertManager's own counts, read at scrape time
+``alert_manager_failed_total{sink}``   (set ``metrics.alert_manager = manager``)
 ``drift_breaches_total``               drift events that drifted (``drifted`` not False)
 ``risk_events_total``                  risk breaches and blocked orders
 ``feed_events_total{kind}``            feed events (gap, duplicate, rejected, ...)
