@@ -70,9 +70,9 @@ class ReplayFeed:
     Examples
     --------
     >>> import alphatrade_lab as atl
-    >>> feed = ReplayFeed(atl.data.load_sample(["AAA", "BBB"]).head(4))
-    >>> [(b.symbol, b.timestamp.minute) for b in feed][:3]
-    [('AAA', 0), ('BBB', 0), ('AAA', 1)]
+    >>> feed = ReplayFeed(atl.data.load_sample(["AAA", "BBB"]).groupby("symbol").head(2))
+    >>> [(b.symbol, b.timestamp.minute) for b in feed]
+    [('AAA', 0), ('BBB', 0), ('AAA', 1), ('BBB', 1)]
     """
 
     def __init__(self, bars: pd.DataFrame | str | Path, *, speed: float | None = None,
