@@ -210,11 +210,12 @@ def _page(base: str):
                                     args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            log: dict[str, list[str]] = {"errors": [], "requests": []}
+            log: dict[str, list[str]] = {"errors": [], "requests": [], "sockets": []}
             page.on("console", lambda m: log["errors"].append(f"console: {m.text}")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e: log["errors"].append(f"pageerror: {e}"))
             page.on("request", lambda r: log["requests"].append(r.url))
+            page.on("websocket", lambda w: log["sockets"].append(w.url))
             yield page, log
         finally:
             browser.close()
@@ -225,7 +226,7 @@ def _plotted(page) -> dict[str, int]:
     return page.evaluate("""() => Object.fromEntries(
         Array.from(document.querySelectorAll('.chart')).map(el => [el.id,
           el.classList.contains('js-plotly-plot') && el.querySelector('svg.main-svg')
-            ? el.querySelectorAll('.plot path, .heatmaplayer image, .hm image').length : -1]))""")
+            ? el.querySelectorAll('.scatterlayer .trace path, .heatmaplayer image').length : -1]))""")
 
 
 @pytest.mark.slow
@@ -248,6 +249,24 @@ def test_dashboard_in_headless_chromium(tmp_path):
         fills = store.fills(run_id)
         n_rows = page.eval_on_selector_all("#trades tbody tr[data-order]", "els => els.length")
         assert n_rows == min(len(fills), 200) and len(fills) > 5
+        # each sell's P&L: what it sold, less what the buy it closes cost, fees of both sides
+        f = fills.sort_values(["bar_time", "timestamp"]).reset_index(drop=True)
+        expected = {}
+        for _, part in f.groupby("symbol"):
+            cost = 0.0
+            for row in part.itertuples():
+                if row.side == "buy":
+                    cost = row.qty * row.price + row.fees
+                else:
+                    expected[row.client_order_id] = row.qty * row.price - row.fees - cost
+        shown_pnl = dict(page.eval_on_selector_all(
+            "#trades tbody tr[data-order]",
+            "els => els.map(e => [e.dataset.order, e.cells[6].textContent])"))
+        got = {k: shown_pnl[k] for k in expected if k in shown_pnl}
+        assert len(got) > 10
+        for k, text in got.items():
+            assert float(text.replace(",", "")) == pytest.approx(expected[k], abs=1e-4), k
+        assert all(shown_pnl[k] == "" for k in shown_pnl if k not in expected)  # buys open
         plotted = _plotted(page)
         assert set(plotted) == {"chart-equity", "chart-price", "chart-drift", "chart-model"}
         assert all(n > 0 for n in plotted.values()), plotted
@@ -330,7 +349,10 @@ def test_dashboard_reconnects_and_resumes_with_a_token():
         page.wait_for_selector("#ws-status[data-state='live']", timeout=5_000)
         ids = page.eval_on_selector_all("#trades tbody tr", "els => els.map(e => e.dataset.order)")
         assert ids == ["f-2", "f-1"]  # each once
-        ws_urls = [u for u in log["requests"] if "/ws" in u]
         assert not log["errors"], log["errors"]
         assert all(u.startswith(base) for u in log["requests"])
-        assert ws_urls == [] or all("token=" in u for u in ws_urls)
+        ws_base = base.replace("http://", "ws://") + "/ws?"
+        main = [u for u in log["sockets"] if "topics=" not in u]
+        assert len(main) == 2 and all(u.startswith(ws_base) for u in log["sockets"])
+        assert all(f"token={token}" in u for u in log["sockets"])
+        assert "since=" not in main[0] and re.search(r"since=[1-9]", main[1])

@@ -144,9 +144,13 @@
     if (series.size > MAX_POINTS) series.delete(series.keys().next().value);
   }
 
+  function fillKey(f) {
+    return f.client_order_id || [f.symbol, f.side, f.timestamp, f.qty, f.price].join("|");
+  }
+
   function addFill(f) {
     if (!f || !f.symbol) return false;
-    const key = f.client_order_id || [f.symbol, f.side, f.timestamp, f.qty, f.price].join("|");
+    const key = fillKey(f);
     const isNew = !state.fills.has(key);
     state.fills.set(key, f);
     return isNew;
@@ -154,7 +158,13 @@
 
   function setPosition(p) {
     if (!p || !p.symbol) return;
-    state.positions.set(p.symbol, { qty: Number(p.qty), price: p.price, timestamp: p.timestamp });
+    const prev = state.positions.get(p.symbol);
+    let price = p.price;
+    if (price === null || price === undefined) {
+      const series = state.prices.get(p.symbol);
+      price = series && series.size ? Array.from(series.values()).pop() : (prev ? prev.price : null);
+    }
+    state.positions.set(p.symbol, { qty: Number(p.qty), price, timestamp: p.timestamp });
   }
 
   function addAlert(a) {
@@ -263,11 +273,42 @@
     tbody.replaceChildren(tr);
   }
 
+  // each fill that reduces a position gets the realised P&L of what it closes (average cost,
+  // fees of both sides included); recomputed from all fills in time order
+  function fillPnl() {
+    const out = new Map();
+    const book = new Map();  // symbol -> {qty, cost} (cost: signed, fees included)
+    const fills = Array.from(state.fills.entries()).sort((a, b) =>
+      (ts(a[1].bar_time || a[1].timestamp) || "").localeCompare(ts(b[1].bar_time || b[1].timestamp) || ""));
+    for (const [key, f] of fills) {
+      const q = Number(f.qty) * (String(f.side).toLowerCase() === "sell" ? -1 : 1);
+      const price = Number(f.price), fees = Number(f.fees) || 0;
+      if (!isFinite(q) || !isFinite(price) || q === 0) continue;
+      const b = book.get(f.symbol) || { qty: 0, cost: 0 };
+      if (b.qty !== 0 && Math.sign(q) !== Math.sign(b.qty)) {
+        const closed = Math.min(Math.abs(q), Math.abs(b.qty)) * Math.sign(b.qty);
+        const avg = b.cost / b.qty;
+        const share = Math.abs(closed / q);
+        out.set(key, closed * (price - avg) - fees * share);
+        b.cost -= avg * closed; b.qty -= closed;
+        const rest = q + closed;  // a flip opens the other side with what is left
+        if (Math.abs(rest) > 1e-12) { b.qty += rest; b.cost += rest * price + fees * (1 - share); }
+        if (Math.abs(b.qty) < 1e-12) { b.qty = 0; b.cost = 0; }
+      } else {
+        b.qty += q; b.cost += q * price + fees * Math.sign(q);
+      }
+      book.set(f.symbol, b);
+    }
+    return out;
+  }
+
   function tradeRows() {
+    const pnl = fillPnl();
     const rows = [];
     for (const f of state.fills.values()) {
       rows.push({ time: f.bar_time || f.timestamp, symbol: f.symbol, side: String(f.side || ""),
-        qty: f.qty, price: f.price, fees: f.fees, pnl: f.pnl, key: f.client_order_id || "" });
+        qty: f.qty, price: f.price, fees: f.fees, key: f.client_order_id || "",
+        pnl: f.pnl !== undefined && f.pnl !== null ? f.pnl : pnl.get(fillKey(f)) });
     }
     for (const t of state.trades) {
       rows.push({ time: t.exit_time || t.entry_time, symbol: t.symbol, side: String(t.side || ""),
@@ -365,8 +406,10 @@
     // mean confidence of the last 50 signals
     const closed = state.trades.filter((t) => t.exit_time && t.pnl !== null && t.pnl !== undefined)
       .map((t) => [ts(t.exit_time), Number(t.pnl) > 0 ? 1 : 0]);
+    const pnl = fillPnl();
     for (const f of state.fills.values()) {
-      if (f.pnl !== undefined && f.pnl !== null) closed.push([ts(f.bar_time || f.timestamp), Number(f.pnl) > 0 ? 1 : 0]);
+      const v = f.pnl !== undefined && f.pnl !== null ? f.pnl : pnl.get(fillKey(f));
+      if (v !== undefined) closed.push([ts(f.bar_time || f.timestamp), Number(v) > 0 ? 1 : 0]);
     }
     closed.sort((a, b) => (a[0] < b[0] ? -1 : 1));
     const sig = state.signals.filter((s) => s.confidence !== null && s.confidence !== undefined)
@@ -504,6 +547,36 @@
     }
   }
 
+  // the live run's recent bars: the bus keeps its last events, so a short-lived second
+  // socket asks for the "bar" topic since a few thousand events back and closes when done
+  function loadBarHistory(seq) {
+    if (!(seq > 0) || state.barHistoryLoaded) return;
+    state.barHistoryLoaded = true;
+    const q = new URLSearchParams({ topics: "bar", since: String(Math.max(0, seq - 9000)) });
+    if (TOKEN) q.set("token", TOKEN);
+    const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(proto + "//" + window.location.host + "/ws?" + q);
+    let expected = null, got = 0;
+    const done = () => { try { ws.close(1000); } catch (err) { /* closed */ } scheduleCharts(); };
+    ws.onmessage = (e) => {
+      let msg;
+      try { msg = JSON.parse(e.data); } catch (err) { return; }
+      for (const m of Array.isArray(msg) ? msg : [msg]) {
+        if (!m || typeof m !== "object") continue;
+        if (m.type === "resume") expected = Number(m.count);
+        else if (m.type === "snapshot") { if (m.bar) applyEvent({ topic: "bar", data: m.bar }); done(); return; }
+        else if (m.type === "event" && m.topic === "bar") {
+          if (state.run === LIVE) applyEvent({ topic: "bar", data: m.data });  // seq: the main socket's
+          got += 1;
+          if (Number(m.seq) >= seq) { done(); return; }
+        }
+      }
+      if (expected !== null && got >= expected) done();
+    };
+    ws.onerror = () => { /* onclose */ };
+    setTimeout(done, 10000);
+  }
+
   function applySnapshot(s) {
     const newKeys = new Set();
     for (const key of ["fills", "trades"]) {
@@ -517,7 +590,9 @@
     else applyEquityRows(rowsOf(s.equity));
     for (const a of rowsOf(s.alerts)) { a._live = true; addAlert(a); }
     for (const ev of rowsOf(s.events)) applyEvent(ev, newKeys);
-    if (s.run_id && !state.liveRun) state.liveRun = s.run_id;
+    if (s.bar && typeof s.bar === "object") applyEvent({ topic: "bar", data: s.bar });
+    const runId = s.run_id || (s.status && s.status.run_id);
+    if (runId && !state.liveRun) state.liveRun = runId;
   }
 
   function handleMessage(msg) {
@@ -530,6 +605,7 @@
         if (state.run === LIVE) applySnapshot(m.data && typeof m.data === "object" ? Object.assign({}, m, m.data) : m);
         const seq = Number(m.seq);
         if (isFinite(seq) && seq > state.lastSeq) state.lastSeq = seq;
+        if (state.run === LIVE) loadBarHistory(seq);
       } else if (type === "error") {
         console.warn("dashboard: server says", m.detail || m);
       } else if (Array.isArray(m.events)) {
