@@ -28,7 +28,6 @@ WebSocket (``/ws``); a token given to the page as ``?token=`` is passed on to bo
 from __future__ import annotations
 
 import html
-import importlib.util
 from pathlib import Path
 from urllib.parse import quote
 
@@ -70,10 +69,9 @@ def plotly_js_path() -> Path:
     >>> plotly_js_path().name
     'plotly.min.js'
     """
-    spec = importlib.util.find_spec("plotly")  # located, not imported (it is large)
-    origin = spec.origin if spec is not None else None
-    path = (Path(origin).resolve().parent if origin else Path("plotly")) / "package_data" \
-        / "plotly.min.js"
+    import plotly  # type: ignore[import-untyped]  # (a runtime dependency: its plotly.js)
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
     if not path.is_file():
         raise FileNotFoundError(f"plotly.js not found at {path}: the dashboard needs the "
                                 "'plotly' package with its bundled package_data/plotly.min.js")
