@@ -23,12 +23,15 @@ from alphatrade_lab.service import create_app
 from alphatrade_lab.service.ws import WebSocketHub, hub_for
 from alphatrade_lab.store import LabStore
 
+WS_IMPL = "websockets"  # what `alphatrade-lab serve` runs; tests taking `impl` run both
+IMPLS = ["websockets", "websockets-sansio"]
+
 
 @contextlib.contextmanager
-def serve(app) -> Iterator[str]:
+def serve(app, impl: str | None = None) -> Iterator[str]:
     """``app`` under uvicorn on a free port of 127.0.0.1; yields ``ws://host:port``."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           ws=WS_IMPL))
+                                           ws=impl or WS_IMPL))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -48,13 +51,18 @@ def bus() -> EventBus:
     return EventBus()
 
 
+@pytest.fixture(params=IMPLS)
+def impl(request) -> str:
+    """uvicorn's WebSocket implementation: the legacy one `serve` uses and the default."""
+    return request.param
+
+
 @pytest.fixture()
-def url(bus) -> Iterator[str]:
-    with serve(create_app(LabStore(":memory:"), bus)) as base:
+def url(bus, impl) -> Iterator[str]:
+    with serve(create_app(LabStore(":memory:"), bus), impl) as base:
         yield base + "/ws"
 
 
-WS_IMPL = "websockets"
 _PENDING: dict[int, list] = {}  # messages of a batch not yet taken, per connection
 
 
@@ -118,6 +126,34 @@ def test_snapshot_then_every_delta_in_order(bus, url):
     assert all(m["topic"] == by_seq[m["seq"]].topic and m["data"]["i"] ==
                by_seq[m["seq"]].data["i"] for m in got)
     assert all(abs(m["time"] - by_seq[m["seq"]].time) < 1e-6 for m in got)
+
+
+def test_publishers_on_several_threads_still_give_one_order(bus, url):
+    with connect(url + "?topics=fill") as ws:
+        take(ws, 1)
+        seqs: list[int] = []
+        lock = threading.Lock()
+
+        def publish(k):
+            for i in range(300):
+                e = bus.publish("fill", {"k": k, "i": i})
+                with lock:
+                    seqs.append(e.seq)
+
+        threads = [threading.Thread(target=publish, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = [m["seq"] for m in take(ws, len(seqs))]
+    assert got == sorted(seqs)
+
+
+def test_a_burst_beyond_the_queue_reaches_a_client_that_keeps_up(bus, url):
+    with connect(url + "?topics=fill") as ws:
+        take(ws, 1)
+        seqs = [bus.publish("fill", {"i": i}).seq for i in range(3500)]  # queue: 1,000
+        assert [m["seq"] for m in take(ws, len(seqs))] == seqs
 
 
 def test_subscribe_message_replaces_topics(bus, url):
@@ -210,11 +246,11 @@ def test_equity_conflated_for_a_client_that_lags(bus):
 
 
 @pytest.mark.slow
-def test_slow_client_disconnected_while_a_fast_one_gets_everything(bus):
+def test_slow_client_disconnected_while_a_fast_one_gets_everything(bus, impl):
     app = create_app(LabStore(":memory:"), bus)
     app.state.lab.extra["ws"] = WebSocketHub(bus, queue_size=200)
     n = 2000
-    with serve(app) as base:
+    with serve(app, impl) as base:
         host, port = base.split("//")[1].split(":")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
