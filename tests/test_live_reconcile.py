@@ -101,3 +101,18 @@ def test_rejections_are_alerted_through_a_real_sink(bars):
     assert len(rejected) >= 3 and result.bars == len(bars)
     titles = [str(g) for g in got]
     assert sum("order rejected" in t for t in titles) == len(rejected)
+
+
+def test_reconciliation_is_stored_and_replaced(bars, backtest):
+    store = atl.store.LabStore(":memory:")
+    engine = Engine(ReplayFeed(bars), SignalStrategy(cross, 13),
+                    PaperBroker(fees=0.002, slippage=0.001), store=store, run_id="rec")
+    result = engine.run()
+    rec = reconcile("rec", backtest, store=store, record=True)
+    stored = store.reconciliation("rec")
+    assert len(stored) == len(rec.differences) > 0
+    assert sorted(stored["kind"].unique()) == ["fees", "fill_price", "size"]
+    np.testing.assert_allclose(stored["value"].to_numpy(), rec.differences["value"].to_numpy())
+    assert reconcile(result, backtest).differences.shape == rec.differences.shape
+    reconcile("rec", backtest, store=store, record=True)  # again: replaced, not doubled
+    assert len(store.reconciliation("rec")) == len(stored)

@@ -43,6 +43,8 @@ REQUIRED = {
     "positions": {"run_id", "timestamp", "symbol", "qty", "price"},
     "feed_events": {"run_id", "timestamp", "received_at", "symbol", "kind", "detail"},
     "live_state": {"run_id", "updated_at", "last_bar_time", "state"},
+    "reconciliation": {"run_id", "symbol", "kind", "backtest_time", "live_time", "value",
+                       "impact", "detail"},
 }
 
 

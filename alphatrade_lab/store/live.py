@@ -341,6 +341,22 @@ class LiveTables:
                 out["live_state"] = self._write_state(con, run_id, now, last, text)
         return out
 
+    def record_reconciliation(self, run_id: str, differences: pd.DataFrame) -> int:
+        """Store a run's reconciliation (:func:`alphatrade_lab.live.reconcile`), replacing
+        its earlier rows in one transaction. Returns the rows written."""
+        rows = _own_rows("reconciliation", differences, run_id)
+        with self._transaction() as con:
+            if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
+                raise DataError(f"record_reconciliation: run_id {run_id!r} is not in runs")
+            con.execute("DELETE FROM reconciliation WHERE run_id = ?", [run_id])
+            if rows.num_rows:
+                self._insert_live(con, "reconciliation", _full("reconciliation", rows))
+        return rows.num_rows
+
+    def reconciliation(self, run_id: Any = None, *, kind: Any = None) -> pd.DataFrame:
+        """A run's stored reconciliation differences (see :meth:`record_reconciliation`)."""
+        return self._select("reconciliation", None, run_id=run_id, kind=kind)
+
     # ----------------------------------------------------------- readers
     def orders(self, run_id: Any = None, *, status: Any = None,
                symbol: Any = None) -> pd.DataFrame:

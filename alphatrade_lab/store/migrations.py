@@ -21,8 +21,9 @@ History
    ``model_performance`` gains ``run_id``; new tables ``drift_stats`` and ``alerts``.
 3. Live trading: new tables ``orders`` (primary key ``(run_id, client_order_id)``: a
    later row of an order replaces the earlier one), ``fills``, ``equity``, ``positions``,
-   ``feed_events`` and ``live_state`` (primary key ``run_id``: the engine's resume state),
-   kept literally in :data:`V3_SQL`. No existing table changes.
+   ``feed_events``, ``live_state`` (primary key ``run_id``: the engine's resume state) and
+   ``reconciliation`` (a run's differences from its backtest), kept literally in
+   :data:`V3_SQL`. No existing table changes.
 
 Every step is plain SQL (``ALTER TABLE ... ADD COLUMN``, ``UPDATE``, ``CREATE TABLE``)
 that PostgreSQL runs unchanged.
@@ -186,6 +187,19 @@ V3_SQL: tuple[str, ...] = (
     updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
     last_bar_time TIMESTAMP WITH TIME ZONE,
     state JSON
+)""",
+    """CREATE TABLE reconciliation (
+    run_id VARCHAR NOT NULL,
+    symbol VARCHAR,
+    kind VARCHAR NOT NULL,
+    backtest_time TIMESTAMP WITH TIME ZONE,
+    live_time TIMESTAMP WITH TIME ZONE,
+    side VARCHAR,
+    backtest_value DOUBLE PRECISION,
+    live_value DOUBLE PRECISION,
+    value DOUBLE PRECISION,
+    impact DOUBLE PRECISION,
+    detail VARCHAR
 )""",
 )
 

@@ -216,6 +216,19 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("last_bar_time", TS, "ts"),
         _c("state", "JSON", "json"),
     ),
+    "reconciliation": (
+        _c("run_id", "VARCHAR", "str", False),
+        _c("symbol", "VARCHAR", "str"),
+        _c("kind", "VARCHAR", "str", False),
+        _c("backtest_time", TS, "ts"),
+        _c("live_time", TS, "ts"),
+        _c("side", "VARCHAR", "str"),
+        _c("backtest_value", F, "float"),
+        _c("live_value", F, "float"),
+        _c("value", F, "float"),
+        _c("impact", F, "float"),
+        _c("detail", "VARCHAR", "str"),
+    ),
 }
 
 #: Table-level primary keys of more than one column (a single-column key is in its type).
