@@ -96,3 +96,29 @@ def test_killed_and_restarted_paper_run_ends_as_an_uninterrupted_one(setup):
 @pytest.mark.slow
 def test_twenty_kills(setup):
     check_same(setup, kills=20, seed=2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_same_run_id_goes_on(setup):
+    store = setup / "sigint.duckdb"
+    proc = paper(setup, store)
+    time.sleep(4.0)
+    assert proc.poll() is None, "the replay ended before the signal"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "stopped by a signal" in out.decode() and "Traceback" not in err.decode()
+    lab = atl.store.LabStore(store, read_only=True)
+    state = lab.live_state("crash-run")
+    equity = lab.equity("crash-run")
+    # everything up to the last processed bar is recorded, nothing after it
+    assert state["last_bar_time"] == equity["timestamp"].max()
+    del lab
+    proc = paper(setup, store)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    clean = setup / "clean-sigint.duckdb"
+    proc = paper(setup, clean)
+    proc.communicate(timeout=300)
+    for x, y in zip(tables(clean), tables(store), strict=True):
+        pd.testing.assert_frame_equal(x, y)
