@@ -288,6 +288,28 @@ def test_slow_client_disconnected_while_a_fast_one_gets_everything(bus, impl):
     assert max(took) < 0.02 and float(np.percentile(took, 99)) < 0.001
 
 
+@pytest.mark.slow
+def test_a_client_over_the_bound_for_longer_than_the_grace_is_disconnected(bus):
+    app = create_app(LabStore(":memory:"), bus)
+    hub = app.state.lab.extra["ws"] = WebSocketHub(bus, queue_size=100, grace=0.2)
+    with serve(app) as base:
+        host, port = base.split("//")[1].split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        slow = connect(base + "/ws", sock=sock, max_queue=1, compression=None)
+        take(slow, 1)
+        pad = "z" * 30_000
+        for i in range(350):  # under the hard limit of 4 x 100: only the grace can trip
+            bus.publish("fill", {"i": i, "pad": pad})
+            time.sleep(0.002)
+        wait_for(lambda: hub.stats()["disconnected_slow"] == 1, 5)
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in messages(slow, 10):
+                pass
+    assert closed.value.rcvd.code == 1013
+
+
 def test_token_required_when_set(bus):
     with serve(create_app(LabStore(":memory:"), bus, token="s3cret-token")) as base:
         for bad in ("/ws", "/ws?token=wrong"):

@@ -48,8 +48,9 @@ message is closed with **1003**.
 Back-pressure: the engine never waits for a client. The bus calls the hub in the
 publishing thread, which only appends to an inbox and wakes the event loop
 (``call_soon_threadsafe``); the loop hands each event to bounded per-client queues (default
-1,000 messages). A client whose queue is full is disconnected with **1013** (try again
-later) and a reason naming the last seq it was sent; it can reconnect with
+1,000 messages). A client whose queue stays full (over a second, or four times the bound in a
+burst) is disconnected with **1013** (try again later) and a reason naming the last seq it
+was sent; it can reconnect with
 ``?since=<last seq it saw>``.
 
 The hub lives on ``app.state.lab.extra["ws"]`` (:class:`WebSocketHub`); it is attached to
@@ -75,6 +76,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import date, datetime, timedelta
@@ -227,7 +229,7 @@ class _Client:
     """One connection: its topics, bounded queue and the task that writes to it."""
 
     __slots__ = ("closer", "closing", "conflated_total", "equity", "floor", "id", "last",
-                 "live", "queue", "sender", "sent", "topics", "wake", "websocket")
+                 "live", "over_since", "queue", "sender", "sent", "topics", "wake", "websocket")
 
     def __init__(self, websocket: Any, topics: frozenset[str], ident: int):
         self.websocket = websocket
@@ -245,6 +247,7 @@ class _Client:
         self.conflated_total = 0
         self.closing = False
         self.closer: asyncio.Task[None] | None = None
+        self.over_since: float | None = None  # since when the queue is over the bound
         self.last = 0            # seq of the last event written
 
 
@@ -256,8 +259,12 @@ class WebSocketHub:
     bus
         The event bus (None: a hub without live events; clients get an empty snapshot).
     queue_size
-        Messages a client may have waiting; one more disconnects it with
-        :data:`CLOSE_SLOW` (equity ticks are conflated first).
+        Messages a client may have waiting. A client that stays at or above it for more
+        than ``grace`` seconds, or reaches ``4 * queue_size``, is disconnected with
+        :data:`CLOSE_SLOW` (equity ticks are conflated first): a burst of the engine does
+        not disconnect a client that catches up.
+    grace
+        Seconds a client may stay over ``queue_size``.
     flush_interval
         Seconds the hub waits after an event for more before handing them to the clients
         (0: at once). Events of the window go out as one message per client: fewer, larger
@@ -279,7 +286,7 @@ class WebSocketHub:
     (2, 2.0, {'equity': 101.5})
     """
 
-    def __init__(self, bus: Any = None, *, queue_size: int = 1_000,
+    def __init__(self, bus: Any = None, *, queue_size: int = 1_000, grace: float = 1.0,
                  flush_interval: float = 0.005):
         if int(queue_size) < 1:
             raise ValueError(f"queue_size must be at least 1, not {queue_size}")
@@ -288,6 +295,7 @@ class WebSocketHub:
         self.flush_interval = float(flush_interval)
         self.bus = bus
         self.queue_size = int(queue_size)
+        self.grace = float(grace)
         self.state = _State()
         self.clients: dict[int, _Client] = {}
         self.metrics: Any = None
@@ -416,10 +424,14 @@ class WebSocketHub:
 
     def _put(self, client: _Client, item: Any) -> None:
         if client.live >= self.queue_size:
-            self.counts["disconnected_slow"] += 1
-            self._kick(client, CLOSE_SLOW, f"too slow: {self.queue_size} messages waiting; "
-                       f"reconnect with ?since={client.last}")
-            return
+            now = time.monotonic()
+            if client.over_since is None:
+                client.over_since = now
+            elif client.live >= 4 * self.queue_size or now - client.over_since > self.grace:
+                self.counts["disconnected_slow"] += 1
+                self._kick(client, CLOSE_SLOW, f"too slow: {client.live} messages waiting; "
+                           f"reconnect with ?since={client.last}")
+                return
         client.queue.append(item)
         client.live += 1
         client.wake.set()
@@ -438,6 +450,7 @@ class WebSocketHub:
         return jsonable(self.state.message(frozenset(topics), self.bus is not None, reason))
 
     def _restart(self, client: _Client) -> None:
+        client.over_since = None
         client.queue.clear()
         client.live = 0
         client.equity = None
@@ -517,6 +530,8 @@ class WebSocketHub:
                     client.last = item[0]
                     client.sent += 1
                     oldest = oldest or item[5]
+            if client.over_since is not None and client.live < self.queue_size:
+                client.over_since = None
             if texts:
                 await self._write(ws, texts)
                 self._metric("websocket_messages", "inc", len(texts))
