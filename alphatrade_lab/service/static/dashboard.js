@@ -123,6 +123,9 @@
 
   function plot(id, traces, layout) {
     if (!window.Plotly) return;
+    const empty = traces.every((t) => !(t.x && t.x.length) && !(t.z && t.z.length));
+    layout.annotations = empty ? [{ text: "no data for this run yet", showarrow: false,
+      xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: cssVar("--muted") } }] : [];
     window.Plotly.react($(id), traces, layout, PLOT_CONFIG);
   }
 
@@ -312,7 +315,7 @@
     }
     for (const t of state.trades) {
       rows.push({ time: t.exit_time || t.entry_time, symbol: t.symbol, side: String(t.side || ""),
-        qty: t.quantity !== undefined ? t.quantity : t.size, price: t.exit_price !== undefined ? t.exit_price : t.entry_price,
+        qty: t.quantity ?? t.size, price: t.exit_price ?? t.entry_price,
         fees: t.fees, pnl: t.pnl, key: "" });
     }
     rows.sort((a, b) => (ts(b.time) || "").localeCompare(ts(a.time) || ""));
@@ -516,8 +519,21 @@
     el.dataset.state = s; el.textContent = text;
   }
 
+  // equity ticks a slow page missed (conflated by the server) are read back from the store
+  // once the engine's batch is written: debounced, merged by timestamp
+  function refreshEquitySoon() {
+    clearTimeout(state.equityTimer);
+    state.equityTimer = setTimeout(async () => {
+      const runId = state.liveRun;
+      if (state.run !== LIVE || !runId) return;
+      const body = await tryApi("/api/runs/" + encodeURIComponent(runId) + "/equity");
+      if (state.run === LIVE && runId === state.liveRun) { applyEquityRows(rowsOf(body)); scheduleCharts(); }
+    }, 1500);
+  }
+
   function applyEvent(ev, newKeys) {
     if (!ev || typeof ev !== "object") return;
+    if (ev.conflated || ev.topic === "status") refreshEquitySoon();
     const seq = Number(ev.seq);
     if (isFinite(seq) && seq > state.lastSeq) state.lastSeq = seq;
     const topic = TOPIC[ev.topic] || ev.topic;
