@@ -216,7 +216,7 @@ class Engine:
         self.max_bars = max_bars
         self.book = TradeBook()
         self._stop = threading.Event()
-        self._orders: dict[str, Order] = {}       # every order of this session, by id
+        self._orders: dict[str, Order] = {}  # orders not final yet (last seen state), by id
         self._requests: dict[str, OrderRequest] = {}
         self._last_signal: dict[str, tuple] = {}
         self._open: dict[str, tuple[Order, pd.Timestamp]] = {}  # not final yet
@@ -478,15 +478,18 @@ class Engine:
         fill = fill_delta(before, order, pd.Timestamp.now(tz="UTC"), t)
         if fill is not None:
             self._book_fill(fill, t)
-        snapshot = replace(order)
-        self._orders[coid] = snapshot
-        if order.status.final:
+        changed = before is None or before.status != order.status or fill is not None
+        if changed and req is None:
+            self._add("orders", self._order_row(order, self._requests.get(coid), t))
+        if order.status.final:  # nothing more will happen to it: forget it (memory stays flat)
             self._open.pop(coid, None)
+            self._orders.pop(coid, None)
+            self._requests.pop(coid, None)
         else:
+            snapshot = replace(order)
+            self._orders[coid] = snapshot
             self._open[coid] = (snapshot, t)
-        if before is None or before.status != order.status or fill is not None:
-            if req is None:
-                self._add("orders", self._order_row(order, self._requests.get(coid), t))
+        if changed:
             self._publish("order", order.to_dict())
 
     def _book_fill(self, fill: Fill, t: pd.Timestamp) -> None:

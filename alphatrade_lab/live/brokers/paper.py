@@ -12,6 +12,7 @@ each symbol has its own cash of ``init_cash``.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,8 @@ class PaperBroker:
     """
 
     name = "paper"
+    #: orders kept for :meth:`get_order` (the oldest are forgotten past this many)
+    max_orders = 10_000
 
     def __init__(self, init_cash: float = 100.0, *, fees: float = 0.0, fixed_fees: float = 0.0,
                  slippage: float = 0.0, size_granularity: float | None = None,
@@ -87,7 +90,9 @@ class PaperBroker:
         self.gstate = np.zeros((0, backtest_nb.N_GSTATE))
         if self.cash_sharing:
             _, self.gstate = backtest_nb.init_state_nb(0, 1, np.array([self.init_cash]))
-        self._orders: dict[str, Order] = {}
+        # the latest orders by client id (lookups, idempotent submits); bounded: a long
+        # replay's memory stays flat
+        self._orders: OrderedDict[str, Order] = OrderedDict()
         self._pending: dict[str, tuple[OrderRequest, Order]] = {}
         self._bar = 0
         self._alloc_buffers()
@@ -155,6 +160,8 @@ class PaperBroker:
                       submitted_at=pd.Timestamp.now(tz="UTC"),
                       broker_order_id=f"paper-{len(self._orders) + 1}")
         self._orders[order.client_order_id] = order
+        while len(self._orders) > self.max_orders:
+            self._orders.popitem(last=False)
         if self.execution == "next_open":
             if request.symbol in self._pending:
                 order.status, order.reason = OrderStatus.REJECTED, "an order is pending"
