@@ -361,3 +361,32 @@ def test_dashboard_reconnects_and_resumes_with_a_token():
         assert len(main) == 2 and all(u.startswith(ws_base) for u in log["sockets"])
         assert all(f"token={token}" in u for u in log["sockets"])
         assert "since=" not in main[0] and re.search(r"since=[1-9]", main[1])
+
+
+@pytest.mark.slow
+def test_dashboard_follows_a_run_that_starts_after_the_page_opened():
+    """Everything of the run reaches the page live (the fast replay's equity ticks that the
+    WebSocket conflates are read back from REST): every fill once, the store's equity."""
+    store = atl.store.LabStore(":memory:")
+    bus = atl.live.EventBus()
+    with serve(create_app(store, bus)) as base, _page(base) as (page, log):
+        page.goto(base + "/", wait_until="load")
+        page.wait_for_selector("#ws-status[data-state='live']", timeout=15_000)
+        assert page.eval_on_selector_all("#trades tbody tr[data-order]", "e => e.length") == 0
+        _populate(store, bus)
+        fills = store.fills("paper-1")
+        stored = store.equity("paper-1").groupby("timestamp")["equity"].sum()
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#trades tr[data-order]').length >= {len(fills)}"
+            f" && document.getElementById('chart-equity').data[0].x.length >= {len(stored)}",
+            timeout=10_000)
+        page.wait_for_timeout(300)
+        ids = page.eval_on_selector_all("#trades tbody tr[data-order]",
+                                        "els => els.map(e => e.dataset.order)")
+        assert sorted(ids) == sorted(fills["client_order_id"])
+        eq = page.evaluate("() => document.getElementById('chart-equity').data[0]")
+        assert [pd.Timestamp(x, tz="UTC") for x in eq["x"]] == list(stored.index)
+        np.testing.assert_allclose(eq["y"], stored.to_numpy(), rtol=1e-9)
+        prices = page.evaluate("() => document.getElementById('chart-price').data[0]")
+        assert len(prices["x"]) > 100 and prices["name"] == "AAA close"  # the bars of the bus
+        assert not log["errors"], log["errors"]
