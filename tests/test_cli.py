@@ -78,7 +78,7 @@ def test_help_is_plain_text_and_describes_every_command():
         assert markup not in text, markup
     assert text.split("\n\n")[1].startswith("alphatrade_lab: quantitative trading research")
     subs = _subcommands()
-    assert set(subs) >= {"demo", "make-sample", "paper", "live"}
+    assert set(subs) == {"demo", "make-sample", "paper", "live", "serve"}
     # each command is listed with a one-line description of its own
     lines = [line.strip() for line in text.splitlines()]
     for name in subs:
