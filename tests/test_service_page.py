@@ -390,3 +390,33 @@ def test_dashboard_follows_a_run_that_starts_after_the_page_opened():
         prices = page.evaluate("() => document.getElementById('chart-price').data[0]")
         assert len(prices["x"]) > 100 and prices["name"] == "AAA close"  # the bars of the bus
         assert not log["errors"], log["errors"]
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import sys
+
+    me = sys.modules[__name__]
+    monkeypatch.setattr(me, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(me, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true .* no chromium at /nonexistent"):
+        me._browser()
+    monkeypatch.setattr(me, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="no chromium at /nonexistent"):
+        me._browser()
+
+
+@pytest.mark.slow
+def test_dashboard_without_an_event_bus_shows_the_stored_runs(store):
+    with serve(create_app(store)) as base, _page(base) as (page, log):
+        page.goto(base + "/?run=bt-1", wait_until="load")
+        page.wait_for_selector("html[data-ready='1']", timeout=15_000)
+        options = page.eval_on_selector_all("#run-picker option", "els => els.map(e => e.value)")
+        assert "__live__" not in options and page.eval_on_selector(
+            "#run-picker", "el => el.value") == "bt-1"
+        page.wait_for_timeout(400)
+        n_days = store.daily_performance("bt-1")["date"].nunique()
+        eq = page.evaluate("() => document.getElementById('chart-equity').data[0]")
+        daily = store.daily_performance("bt-1").groupby("date")["ending_equity"].sum()
+        assert len(eq["x"]) == n_days
+        np.testing.assert_allclose(eq["y"], daily.to_numpy(), rtol=1e-9)
+        assert not log["errors"], log["errors"]
