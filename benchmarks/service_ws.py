@@ -86,14 +86,15 @@ def run_server(port: int, n_clients: int, rate: float, seconds: float, flush: fl
     server.run()
 
 
-async def clients(url: str, n: int, out: mp.Queue) -> None:
+async def clients(url: str, n: int, deflate: bool, out: mp.Queue) -> None:
     from websockets.asyncio.client import connect
 
     async def one() -> dict:
         lat: list[float] = []
         sent: list[float] = []
         seqs: list[int] = []
-        async with connect(url, max_size=None) as ws:
+        async with connect(url, max_size=None,
+                           compression="deflate" if deflate else None) as ws:
             snapshot = json.loads(await ws.recv())
             assert snapshot["type"] == "snapshot", snapshot
             async for raw in ws:
@@ -117,8 +118,8 @@ async def clients(url: str, n: int, out: mp.Queue) -> None:
              "disorder": sum(int(np.any(np.diff(r["seqs"]) <= 0)) for r in results)})
 
 
-def run_clients(url: str, n: int, out: mp.Queue) -> None:
-    asyncio.run(clients(url, n, out))
+def run_clients(url: str, n: int, deflate: bool, out: mp.Queue) -> None:
+    asyncio.run(clients(url, n, deflate, out))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="events a second")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--procs", type=int, default=2, help="client processes")
+    p.add_argument("--no-deflate", action="store_true",
+                   help="clients do not offer permessage-deflate (browsers do)")
     p.add_argument("--flush", type=float, default=0.005,
                    help="the hub's flush_interval (seconds)")
     args = p.parse_args(argv)
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     client_out: mp.Queue = ctx.Queue()
     per = [args.clients // args.procs + (i < args.clients % args.procs)
            for i in range(args.procs)]
-    procs = [ctx.Process(target=run_clients, args=(url, k, client_out)) for k in per if k]
+    procs = [ctx.Process(target=run_clients, args=(url, k, not args.no_deflate,
+                                                          client_out)) for k in per if k]
     for proc in procs:
         proc.start()
     parts = [client_out.get(timeout=args.seconds + 120) for _ in procs]
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = np.concatenate([part["counts"] for part in parts])
     lost = stats["events"] - counts
     print(f"{args.clients} clients ({len(procs)} processes), {args.rate:.0f} events/s for "
-          f"{args.seconds:g} s, flush_interval {args.flush:g} s: {stats['events']} events, "
+          f"{args.seconds:g} s, flush_interval {args.flush:g} s, "
+          f"deflate {not args.no_deflate}: {stats['events']} events, "
           f"{lat.size} deliveries "
           f"(cores: {os.cpu_count()})")
     print(f"latency publish -> receipt: p50 {np.percentile(lat, 50):.2f} ms, "

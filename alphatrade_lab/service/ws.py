@@ -402,7 +402,13 @@ class WebSocketHub:
             if text is None:
                 text = _dumps({"type": "event", "seq": event.seq, "topic": event.topic,
                                "time": event.time, "data": event.data})
-            self._enqueue_event(client, event, text)
+            if event.topic == "equity" or client.live >= self.queue_size:
+                self._enqueue_event(client, event, text)
+            else:  # the common case, inline
+                client.queue.append([event.seq, event.topic, text, True, 0, event])
+                client.live += 1
+                if not client.wake.is_set():
+                    client.wake.set()
 
     def _enqueue_event(self, client: _Client, event: Event, text: str) -> None:
         conflated = 0
