@@ -7,6 +7,8 @@ backtest's and a live run's differ only where its fills do.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pandas as pd
 
@@ -54,7 +56,7 @@ class TradeBook:
         self._col: dict[str, int] = {}
         self.cstate = np.zeros((0, backtest_nb.N_CSTATE))
         self.gstate = np.zeros((0, backtest_nb.N_GSTATE))
-        self.closed: list[list[float]] = []
+        self.closed = array("d")  # closed trade records, N_TRADE numbers each (compact)
         self._rec = KernelRecords(1, orders=False, trades=True)
 
     def _column(self, symbol: str) -> int:
@@ -76,7 +78,7 @@ class TradeBook:
         backtest_nb.on_fill_nb(c, c, _bar_number(bar_time), side, fill.qty, fill.price,
                                fill.fees, self.cstate, self.gstate, *rec.args(c))
         if rec.t_count[c]:
-            self.closed.append(rec.trades[0].tolist())
+            self.closed.extend(rec.trades[0])
 
     def mark(self, symbol: str, price: float) -> None:
         """Value ``symbol``'s open trade at ``price`` (the last close)."""
@@ -93,8 +95,8 @@ class TradeBook:
     def frame(self, last_time: pd.Timestamp | None = None) -> pd.DataFrame:
         """The trades with :attr:`Portfolio.trades`' columns (``column`` is the symbol);
         open trades are valued at the last mark and end at ``last_time``."""
-        rows = [list(r) for r in self.closed]
-        is_open = [False] * len(rows)
+        closed = np.frombuffer(self.closed, dtype=np.float64).reshape(-1, backtest_nb.N_TRADE)
+        rows: list[list[float]] = []
         cs = self.cstate
         last = _bar_number(last_time) if last_time is not None else np.nan
         for c in range(len(self.symbols)):
@@ -108,9 +110,9 @@ class TradeBook:
             rows.append([c, cs[c, backtest_nb.C_TR_BAR], last, entry_price, exit_price, size,
                          sign, pnl, pnl / (size * entry_price), cs[c, backtest_nb.C_TR_FEES],
                          0.0])
-            is_open.append(True)
-        t = np.asarray(rows, dtype=np.float64).reshape(-1, backtest_nb.N_TRADE)
-        flags = np.asarray(is_open, dtype=bool)
+        t = np.vstack([closed, np.asarray(rows, dtype=np.float64).reshape(-1,
+                                                                           backtest_nb.N_TRADE)])
+        flags = np.r_[np.zeros(len(closed), dtype=bool), np.ones(len(rows), dtype=bool)]
         # the backtest's order: by symbol (its column order: sorted), then entry bar
         rank = np.argsort(np.argsort(np.array(self.symbols, dtype=object))) if self.symbols \
             else np.zeros(0, dtype=np.int64)

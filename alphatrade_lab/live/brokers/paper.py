@@ -62,8 +62,8 @@ class PaperBroker:
     """
 
     name = "paper"
-    #: orders kept for :meth:`get_order` (the oldest are forgotten past this many)
-    max_orders = 10_000
+    #: orders kept for :meth:`get_order` and repeated submits (older ones are forgotten)
+    max_orders = 1_000
 
     def __init__(self, init_cash: float = 100.0, *, fees: float = 0.0, fixed_fees: float = 0.0,
                  slippage: float = 0.0, size_granularity: float | None = None,
