@@ -420,3 +420,24 @@ def test_dashboard_without_an_event_bus_shows_the_stored_runs(store):
         assert len(eq["x"]) == n_days
         np.testing.assert_allclose(eq["y"], daily.to_numpy(), rtol=1e-9)
         assert not log["errors"], log["errors"]
+
+
+@pytest.mark.slow
+def test_back_to_the_live_run_after_a_stored_one():
+    store = atl.store.LabStore(":memory:")
+    bus = atl.live.EventBus()
+    _populate(store, bus)
+    with serve(create_app(store, bus)) as base, _page(base) as (page, log):
+        page.goto(base + "/", wait_until="load")
+        page.wait_for_selector("#ws-status[data-state='live']", timeout=15_000)
+        page.wait_for_function("() => document.getElementById('chart-price').data[0].x.length"
+                               " > 100", timeout=5_000)
+        live_rows = page.eval_on_selector_all("#trades tbody tr", "e => e.length")
+        page.select_option("#run-picker", "bt-1")
+        page.wait_for_function("() => document.getElementById('chart-price').data[0].name"
+                               ".endsWith('fill prices')", timeout=5_000)
+        page.select_option("#run-picker", "__live__")
+        page.wait_for_function("() => document.getElementById('chart-price').data[0].x.length"
+                               " > 100", timeout=5_000)
+        assert page.eval_on_selector_all("#trades tbody tr", "e => e.length") == live_rows
+        assert not log["errors"], log["errors"]

@@ -11,7 +11,8 @@
   const TOKEN = params.get("token") || "";
   const LIVE = "__live__";
   const MAX_ROWS = 200;      // rows kept in the trades table and the alert feed
-  const MAX_POINTS = 5000;   // points kept per live price / equity series
+  const MAX_POINTS = 5000;   // points kept per live price series, signals kept
+  const MAX_FILLS = 20000;   // fills kept (P&L of a fill whose opening fill was dropped: off)
   const TOPIC = { bars: "bar", signals: "signal", orders: "order", fills: "fill",
     positions: "position", alerts: "alert", equities: "equity" };
 
@@ -28,7 +29,8 @@
     drift: [],
     signals: [],
     ws: null, wsDelay: 500, wsTimer: null,
-    renderTimer: null,
+    renderTimer: null, tableTimer: null, equityTimer: null, newKeys: new Set(),
+    barHistoryLoaded: false,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -156,6 +158,7 @@
     const key = fillKey(f);
     const isNew = !state.fills.has(key);
     state.fills.set(key, f);
+    if (state.fills.size > MAX_FILLS) state.fills.delete(state.fills.keys().next().value);
     return isNew;
   }
 
@@ -179,6 +182,7 @@
   function resetRunState() {
     state.equity = new Map(); state.prices = new Map(); state.fills = new Map();
     state.trades = []; state.positions = new Map(); state.drift = []; state.signals = [];
+    state.barHistoryLoaded = false;
   }
 
   // ---------------------------------------------------------------- rendering
@@ -511,6 +515,7 @@
     state.run = value;
     $("run-info").textContent = value === LIVE ? (state.liveRun ? "run " + state.liveRun : "") : "";
     await loadRun(value === LIVE ? state.liveRun : value);
+    if (value === LIVE && state.lastSeq > 0) loadBarHistory(state.lastSeq);  // back to live
   }
 
   // ---------------------------------------------------------------- WebSocket
@@ -630,7 +635,18 @@
         applyEvent(m, newKeys);
       }
     }
-    if (state.run === LIVE) { renderTrades(newKeys); renderPositions(); scheduleCharts(); }
+    if (state.run === LIVE) { scheduleTables(newKeys); scheduleCharts(); }
+  }
+
+  // tables at most every 100 ms (a busy bus sends many messages), charts every 250 ms
+  function scheduleTables(newKeys) {
+    for (const k of newKeys) state.newKeys.add(k);
+    if (state.tableTimer !== null) return;
+    state.tableTimer = setTimeout(() => {
+      state.tableTimer = null;
+      renderTrades(state.newKeys); renderPositions();
+      state.newKeys = new Set();
+    }, 100);
   }
 
   function connect() {
