@@ -9,7 +9,7 @@ Query options: ``?topics=fill,equity`` (the topics to receive; default all) and
 ``?since=<seq>`` (resume: see below). Topic names are the bus's (:data:`TOPICS`: ``bar``,
 ``signal``, ``order``, ``fill``, ``equity``, ``position``, ``alert``, ``drift``, ``risk``,
 ``feed``, ``status``); a plural (``fills``) means the same, and ``*`` or ``all`` means every
-topic.
+topic. A malformed query gets an ``error`` message and the close code **4400**.
 
 The server sends JSON text messages, each an object with a ``type``; when several are
 waiting for a client they go out together, as one text message holding a JSON **array** of
@@ -21,7 +21,8 @@ them (in order): a client handles both forms.
     "equity": <last equity event's data or null>, "fills": [<last 100 fills>],
     "orders": [<last 100 orders>], "alerts": [<last 50 alerts>], "bar": <last bar data>,
     "status": <last status data>}``, the state after every bus event up to seq ``S``
-    (``live`` is false when the service runs without an event bus). Deltas follow.
+    whatever the client's topics (``live`` is false when the service runs without an
+    event bus). Deltas follow.
 ``event``
     One bus event: ``{"type": "event", "seq": n, "topic": "fill", "time": <publish time,
     seconds since the epoch>, "data": {...}}``. ``seq`` is the bus's sequence number:
@@ -47,11 +48,12 @@ message is closed with **1003**.
 
 Back-pressure: the engine never waits for a client. The bus calls the hub in the
 publishing thread, which only appends to an inbox and wakes the event loop
-(``call_soon_threadsafe``); the loop hands each event to bounded per-client queues (default
-1,000 messages). A client whose queue stays full (over a second, or four times the bound in a
-burst) is disconnected with **1013** (try again later) and a reason naming the last seq it
-was sent; it can reconnect with
-``?since=<last seq it saw>``.
+(``call_soon_threadsafe``); every ``flush_interval`` (5 ms) the loop hands the events to
+bounded per-client queues (default 1,000 messages). A client whose queue stays full (over a
+second, or four times the bound in a burst) is disconnected with **1013** (try again later)
+and a reason naming the last seq it was sent; it can reconnect with ``?since=<that seq>``.
+(Should the hub ever miss a seq the bus no longer keeps, every client is closed with 1013
+too: a reconnect gets a snapshot.)
 
 The hub lives on ``app.state.lab.extra["ws"]`` (:class:`WebSocketHub`); it is attached to
 the event loop at startup (or on the first connection). When
