@@ -149,6 +149,26 @@ def test_publishers_on_several_threads_still_give_one_order(bus, url):
     assert got == sorted(seqs)
 
 
+@pytest.mark.slow
+def test_a_seq_late_from_its_publisher_is_taken_from_the_history():
+    bus = EventBus()
+    bus.on_event(lambda e: time.sleep(0.5) if e.data.get("slow") else None)  # before the hub
+    with serve(create_app(LabStore(":memory:"), bus)) as base, connect(base + "/ws") as ws:
+        take(ws, 1)
+        slow = threading.Thread(target=bus.publish, args=("fill", {"slow": True}))
+        slow.start()
+        wait_for(lambda: bus.seq == 1)
+        t0 = time.monotonic()
+        bus.publish("fill", {"slow": False})  # seq 2 reaches the hub first
+        got = take(ws, 2)
+        waited = time.monotonic() - t0
+        slow.join()
+        bus.publish("fill", {"slow": False})
+        got += take(ws, 1)
+    assert [m["seq"] for m in got] == [1, 2, 3] and got[0]["data"] == {"slow": True}
+    assert waited < 0.4  # from the history after ~50 ms, not when its callback came
+
+
 def test_a_burst_beyond_the_queue_reaches_a_client_that_keeps_up(bus, url):
     with connect(url + "?topics=fill") as ws:
         take(ws, 1)
