@@ -6,10 +6,14 @@ WebSocket). The comparison takes constant time; the token never appears in a res
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import re
 from typing import Any
 
-__all__ = ["TOKEN_ENV", "LOOPBACK", "check_token", "token_for_host"]
+from alphatrade_lab.redact import redact, register_secret
+
+__all__ = ["LOOPBACK", "TOKEN_ENV", "RedactingFilter", "check_token", "token_for_host"]
 
 TOKEN_ENV = "ALPHATRADE_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -37,3 +41,21 @@ def check_token(expected: str | None, headers: Any, query: Any = None) -> bool:
     elif query is not None:
         given = query.get("token") or ""
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites log records without the token and ``token=`` query values: uvicorn's access
+    log prints request paths with their query string (``/ws?token=...``)."""
+
+    _QUERY = re.compile(r"([?&]token=)[^&\s\"']*")
+
+    def __init__(self, token: str | None = None):
+        super().__init__()
+        register_secret(token)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact(self._QUERY.sub(r"\1[REDACTED]", text))
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
