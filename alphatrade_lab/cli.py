@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     """Run the service under uvicorn until Ctrl-C (exit code 2 when refused)."""
     import uvicorn
-    import websockets  # the WebSocket protocol uvicorn runs (ws="websockets")
+    import websockets  # the WebSocket protocol uvicorn runs (ws="websockets-sansio")
 
     from alphatrade_lab.service import create_app
     from alphatrade_lab.service.security import token_for_host
@@ -130,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     for name in ("uvicorn.access", "uvicorn.error"):  # paths carry ?token= (browsers)
         logging.getLogger(name).addFilter(RedactingFilter(token))
     # no permessage-deflate: at 100 clients it about doubles the server's CPU
-    uvicorn.run(app, host=args.host, port=args.port, ws="websockets", log_level="info",
+    uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio", log_level="info",
                 ws_per_message_deflate=False)
     return 0
 
