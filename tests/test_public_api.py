@@ -13,7 +13,7 @@ PUBLIC_API = {
     "alphatrade_lab": [
         "AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", "alerts", "backtest",
         "data", "errors", "features", "live", "models", "monitoring", "pipeline", "risk",
-        "signals", "store", "testing",
+        "service", "signals", "store", "testing",
     ],
     "alphatrade_lab.data": [
         "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_SEED", "SYMBOLS", "bar_length",
@@ -67,6 +67,9 @@ PUBLIC_API = {
     "alphatrade_lab.testing": [
         "LocalAlpaca", "LocalExchange", "LocalReceiver", "Received", "Reply",
         "assert_no_lookahead", "perturb_after",
+    ],
+    "alphatrade_lab.service": [
+        "ServiceState", "create_app",
     ],
     "alphatrade_lab.live": [
         "TOPICS", "Account", "AlpacaBroker", "Bar", "BarGuard", "BarSource", "Broker",
