@@ -9,7 +9,30 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["LocalHTTPServer"]
+__all__ = ["LocalHTTPServer", "QuietHandler", "QuietServer"]
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Threads per request, a deep backlog (many concurrent clients; the default is 5), and
+    no traceback for a client that hung up."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no Nagle delay (headers and body go in two writes: no 40 ms
+    stalls), no request log."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 class LocalHTTPServer:

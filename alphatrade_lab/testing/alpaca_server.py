@@ -52,7 +52,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from alphatrade_lab.data.schema import validate
-from alphatrade_lab.testing._server import LocalHTTPServer
+from alphatrade_lab.testing._server import LocalHTTPServer, QuietHandler, QuietServer
 from alphatrade_lab.testing.receiver import Received
 
 __all__ = ["LocalAlpaca"]
@@ -117,22 +116,8 @@ class _Bars:
     bar_ns: int
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # clients that left
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, *args: Any) -> None:
-        pass
+class _Handler(QuietHandler):
+    server: QuietServer
 
     def _handle(self) -> None:
         srv: LocalAlpaca = self.server.alpaca  # type: ignore[attr-defined]
@@ -199,7 +184,7 @@ class LocalAlpaca(LocalHTTPServer):
         The keys to accept (defaults are fixed test values).
     """
 
-    server_class = _Server
+    server_class = QuietServer
     handler_class = _Handler
     owner_attr = "alpaca"
     thread_name = "local-alpaca"

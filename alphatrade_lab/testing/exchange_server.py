@@ -44,14 +44,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pandas as pd
 
-from alphatrade_lab.testing._server import LocalHTTPServer
+from alphatrade_lab.testing._server import LocalHTTPServer, QuietHandler, QuietServer
 
 __all__ = ["LocalExchange", "ExchangeRequest"]
 
@@ -171,22 +170,8 @@ class _Order:
         return d
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # clients that left
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, *args: Any) -> None:
-        pass
+class _Handler(QuietHandler):
+    server: QuietServer
 
     def _handle(self) -> None:
         ex: LocalExchange = self.server.exchange  # type: ignore[attr-defined]
@@ -264,7 +249,7 @@ class LocalExchange(LocalHTTPServer):
         Larger request bodies are refused (413) unread.
     """
 
-    server_class = _Server
+    server_class = QuietServer
     handler_class = _Handler
     owner_attr = "exchange"
     thread_name = "local-exchange"

@@ -21,10 +21,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from alphatrade_lab.testing._server import LocalHTTPServer
+from alphatrade_lab.testing._server import LocalHTTPServer, QuietHandler, QuietServer
 
 __all__ = ["LocalReceiver", "Received", "Reply"]
 
@@ -58,22 +57,8 @@ class Received:
             return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256  # many concurrent clients (the default backlog is 5)
-
-    def handle_error(self, request, client_address) -> None:  # clients that time out
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms stalls
-    server: _Server
-
-    def log_message(self, *args: Any) -> None:
-        pass
+class _Handler(QuietHandler):
+    server: QuietServer
 
     def _handle(self) -> None:
         rx: LocalReceiver = self.server.receiver  # type: ignore[attr-defined]
@@ -108,7 +93,7 @@ class LocalReceiver(LocalHTTPServer):
     """Start with ``with LocalReceiver() as rx:`` (or :meth:`start`); ``rx.url`` is its
     base URL."""
 
-    server_class = _Server
+    server_class = QuietServer
     handler_class = _Handler
     owner_attr = "receiver"
     thread_name = "alerts-receiver"
