@@ -1,15 +1,19 @@
 """How many shares an intent means, by the backtest's own order rules.
 
 The paper broker sizes at its fill price inside the backtest kernel; a real broker gets
-the quantity computed here at the bar's close, from the account's cash and position.
+the quantity computed here at the bar's close, from the account's cash and position, by the
+same kernel (``execute_action_nb``) run on a scratch copy of that state.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.live.orders import Intent
+from alphatrade_lab.live.trades import KernelRecords
 
 __all__ = ["order_quantity"]
 
@@ -20,9 +24,9 @@ def order_quantity(intent: Intent, *, cash: float, position: float, price: float
                    granularity: float | None = None) -> float:
     """Shares to buy or sell for ``intent`` at ``price`` (0.0: no order would fill).
 
-    The same arithmetic as :func:`atl.backtest.from_signals` (``buy_nb``/``sell_nb``):
-    an entry spends ``fraction`` of the cash, fees included; an exit sells or covers the
-    whole position; a reversal does both in one order.
+    The arithmetic of :func:`atl.backtest.from_signals`: an entry spends ``fraction`` of
+    the cash, fees included; an exit sells or covers the whole position; a reversal does
+    both in one order.
 
     >>> order_quantity(Intent.OPEN_LONG, cash=1000.0, position=0.0, price=10.0, fees=0.0)
     100.0
@@ -32,29 +36,15 @@ def order_quantity(intent: Intent, *, cash: float, position: float, price: float
     >>> order_quantity(Intent.TO_SHORT, cash=0.0, position=5.0, price=10.0, free=0.0)
     10.0
     """
-    free = cash if free is None else free
-    gran = math.nan if granularity is None else float(granularity)
-    pos = float(position)
-    if intent == Intent.OPEN_LONG:
-        res = backtest_nb.buy_nb(cash, free, pos, debt, math.inf, fraction * cash, price, fees,
-                                 fixed_fees, slippage, False, gran)
-    elif intent == Intent.TO_LONG:
-        size = math.inf
-        if fraction < 1.0:
-            adj = price * (1.0 + slippage)
-            all_in = (cash - fixed_fees) / (1.0 + fees) / adj
-            size = -pos + fraction * max(all_in + pos, 0.0)
-        res = backtest_nb.buy_nb(cash, free, pos, debt, size, cash, price, fees, fixed_fees,
-                                 slippage, False, gran)
-    elif intent == Intent.CLOSE_SHORT:
-        res = backtest_nb.buy_nb(cash, free, pos, debt, -pos, cash, price, fees, fixed_fees,
-                                 slippage, True, gran)
-    elif intent == Intent.CLOSE_LONG:
-        res = backtest_nb.sell_nb(cash, free, pos, debt, pos, 1.0, price, fees, fixed_fees,
-                                  slippage, True, gran)
-    elif intent in (Intent.OPEN_SHORT, Intent.TO_SHORT):
-        res = backtest_nb.sell_nb(cash, free, pos, debt, math.inf, fraction, price, fees,
-                                  fixed_fees, slippage, False, gran)
-    else:
+    if intent == Intent.NONE:
         return 0.0
-    return float(res[5]) if res[0] else 0.0
+    cstate, gstate = backtest_nb.init_state_nb(1, 1, np.array([float(cash)]))
+    gstate[0, backtest_nb.G_FREE] = cash if free is None else free
+    cstate[0, backtest_nb.C_POS] = position
+    cstate[0, backtest_nb.C_DEBT] = debt
+    rec = KernelRecords(1, orders=True, trades=False)
+    gran = math.nan if granularity is None else float(granularity)
+    filled = backtest_nb.execute_action_nb(0, 0, int(intent), 0, price, fees, fixed_fees,
+                                           slippage, fraction, gran, cstate, gstate,
+                                           *rec.args(0))
+    return float(rec.orders[0, backtest_nb.O_SIZE]) if filled else 0.0
