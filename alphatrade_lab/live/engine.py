@@ -273,7 +273,6 @@ class Engine:
         self._n_slices = int(state.get("slices", 0))
         self._last_t = self._resume_until
         self._bars = int(state.get("bars", 0))
-        self.guard.processed = None
         # orders of the timestamps after the last written batch (at most flush_every of
         # them, one batch) are looked up at the broker before anything is sent
         self._recover = self.flush_every + 1

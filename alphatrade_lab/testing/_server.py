@@ -34,6 +34,19 @@ class QuietHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
+    def body_length(self, limit: int) -> int | None:
+        """The request's ``Content-Length`` (0 without one), or None when it is not a
+        number or over ``limit``: the body is then left unread, so the connection is
+        marked for closing."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= limit:
+            return length
+        self.close_connection = True
+        return None
+
 
 class LocalHTTPServer:
     """Base of :class:`LocalReceiver`, :class:`LocalAlpaca` and :class:`LocalExchange`.

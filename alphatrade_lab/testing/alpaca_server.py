@@ -121,13 +121,10 @@ class _Handler(QuietHandler):
 
     def _handle(self) -> None:
         srv: LocalAlpaca = self.server.alpaca  # type: ignore[attr-defined]
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= srv.max_body:
-            self.close_connection = True      # the body is not read: the stream is spent
-            self._reply(413 if length > 0 else 400,
+        length = self.body_length(srv.max_body)
+        if length is None:
+            declared = self.headers.get("Content-Length") or ""
+            self._reply(413 if declared.strip().isdigit() else 400,
                         _error(40010000, "request body too large or its length unreadable"), {})
             return
         body = self.rfile.read(length) if length else b""

@@ -175,12 +175,8 @@ class _Handler(QuietHandler):
 
     def _handle(self) -> None:
         ex: LocalExchange = self.server.exchange  # type: ignore[attr-defined]
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= ex.max_body:
-            self.close_connection = True
+        length = self.body_length(ex.max_body)
+        if length is None:
             headers: dict[str, str] = {}
             status, payload, delay = 413, {"code": -1000, "msg": (
                 f"Request body over LocalExchange's limit of {ex.max_body} bytes.")}, 0.0
