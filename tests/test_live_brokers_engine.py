@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.live import Engine, PollingFeed, SignalStrategy, reconcile
+from alphatrade_lab.live import Engine, PollingFeed, ReplayFeed, SignalStrategy, reconcile
 from alphatrade_lab.live.brokers.alpaca import AlpacaBroker
 from alphatrade_lab.testing import LocalAlpaca
 
@@ -163,3 +163,32 @@ def test_killed_live_run_never_sends_an_order_twice(tmp_path):
         "qty"].last()
     for sym, qty in positions.items():
         assert book[sym] == pytest.approx(qty, rel=1e-9)
+
+
+def test_a_run_killed_before_its_first_batch_looks_its_orders_up(bars):
+    """The store has the run but no batch yet (killed early), the broker has its orders:
+    started again, the engine finds them instead of posting them a second time."""
+    times = sorted(bars["timestamp"].unique())
+    bar = pd.Timedelta("1min")
+    with LocalAlpaca(cash=10_000.0) as srv:
+        srv.load_bars(bars, bar)
+        broker = AlpacaBroker(srv.key_id, srv.secret_key, base_url=srv.url, data_url=srv.url,
+                              backoff=0.01)
+
+        def feed():
+            return PollingFeed(Stepper(broker, srv, [t + bar for t in times]), ["AAA", "BBB"],
+                               bar=bar, start=times[0], interval=0.0, grace=0.0,
+                               clock=srv.clock, max_polls=len(times))
+
+        first = Engine(feed(), SignalStrategy(cross, 13), broker, run_id="early",
+                       size=0.45).run()  # its orders reached the broker, none the store
+        assert len(first.orders) > 5
+        store = atl.store.LabStore(":memory:")
+        store.record_run("live", run_id="early")
+        # the same bars again (the server's clock is at their end: it fills at the last close)
+        Engine(ReplayFeed(bars), SignalStrategy(cross, 13), broker, run_id="early", size=0.45,
+               store=store, flush_every=len(times)).run()
+        posts = Counter(r.json["client_order_id"] for r in srv.requests("/v2/orders", "POST")
+                        if r.json)
+    assert max(posts.values()) == 1
+    assert set(store.orders("early")["client_order_id"]) == set(first.orders["client_order_id"])

@@ -292,14 +292,20 @@ class Engine:
     def run(self) -> EngineResult:
         """Process the feed until it ends, :meth:`stop` is called or ``max_bars``
         timestamps were processed; returns the :class:`EngineResult`."""
+        existed = False
         if self.store is not None:
             runs = self.store.runs(run_id=self.run_id)
-            if not len(runs):
+            existed = bool(len(runs))
+            if not existed:
                 self.store.record_run(self.mode, {"strategy": self.strategy.name,
                                                   "broker": self.broker.name,
                                                   "direction": self.direction,
                                                   "size": self.fraction}, run_id=self.run_id)
         self._resume()
+        if existed and not self._recover:
+            # the run was started before and killed ahead of its first batch: its first
+            # timestamps' orders may be at the broker already, so look them up too
+            self._recover = self.flush_every + 1
         if self.store is not None:
             self._writer = StoreWriter(self.store, self.run_id)
         self._publish("status", {"run_id": self.run_id, "status": "started"})
