@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+CONDA_TO_PYPI = {"python-duckdb": "duckdb", "redis-py": "redis"}
 
 
 def normalise(name: str) -> str:
@@ -35,14 +35,15 @@ def requirement_groups() -> dict[str, dict[str, str]]:
 
 def test_extras_by_role():
     groups = requirement_groups()
-    assert list(groups) == ["runtime", "lab", "cluster", "live", "dev"]
+    assert list(groups) == ["runtime", "lab", "cluster", "live", "deploy", "dev"]
     assert set(groups["lab"]) == {"jupyterlab", "ipykernel"}
     assert set(groups["cluster"]) == {"dask", "distributed"}
     assert set(groups["live"]) == {"ccxt"}
+    assert set(groups["deploy"]) == {"psycopg", "redis"}
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["dev"]
-    # the tests run the notebooks, Dask and the exchange adapter
-    assert "alphatrade-lab[lab,cluster,live]" in dev
+    # the tests run the notebooks, Dask, the exchange adapter and the deployment stack
+    assert "alphatrade-lab[lab,cluster,live,deploy]" in dev
 
 
 def library_imports() -> set[str]:
@@ -62,14 +63,16 @@ def test_runtime_dependencies_are_what_the_library_imports():
     dists = importlib.metadata.packages_distributions()
     imported = {normalise(d) for name in library_imports() for d in dists[name]}
     groups = requirement_groups()
-    assert imported - set(groups["cluster"]) - set(groups["live"]) == set(groups["runtime"])
+    extras = set(groups["cluster"]) | set(groups["live"]) | set(groups["deploy"])
+    assert imported - extras == set(groups["runtime"])
 
 
 @pytest.mark.slow
 def test_library_imports_without_the_extras():
     """Every library module imports with the lab, cluster and dev packages missing."""
     blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",
-               "empyrical", "ccxt", "nbclient", "nbformat", "pytest", "hypothesis", "yaml"]
+               "empyrical", "ccxt", "nbclient", "nbformat", "pytest", "hypothesis", "yaml",
+               "psycopg", "redis"]
     code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "import importlib, pkgutil, alphatrade_lab\n"
             "for m in pkgutil.walk_packages(alphatrade_lab.__path__, 'alphatrade_lab.'):\n"
@@ -80,8 +83,11 @@ def test_library_imports_without_the_extras():
 def test_environment_yml_matches_pyproject():
     """Each '# group' section of environment.yml lists that group's packages and versions."""
     text = (ROOT / "environment.yml").read_text()
-    listed = {dep for dep in yaml.safe_load(text)["dependencies"]
-              if isinstance(dep, str) and not dep.startswith(("python=", "pip"))}
+    deps = yaml.safe_load(text)["dependencies"]
+    # packages conda-forge lacks are installed by pip, listed in its sub-list
+    from_pip = [d for dep in deps if isinstance(dep, dict) for d in dep.get("pip", [])]
+    listed = {dep for dep in deps + from_pip
+              if isinstance(dep, str) and not dep.startswith(("python=", "pip", "-e"))}
     wanted = requirement_groups()
     have: dict[str | None, dict[str, str]] = {}
     group = None
