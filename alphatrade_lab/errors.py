@@ -36,6 +36,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreError",
     "StoreLockedError",
+    "StoreUnavailableError",
     "UnknownNameError",
     "UntrustedBundleError",
     "VersionMismatchWarning",
@@ -95,6 +96,11 @@ class LockTimeout(AlphaTradeError, TimeoutError):
 
 class StoreLockedError(AlphaTradeError, TimeoutError):
     """Another process held the store file's lock for longer than ``lock_timeout``."""
+
+
+class StoreUnavailableError(AlphaTradeError, ConnectionError):
+    """The store's database server cannot be reached: down, refusing connections, or it
+    dropped the connection mid-write (nothing of that write was committed)."""
 
 
 class AlertDeliveryError(AlphaTradeError, RuntimeError):

@@ -84,7 +84,8 @@ PUBLIC_API = {
         "BrokerUnavailable", "BundleIntegrityError", "DataError", "FeatureMismatchWarning",
         "FeedError", "FeedWarning", "LegacyBundleWarning", "LockTimeout", "OrderRejected",
         "RepairWarning", "SchemaVersionError", "StoreError", "StoreLockedError",
-        "UnknownNameError", "UntrustedBundleError", "VersionMismatchWarning",
+        "StoreUnavailableError", "UnknownNameError", "UntrustedBundleError",
+        "VersionMismatchWarning",
     ],
     "alphatrade_lab.store": [
         "LabStore", "MIGRATIONS", "SCHEMA_VERSION", "SchemaVersionError", "StoreError",
