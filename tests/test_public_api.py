@@ -76,7 +76,7 @@ PUBLIC_API = {
         "CCXTBroker", "Engine", "EngineResult", "Event", "EventBus", "FeedEvent", "Fill",
         "Intent", "ModelStrategy", "Order", "OrderRequest", "OrderStatus", "PaperBroker",
         "PollingFeed", "Position", "Reconciliation", "ReplayFeed", "Signal", "SignalStrategy",
-        "Strategy", "Subscription", "client_order_id", "fill_delta", "order_quantity",
+        "SpoolingStore", "Strategy", "Subscription", "client_order_id", "fill_delta", "order_quantity",
         "reconcile",
     ],
     "alphatrade_lab.errors": [

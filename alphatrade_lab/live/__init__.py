@@ -24,14 +24,15 @@ from alphatrade_lab.live.orders import (
 )
 from alphatrade_lab.live.reconcile import Reconciliation, reconcile
 from alphatrade_lab.live.sizing import order_quantity
+from alphatrade_lab.live.spool import SpoolingStore
 from alphatrade_lab.live.strategies import ModelStrategy, Signal, SignalStrategy, Strategy
 
 __all__ = ["TOPICS", "Account", "AlpacaBroker", "Bar", "BarGuard", "BarSource", "Broker",
            "CCXTBroker", "Engine", "EngineResult", "Event", "EventBus", "FeedEvent", "Fill",
            "Intent", "ModelStrategy", "Order", "OrderRequest", "OrderStatus", "PaperBroker",
-           "PollingFeed", "Position", "ReplayFeed", "Signal", "SignalStrategy", "Strategy",
-           "Subscription", "Reconciliation", "client_order_id", "fill_delta", "order_quantity",
-           "reconcile"]
+           "PollingFeed", "Position", "ReplayFeed", "Signal", "SignalStrategy", "SpoolingStore",
+           "Strategy", "Subscription", "Reconciliation", "client_order_id", "fill_delta",
+           "order_quantity", "reconcile"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,201 @@
+"""The engine's disk spool: a store that cannot be reached mid-run or at start loses
+nothing, and the run ends with the same rows as a run that never lost its store.
+
+The outage here is real: another process holds the DuckDB file (DuckDB lets one process
+open it), so the store's connections fail with StoreLockedError until that process exits.
+tests/test_store_postgres_outage.py stops and restarts a real PostgreSQL server."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import alphatrade_lab as atl
+from alphatrade_lab.errors import StoreUnavailableError
+from alphatrade_lab.live import Engine, PaperBroker, ReplayFeed, SignalStrategy
+from alphatrade_lab.live.spool import SpoolingStore
+from alphatrade_lab.store import LabStore
+
+# wall-clock columns (when a fill or an order was seen) differ between any two runs
+WALL_CLOCK = ["run_id", "updated_at", "submitted_at", "filled_at", "received_at"]
+TABLES = {"orders": ["bar_time", "client_order_id"], "fills": ["bar_time", "client_order_id"],
+          "equity": ["timestamp", "portfolio"], "positions": ["timestamp", "symbol"]}
+
+
+def ma_cross(bars):
+    close = atl.data.to_wide(bars, "close")
+    fast, slow = close.rolling(4).mean(), close.rolling(12).mean()
+    return atl.signals.crossed_above(fast, slow), atl.signals.crossed_below(fast, slow)
+
+
+@pytest.fixture(scope="module")
+def bars():
+    b = atl.data.load_sample(["AAA", "BBB"])
+    return b[b["timestamp"] < b["timestamp"].min() + pd.Timedelta("300min")].reset_index(
+        drop=True)
+
+
+class Holder:
+    """Another process holding the DuckDB file open: the store cannot reach it."""
+
+    def __init__(self, path):
+        self.path, self.proc = path, None
+
+    def start(self):
+        code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                "print('held', flush=True); time.sleep(120)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.path)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "held"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class OutageFeed:
+    """Replays bars; calls ``actions[k]`` just before the k-th bar is handed out."""
+
+    def __init__(self, bars, actions):
+        self.feed, self.actions = ReplayFeed(bars), actions
+
+    def __iter__(self):
+        for i, item in enumerate(self.feed):
+            if i in self.actions:
+                self.actions[i]()
+            yield item
+
+
+class Alerts:
+    """An alert dispatcher that keeps what it is given (the engine's interface)."""
+
+    def __init__(self):
+        self.sent = []
+
+    def submit(self, level, title, message="", data=None):
+        self.sent.append((level, title))
+
+
+def engine(feed, store, run_id, alerts=None):
+    return Engine(feed, SignalStrategy(ma_cross, lookback=13), PaperBroker(1000.0, fees=0.001),
+                  store=store, alerts=alerts, run_id=run_id, flush_every=20,
+                  flush_interval=1e9)
+
+
+def stored(store, run_id):
+    out = {}
+    for table, order in TABLES.items():
+        frame = getattr(store, table)(run_id).drop(columns=WALL_CLOCK, errors="ignore")
+        if table == "fills":
+            frame = frame.drop(columns="timestamp")
+        out[table] = frame.sort_values(order).reset_index(drop=True)
+    return out
+
+
+def assert_same_rows(a, b):
+    for table in TABLES:
+        assert len(a[table]) > 0, table
+        pd.testing.assert_frame_equal(a[table], b[table], check_like=True, obj=table)
+
+
+@pytest.fixture(scope="module")
+def reference(bars, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "lab.duckdb"
+    store = LabStore(path)
+    engine(ReplayFeed(bars), store, "run").run()
+    return stored(store, "run")
+
+
+@pytest.mark.slow
+def test_an_outage_mid_run_loses_nothing(bars, reference, tmp_path):
+    path = tmp_path / "lab.duckdb"
+    LabStore(path)  # the schema, before the outage
+    holder, alerts = Holder(path), Alerts()
+    spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool",
+                          alerts=alerts, retry=0.05)
+    checked = {}
+
+    def check_spooled():
+        checked["pending"], checked["degraded"] = spool.pending, spool.degraded
+        holder.stop()
+
+    feed = OutageFeed(bars, {100: holder.start, 400: check_spooled})
+    result = engine(feed, spool, "run", alerts).run()
+    assert checked["degraded"] and checked["pending"] >= 5  # batches waited on disk
+    spool.close()
+    assert spool.pending == 0 and not spool.degraded and spool.outages == 1
+    assert ("warning", "Lab store unavailable") in alerts.sent
+    assert ("info", "Lab store back") in alerts.sent
+    assert_same_rows(stored(LabStore(path), "run"), reference)
+    assert len(result.fills) == len(reference["fills"])
+
+
+@pytest.mark.slow
+def test_a_store_down_at_start_is_caught_up(bars, reference, tmp_path):
+    path = tmp_path / "lab.duckdb"
+    LabStore(path)
+    holder = Holder(path)
+    holder.start()
+    spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool",
+                          retry=0.05, new_runs_when_down=True)
+    assert spool.degraded
+    engine(OutageFeed(bars, {300: holder.stop}), spool, "run").run()
+    spool.close()
+    assert spool.pending == 0
+    assert_same_rows(stored(LabStore(path), "run"), reference)
+
+
+@pytest.mark.slow
+def test_a_spool_left_by_a_stopped_process_is_written_by_the_next(bars, reference, tmp_path):
+    path = tmp_path / "lab.duckdb"
+    LabStore(path)
+    holder = Holder(path)
+    holder.start()
+    spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool",
+                          retry=0.05, catch_up=0.2, new_runs_when_down=True)
+    with pytest.raises(StoreUnavailableError, match="not taken yet"):
+        engine(ReplayFeed(bars), spool, "run").run()  # the result cannot be read back
+    spool.close(timeout=0)
+    left = spool.pending
+    assert left > 5
+    holder.stop()
+    again = SpoolingStore(LabStore(path), tmp_path / "spool")  # writes them before reads
+    assert again.pending == 0 and not again.degraded
+    again.close()
+    assert_same_rows(stored(LabStore(path), "run"), reference)
+
+
+def test_a_batch_the_store_already_holds_is_not_written_twice(tmp_path):
+    """The write that failed may have committed before the connection dropped: its
+    sequence number in the stored state makes the replay skip it."""
+    store = LabStore(tmp_path / "lab.duckdb")
+    spool = SpoolingStore(store, tmp_path / "spool", retry=0.05)
+    run = spool.record_run("paper", run_id="r")
+    t = pd.Timestamp("2024-01-02", tz="UTC")
+    rows = pd.DataFrame({"timestamp": [t], "portfolio": "total", "equity": [100.0]})
+    spool.record_live(run, equity=rows, state={"bars": 1}, last_bar_time=t)
+    # the same batch, as a process that lost the connection after COMMIT would spool it
+    spool._degraded = True
+    spool._seq -= 1
+    spool.record_live(run, equity=rows, state={"bars": 1}, last_bar_time=t)
+    assert spool.pending == 1
+    assert spool.wait(5)
+    spool.close()
+    assert len(store.equity(run)) == 1 and store.live_state(run)["bars"] == 1
+
+
+def test_down_at_start_refuses_to_resume_a_run_it_cannot_see(tmp_path):
+    path = tmp_path / "lab.duckdb"
+    LabStore(path).record_run("paper", run_id="old")
+    holder = Holder(path)
+    holder.start()
+    try:
+        spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool")
+        with pytest.raises(StoreUnavailableError, match="cannot look up run 'old'"):
+            spool.runs(run_id="old")
+        with pytest.raises(StoreUnavailableError, match="cannot resume run 'old'"):
+            spool.live_state("old")
+        spool.close(timeout=0)
+    finally:
+        holder.stop()
