@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Re-install only when the project's requirements change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test quick check check-static lab lint types bench sample clean
+.PHONY: demo test quick check check-static lab lint types bench sample deploy-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ check: check-static test
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The compose stack (docker-compose.yml) without Docker: the wheel in a fresh venv, as the
+# Dockerfile builds it, and the engine and api services' commands and environment run as
+# local processes against real PostgreSQL and Redis servers (deploy/check.py says what is
+# and is not verified that way). make test runs it too (tests/test_deploy_check.py).
+deploy-check: $(STAMP)
+	$(PY) deploy/check.py
 
 sample: $(STAMP)
 	$(VENV)/bin/alphatrade-lab make-sample
