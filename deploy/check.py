@@ -187,10 +187,10 @@ class Stack:
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         cmd = [str(self.venv / "bin" / "alphatrade-lab"), *args]
-        out = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (kept open while it runs)
         log(f"starting {name}: alphatrade-lab {' '.join(args)}")
-        proc = subprocess.Popen(cmd, env=self.process_env(name), cwd=self.tmp, stdout=out,
-                                stderr=subprocess.STDOUT)
+        with open(self.tmp / f"{name}.log", "wb") as out:  # the child keeps its own copy
+            proc = subprocess.Popen(cmd, env=self.process_env(name), cwd=self.tmp,
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
 
