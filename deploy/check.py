@@ -29,10 +29,14 @@ numbers; and each SQL panel of the Grafana dashboard runs on the deployed store 
 read-only root file system, health checks), TimescaleDB (Debian has no package: the
 store runs on plain PostgreSQL 15), Prometheus and Grafana servers.
 
-    .venv/bin/python deploy/check.py [--venv PATH] [--json FILE] [--screenshot FILE]
+    .venv/bin/python deploy/check.py [--venv PATH] [--models DIR] [--out DIR]
 
 ``--venv`` reuses an environment that has the project installed instead of building a
-fresh one (notebook 12 does, to stay quick); exit status 0 when every check passed.
+fresh one, and ``--models`` takes an exported ``model.atlb`` and ``bars.parquet`` instead of
+exporting them (notebook 12 does both, to stay quick); ``--out`` keeps the report
+(``report.json``), the run's fills as PostgreSQL holds them (``fills.parquet``), the Grafana
+panels' query results (``panels.json``) and a screenshot of the dashboard
+(``dashboard.png``). Exit status 0 when every check passed.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,8 +253,9 @@ def ws_fills(url: str, expected: int, timeout: float = 60) -> list[dict]:
     return got
 
 
-def grafana_panels(conn: Any) -> dict[str, int]:
-    """Run each SQL panel of the generated dashboard on the store; rows per panel."""
+def grafana_panels(conn: Any) -> dict[str, dict[str, Any]]:
+    """Run each SQL panel of the generated dashboard on the store: per panel title, its
+    columns and rows (JSON-able)."""
     path = next((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
     board = json.loads(path.read_text())
     out = {}
@@ -265,7 +271,10 @@ def grafana_panels(conn: Any) -> dict[str, int]:
             sql = sql.replace("$run_id", f"'{RUN_ID}'").replace("${run_id}", f"'{RUN_ID}'")
             with conn.cursor() as cur:
                 cur.execute(sql)
-                out[panel.get("title", "?")] = len(cur.fetchall())
+                cols = [d.name for d in cur.description]
+                rows = [[v if isinstance(v, int | float | str) or v is None else str(v)
+                         for v in row] for row in cur.fetchall()]
+            out[panel.get("title", "?")] = {"columns": cols, "rows": rows}
     return out
 
 
@@ -285,7 +294,8 @@ def screenshot(url: str, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- check
-def check(tmp: Path, venv: Path | None, shot: Path | None) -> dict[str, Any]:
+def check(tmp: Path, venv: Path | None, models: Path | None, out: Path | None
+          ) -> dict[str, Any]:
     import psycopg
 
     from alphatrade_lab.testing import LocalPostgres, LocalRedis
@@ -293,9 +303,11 @@ def check(tmp: Path, venv: Path | None, shot: Path | None) -> dict[str, Any]:
     report: dict[str, Any] = {"checks": {}}
     env = env_file(ROOT / ".env.example")
     venv = venv or build_venv(tmp)
-    models = tmp / "models"
-    log("exporting the walk-forward model and the held-out bars")
-    report["bars"] = export_model(models)
+    if models is None:
+        models = tmp / "models"
+        log("exporting the walk-forward model and the held-out bars")
+        export_model(models)
+    report["bars"] = len(pd.read_parquet(models / "bars.parquet"))
     stack = Stack(tmp, venv, env)
     config = tmp / "live.toml"
     text = (ROOT / "deploy" / "live.toml").read_text()
@@ -333,11 +345,16 @@ def check(tmp: Path, venv: Path | None, shot: Path | None) -> dict[str, Any]:
                         cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s",
                                     [RUN_ID])
                         counts[table] = cur.fetchone()[0]
+                    cur.execute("SELECT * FROM fills WHERE run_id = %s ORDER BY bar_time, "
+                                "client_order_id", [RUN_ID])
+                    fills = pd.DataFrame(cur.fetchall(), columns=[d.name for d in
+                                                                  cur.description])
                 report["rows in PostgreSQL"] = counts
                 report["checks"]["fills reached PostgreSQL"] = counts["fills"] > 0
-                report["grafana panels"] = panels = grafana_panels(conn)
+                panels = grafana_panels(conn)
+                report["grafana panels"] = {k: len(v["rows"]) for k, v in panels.items()}
                 report["checks"]["Grafana's SQL panels run as grafana_reader"] = (
-                    bool(panels) and all(n > 0 for n in panels.values()))
+                    bool(panels) and all(v["rows"] for v in panels.values()))
             token = env["ALPHATRADE_API_TOKEN"]
             auth = {"Authorization": f"Bearer {token}"}
             runs = httpx.get(base + "/api/runs", headers=auth, timeout=10).json()
@@ -355,9 +372,11 @@ def check(tmp: Path, venv: Path | None, shot: Path | None) -> dict[str, Any]:
             report["fills in /metrics"] = float(m.group(1)) if m else None
             report["checks"]["/metrics counts the fills"] = (
                 m is not None and float(m.group(1)) == counts["fills"])
-            if shot is not None:
-                screenshot(f"{base}/?token={token}", shot)
-                report["screenshot"] = str(shot)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                fills.to_parquet(out / "fills.parquet", index=False)
+                (out / "panels.json").write_text(json.dumps(panels))
+                screenshot(f"{base}/?token={token}", out / "dashboard.png")
         finally:
             stack.stop()
             report["logs"] = {name: stack.output(name)[-2000:] for name in stack.procs}
@@ -368,20 +387,23 @@ def check(tmp: Path, venv: Path | None, shot: Path | None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, help="reuse this environment (no wheel build)")
-    parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--screenshot", type=Path, help="a PNG of the running dashboard")
+    parser.add_argument("--models", type=Path,
+                        help="a folder with model.atlb and bars.parquet (no export)")
+    parser.add_argument("--out", type=Path, help="keep the report, fills, panels and a "
+                        "screenshot of the dashboard here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="atl-deploy-"))
     started = time.monotonic()
     try:
-        report = check(tmp, args.venv, args.screenshot)
+        report = check(tmp, args.venv, args.models, args.out)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     report["seconds"] = round(time.monotonic() - started, 1)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=2))
     for name, ok in report["checks"].items():
         log(f"{'ok  ' if ok else 'FAIL'} {name}")
     if not report["ok"]:
