@@ -8,16 +8,38 @@ finished, everything is recorded, and the same ``--run-id`` resumes); ``alphatra
 runs the dashboard service (REST, WebSocket, Prometheus metrics) over a lab store.
 ``alphatrade-lab --help``
 and ``alphatrade-lab <command> --help`` describe each command and its options.
+
+The environment (what a deployment sets; the same names in compose and ``make
+deploy-check``):
+
+``ATL_STORE``
+    The lab store of ``paper``, ``live`` and ``serve`` (a DuckDB path or a
+    ``postgresql://`` URL). Precedence: ``--store`` > ``ATL_STORE`` > the TOML's ``[store]
+    path`` (``live``) > the default (``data/lab.duckdb``; ``live``: no store).
+``ATL_REDIS_URL``
+    When set (or ``--redis URL``, which wins), ``paper`` and ``live`` publish their
+    events to this Redis server's stream and ``serve`` reads them from it. Never in a
+    file: the URL may carry a password.
+``TRADING_MODE``
+    ``paper`` (the default) or ``live``: under ``paper``, ``live`` refuses a broker that
+    trades real money (see :mod:`alphatrade_lab.live.config`).
+``ALPHATRADE_API_TOKEN``
+    The service's token (``serve``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["ENVIRONMENT", "main"]
+
+#: The environment variables the commands read (see the module's notes).
+ENVIRONMENT = ("ATL_STORE", "ATL_REDIS_URL", "TRADING_MODE", "ALPHATRADE_API_TOKEN")
+_DEFAULT_STORE = "data/lab.duckdb"
 
 _DESCRIPTION = ("alphatrade_lab: quantitative trading research from OHLCV bars to a "
                 "validated, exported model. Run a command with --help for its options.")
@@ -34,20 +56,48 @@ _MAKE_SAMPLE = ("Regenerate the embedded sample market (data/sample_bars.parquet
 
 _PAPER = ("Replay bars (a file, or the embedded sample) through an exported model bundle on "
           "the paper broker, with the backtest's fills, recording orders, fills, equity and "
-          "signals in the lab store. The same --run-id resumes a stopped or killed run.")
+          "signals in the lab store (--store, else ATL_STORE). The same --run-id resumes a "
+          "stopped or killed run. With ATL_REDIS_URL (or --redis) set, every event also "
+          "goes to a Redis stream for the dashboard service.")
 
 _LIVE = ("Run the live engine described by a TOML file: broker (paper, Alpaca, a ccxt "
          "exchange; keys from the environment), feed, model, risk limits, store and alerts. "
-         "Paper endpoints are the default.")
+         "Paper endpoints are the default: TRADING_MODE=paper (the default) refuses a broker "
+         "that trades real money, TRADING_MODE=live allows it. The store is --store, else "
+         "ATL_STORE, else the TOML's [store] path; with ATL_REDIS_URL (or --redis) set, the "
+         "events also go to a Redis stream for the dashboard service.")
 
 _SERVE = ("Serve the lab store over HTTP: the REST API (/api, docs at /api/docs), the "
           "dashboard, live updates on a WebSocket and Prometheus metrics (/metrics), under "
           "uvicorn. Binding to anything but the loopback needs ALPHATRADE_API_TOKEN in the "
-          "environment; every request must then carry it (Authorization: Bearer <token>).")
+          "environment; every request must then carry it (Authorization: Bearer <token>). "
+          "The store is --store, else ATL_STORE; with ATL_REDIS_URL (or --redis) set, the "
+          "live events come from the engine's Redis stream (a consumer group: a restarted "
+          "service resumes after the last event it acknowledged).")
+
+
+_EPILOG = ("environment: ATL_STORE is the lab store (a DuckDB path or a postgresql:// URL) "
+           "of paper, live and serve (precedence: --store, then ATL_STORE, then the TOML's "
+           "[store] path, then the default); ATL_REDIS_URL (or --redis) makes paper and live "
+           "publish their events to a Redis stream and serve read them from it; "
+           "TRADING_MODE is paper (the default) or live, and only live lets the live "
+           "command use a broker that trades real money; ALPHATRADE_API_TOKEN is the "
+           "service's token.")
+
+_STORE_HELP = ("lab store: a DuckDB path or a postgresql:// URL (default: ATL_STORE, else "
+               "{default})")
+_REDIS_HELP = ("Redis server URL to {what} the engine's events (default: ATL_REDIS_URL; "
+               "none: {none}); prefer the variable when the URL carries a password")
+
+
+def _add_redis(parser: argparse.ArgumentParser, what: str, none: str) -> None:
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help=_REDIS_HELP.format(what=what, none=none))
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alphatrade-lab", description=_DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="alphatrade-lab", description=_DESCRIPTION,
+                                     epilog=_EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 title="commands")
     demo = sub.add_parser("demo", description=_DEMO,
@@ -64,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--bundle", required=True, help="the exported model (.atlb)")
     paper.add_argument("--bars", default=None,
                        help="bars to replay: CSV, Parquet or DuckDB (default: the sample)")
-    paper.add_argument("--store", default="data/lab.duckdb",
-                       help="lab store for orders, fills and equity (default: data/lab.duckdb)")
+    paper.add_argument("--store", default=None,
+                       help=_STORE_HELP.format(default=_DEFAULT_STORE))
+    _add_redis(paper, "publish", "not published")
     paper.add_argument("--run-id", default=None, help="the run's id (the same id resumes it)")
     paper.add_argument("--threshold", type=float, default=0.5)
     paper.add_argument("--direction", default="longonly",
@@ -82,10 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live", description=_LIVE, help="run the engine a TOML file describes")
     live.add_argument("--config", required=True,
                       help="the TOML file (see alphatrade_lab.live.config)")
+    live.add_argument("--store", default=None,
+                      help=_STORE_HELP.format(default="the TOML's [store] path, else none"))
+    _add_redis(live, "publish", "not published")
     serve = sub.add_parser("serve", description=_SERVE,
                            help="serve the lab store: REST API, dashboard, metrics")
-    serve.add_argument("--store", default="data/lab.duckdb",
-                       help="the lab store, opened read-only (default: data/lab.duckdb)")
+    serve.add_argument("--store", default=None,
+                       help=_STORE_HELP.format(default=_DEFAULT_STORE) + "; opened read-only")
+    _add_redis(serve, "read", "no live events")
     serve.add_argument("--bundle", default=None,
                        help="an exported model (.atlb) for POST /api/score and /api/models")
     serve.add_argument("--host", default="127.0.0.1",
@@ -114,15 +169,21 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"alphatrade-lab serve: --port must be in 1..65535, got {args.port}",
               file=sys.stderr)
         return 2
+    from alphatrade_lab.redact import redact
+
+    store, redis_url = _store(args.store, _DEFAULT_STORE), _redis_url(args.redis)
     try:
-        app = create_app(args.store, bundle=args.bundle, token=token,
-                         cors_origins=tuple(args.cors_origin))
-    except (OSError, ValueError) as exc:  # no store file, a newer schema, a bad bundle
-        print(f"alphatrade-lab serve: {exc}", file=sys.stderr)
+        app = create_app(store, bundle=args.bundle, token=token,
+                         cors_origins=tuple(args.cors_origin), redis_url=redis_url)
+    except (OSError, ValueError, ImportError) as exc:  # no store, a bad bundle, no redis-py
+        print(f"alphatrade-lab serve: {redact(str(exc))}", file=sys.stderr)
         return 2
-    print(f"serving {args.store} on http://{args.host}:{args.port} (API docs at /api/docs; "
-          f"token {'required' if token else 'not required: loopback only'}; websockets "
-          f"{websockets.__version__})")
+    source = app.state.lab.extra.get("redis")
+    print(f"serving {redact(str(store))} on http://{args.host}:{args.port} (API docs at "
+          f"/api/docs; token {'required' if token else 'not required: loopback only'}; "
+          f"websockets {websockets.__version__}"
+          + (f"; events from redis {source.where}" if source is not None else "") + ")",
+          flush=True)
     import logging
 
     from alphatrade_lab.service.security import RedactingFilter
@@ -135,8 +196,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_engine(engine: Any) -> int:
-    """Run with Ctrl-C (SIGINT) and SIGTERM stopping it cleanly; print a summary."""
+def _store(flag: str | None, default: str) -> str:
+    """The store: ``--store``, else ``ATL_STORE``, else ``default``."""
+    return flag or os.environ.get("ATL_STORE") or default
+
+
+def _redis_url(flag: str | None) -> str | None:
+    """The Redis URL: ``--redis``, else ``ATL_REDIS_URL``, else None."""
+    return flag or os.environ.get("ATL_REDIS_URL") or None
+
+
+def _run_engine(engine: Any, redis_url: str | None = None) -> int:
+    """Run with Ctrl-C (SIGINT) and SIGTERM stopping it cleanly, publishing to Redis when
+    ``redis_url`` is given; print a summary."""
+    publisher = None
+    if redis_url:
+        from alphatrade_lab.live.redis_bus import RedisPublisher
+
+        publisher = RedisPublisher(redis_url).attach(engine.bus)
+    try:
+        code = _run(engine)
+    finally:
+        if publisher is not None:
+            publisher.close()
+            print(publisher.summary())
+    return code
+
+
+def _run(engine: Any) -> int:
     stopped = []
 
     def stop(signum: int, frame: Any) -> None:
@@ -181,14 +268,20 @@ def main(argv: list[str] | None = None) -> int:
             feed = ReplayFeed(args.bars if args.bars else load_sample(), speed=args.speed)
             broker = PaperBroker(args.init_cash, fees=args.fees, slippage=args.slippage,
                                  execution=args.execution)
+            from alphatrade_lab.live.config import trading_mode
+
+            trading_mode()  # a bad TRADING_MODE is refused here too
             engine = Engine(feed, ModelStrategy(args.bundle, args.threshold), broker,
-                            store=LabStore(args.store), run_id=args.run_id,
-                            direction=args.direction, flush_every=args.flush_every)
-            return _run_engine(engine)
+                            store=LabStore(_store(args.store, _DEFAULT_STORE)),
+                            run_id=args.run_id, direction=args.direction,
+                            flush_every=args.flush_every)
+            return _run_engine(engine, _redis_url(args.redis))
         elif args.command == "live":
             from alphatrade_lab.live.config import build_engine, load_config
 
-            return _run_engine(build_engine(load_config(args.config)))
+            store = args.store or os.environ.get("ATL_STORE")  # None: the TOML's [store]
+            engine = build_engine(load_config(args.config), store=store)
+            return _run_engine(engine, _redis_url(args.redis))
         elif args.command == "serve":
             return _serve(args)
     except DataError as exc:

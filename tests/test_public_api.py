@@ -65,7 +65,7 @@ PUBLIC_API = {
         "Alert", "AlertDispatcher", "AlertLevel",
     ],
     "alphatrade_lab.testing": [
-        "LocalAlpaca", "LocalExchange", "LocalReceiver", "Received", "Reply",
+        "LocalAlpaca", "LocalExchange", "LocalReceiver", "LocalRedis", "Received", "Reply",
         "assert_no_lookahead", "perturb_after",
     ],
     "alphatrade_lab.service": [

@@ -106,6 +106,11 @@ class EventBus:
         self.callback_errors = 0
 
     @property
+    def history(self) -> int:
+        """How many events the bus keeps for :meth:`since`."""
+        return self._history.maxlen or 0
+
+    @property
     def seq(self) -> int:
         """The sequence number of the last event published (0: none yet)."""
         return self._seq
@@ -116,6 +121,28 @@ class EventBus:
             self._seq += 1
             event = Event(self._seq, topic, time.time(), data)
             self._history.append(event)
+        self._deliver(event)
+        return event
+
+    def publish_event(self, event: Event) -> Event:
+        """Publish an event that already has its sequence number and time (one read from
+        another bus, e.g. through Redis): the bus's seq becomes ``event.seq``, which must be
+        above the last one (a gap is allowed: events the source lost).
+
+        >>> bus = EventBus()
+        >>> bus.publish_event(Event(7, "fill", 0.0, {"qty": 1.0})).seq, bus.seq
+        (7, 7)
+        """
+        with self._lock:
+            if event.seq <= self._seq:
+                raise ValueError(f"event seq {event.seq} is not above the bus's last seq "
+                                 f"{self._seq}")
+            self._seq = event.seq
+            self._history.append(event)
+        self._deliver(event)
+        return event
+
+    def _deliver(self, event: Event) -> None:
         for sub in self._subs:
             sub._offer(event)
         for fn in self._callbacks:
@@ -123,7 +150,6 @@ class EventBus:
                 fn(event)
             except Exception:  # a subscriber's bug must not stop the engine
                 self.callback_errors += 1
-        return event
 
     def subscribe(self, topics: Iterable[str] | None = None, *, maxsize: int = 10_000
                   ) -> Subscription:
@@ -143,6 +169,11 @@ class EventBus:
         (hand the event to a loop or a queue); its exceptions are counted, not raised."""
         with self._lock:
             self._callbacks = (*self._callbacks, fn)
+
+    def off_event(self, fn: Callable[[Event], None]) -> None:
+        """Stop calling ``fn`` (given to :meth:`on_event`); unknown callbacks are ignored."""
+        with self._lock:
+            self._callbacks = tuple(f for f in self._callbacks if f is not fn)
 
     def since(self, seq: int) -> list[Event]:
         """Kept events with a sequence number above ``seq`` (oldest first)."""

@@ -32,17 +32,47 @@ in it (they come from the environment, and a key-like setting in the file is ref
     [run]
     id = "live-aapl-msft"      # the same id resumes a stopped or killed run
     alerts = true              # AlertManager.from_env() (TELEGRAM_BOT_TOKEN, ...)
+
+The Redis event bus has no section: its URL may carry a password, so it comes from
+``ATL_REDIS_URL`` or ``--redis`` only. ``build_engine(config, store=...)`` overrides
+``[store] path`` (the command line's ``--store`` or ``ATL_STORE``).
+
+**Trading mode.** ``TRADING_MODE`` in the environment is ``paper`` (the default when it is
+unset or empty) or ``live``; anything else is refused. Under ``paper``,
+:func:`build_engine` refuses a broker that would trade real money: an Alpaca ``base_url``
+other than the paper endpoint (``https://paper-api.alpaca.markets``; a loopback test
+server counts as paper too) or a ccxt broker with ``sandbox = false``. Under ``live`` they
+are allowed, with one warning logged when the engine is built. ``kind = "paper"`` always
+works.
+
+>>> trading_mode({"TRADING_MODE": " Live "}), trading_mode({})
+('live', 'paper')
+>>> real_money({"kind": "ccxt", "exchange": "binance", "sandbox": False})
+'the ccxt broker binance with sandbox = false'
+>>> real_money({"kind": "alpaca"}) is None
+True
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from alphatrade_lab.errors import DataError
 
-__all__ = ["SECTIONS", "build_engine", "load_config"]
+__all__ = ["SECTIONS", "TRADING_MODES", "build_engine", "load_config", "real_money",
+           "trading_mode"]
+
+#: The values of ``TRADING_MODE``.
+TRADING_MODES = ("paper", "live")
+_ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = logging.getLogger("alphatrade_lab.live.config")
 
 SECTIONS = {
     "broker": {"kind", "base_url", "data_url", "exchange", "sandbox", "quote", "timeout", "urls",
@@ -71,6 +101,9 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{p}: not valid TOML ({exc})") from None
     for section, values in config.items():
+        if section == "bus":
+            raise DataError(f"{p}: no [bus] section: the Redis URL may carry a password, so "
+                            "it comes from ATL_REDIS_URL or --redis, not from a file")
         if section not in SECTIONS:
             raise DataError(f"{p}: unknown section [{section}]; expected {sorted(SECTIONS)}")
         if not isinstance(values, dict):
@@ -88,6 +121,43 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
             "kind", "poll") == "poll":
         raise DataError(f"{p}: [feed] symbols is required for a polling feed")
     return config
+
+
+def trading_mode(env: Mapping[str, str] | None = None) -> str:
+    """``TRADING_MODE`` of ``env`` (default: the environment): ``"paper"`` when unset or
+    empty, ``"paper"`` or ``"live"`` (any case); :class:`DataError` for anything else."""
+    raw = (os.environ if env is None else env).get("TRADING_MODE", "")
+    mode = raw.strip().lower() or "paper"
+    if mode not in TRADING_MODES:
+        raise DataError(f"TRADING_MODE must be 'paper' (the default) or 'live', not "
+                        f"{raw[:40]!r}")
+    return mode
+
+
+def real_money(broker: Mapping[str, Any]) -> str | None:
+    """What trades real money in a ``[broker]`` table (None: nothing does): an Alpaca
+    ``base_url`` other than the paper endpoint (or a loopback server), a ccxt broker with
+    ``sandbox = false``."""
+    kind = broker.get("kind", "paper")
+    if kind == "alpaca" and "base_url" in broker:
+        url = str(broker["base_url"])
+        host = urlsplit(url).hostname or ""
+        if host != _ALPACA_PAPER_HOST and host not in _LOOPBACK:
+            return f"the Alpaca broker at {url} (not the paper endpoint)"
+    if kind == "ccxt" and broker.get("sandbox", True) is not True:
+        return f"the ccxt broker {broker.get('exchange', 'binance')} with sandbox = false"
+    return None
+
+
+def _check_mode(broker: Mapping[str, Any], mode: str | None) -> None:
+    mode = trading_mode() if mode is None else trading_mode({"TRADING_MODE": mode})
+    what = real_money(broker)
+    if what is None:
+        return
+    if mode == "paper":
+        raise DataError(f"[broker]: {what} trades real money; TRADING_MODE is 'paper' (the "
+                        "default): set TRADING_MODE=live to allow it, or use a paper endpoint")
+    log.warning("TRADING_MODE=live: %s trades real money", what)
 
 
 def _broker(cfg: dict[str, Any]) -> Any:
@@ -108,8 +178,15 @@ def _broker(cfg: dict[str, Any]) -> Any:
     raise DataError(f"[broker] kind must be 'paper', 'alpaca' or 'ccxt', got {kind!r}")
 
 
-def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None) -> Any:
-    """The :class:`~alphatrade_lab.live.Engine` a checked config describes."""
+def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None,
+                 store: Any = None, mode: str | None = None) -> Any:
+    """The :class:`~alphatrade_lab.live.Engine` a checked config describes.
+
+    ``store`` (a :class:`~alphatrade_lab.store.LabStore`, a path or a URL) replaces
+    ``[store] path``; ``mode`` (``"paper"`` or ``"live"``) replaces ``TRADING_MODE``
+    (see the module's notes: under paper, a real-money broker is refused before it is
+    built)."""
+    _check_mode(config.get("broker", {}), mode)
     from alphatrade_lab.live.engine import Engine
     from alphatrade_lab.live.feeds import PollingFeed, ReplayFeed
     from alphatrade_lab.live.strategies import ModelStrategy
@@ -144,7 +221,10 @@ def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None) -> Any:
         from alphatrade_lab.alerts import AlertManager
 
         alerts = AlertManager.from_env()
-    store = LabStore(config["store"]["path"]) if "store" in config else None
+    if store is None and "path" in config.get("store", {}):
+        store = config["store"]["path"]
+    if store is not None and not isinstance(store, LabStore):
+        store = LabStore(store)
     return Engine(feed, strategy, broker, risk=config.get("risk") or None, store=store,
                   alerts=alerts, bus=bus, run_id=run.get("id"),
                   direction=strat.get("direction", "longonly"), size=strat.get("size"),
