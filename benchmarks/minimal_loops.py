@@ -36,7 +36,7 @@ from numba import njit, prange
 
 import alphatrade_lab as atl
 from alphatrade_lab.backtest import kernels as backtest_nb
-from alphatrade_lab.backtest.sweeps import kernels as sweep_nb
+from alphatrade_lab.backtest.sweeps import ma_kernels as sweep_nb
 
 FEES = 0.001
 INIT_CASH = 100.0

@@ -19,7 +19,7 @@ from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.backtest._inputs import as_prices, cost_fraction, parse_direction, per_column
 from alphatrade_lab.backtest.metrics import STAT_NAMES, stats_from_state, time_basis
 from alphatrade_lab.backtest.simulate import from_signals
-from alphatrade_lab.backtest.sweeps import kernels as nb
+from alphatrade_lab.backtest.sweeps import ma_kernels
 from alphatrade_lab.backtest.sweeps.stats import deflated_sharpe_ratio, skew_kurtosis
 from alphatrade_lab.backtest.sweeps.strategies import (
     MA_CROSS,
@@ -40,7 +40,7 @@ _CHUNK_WORK = 3e7
 # Largest table of moving averages (columns × windows × bars) a chunk builds: 128 MB;
 # beyond it, MA sweeps take the generic path (signals per task, O(bars) per thread).
 _MA_TABLE_CELLS = 2**24
-#: What ``kernels.ma_prepare_nb`` returns (columns, table, return sums, next gaps), then
+#: What ``ma_kernels.ma_prepare_nb`` returns (columns, table, return sums, next gaps), then
 #: the windows of the table.
 MATables: TypeAlias = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -128,7 +128,7 @@ def _position(x: Any, index: pd.Index, name: str, default: int) -> int:
 def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarray,
                   end: int) -> MATables | None:
     """Arrays that every chunk of a sweep can share, computed once: for MA crossovers the
-    moving averages of every window in ``params`` (see ``kernels.ma_prepare_nb``), if
+    moving averages of every window in ``params`` (see ``ma_kernels.ma_prepare_nb``), if
     they stay under 128 MB; ``None`` otherwise and for other strategies."""
     strat = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
     if strat is not MA_CROSS:
@@ -137,7 +137,7 @@ def shared_arrays(strategy: str | Strategy, close: np.ndarray, params: np.ndarra
     # The table, plus 7 numbers per bar and column (return sums and next gap).
     if close.shape[1] * (len(windows) + 7) * end > _MA_TABLE_CELLS:
         return None
-    cols, table, sums, gaps = nb.ma_prepare_nb(close, windows, end)
+    cols, table, sums, gaps = ma_kernels.ma_prepare_nb(close, windows, end)
     return cols, table, sums, gaps, windows
 
 
@@ -157,7 +157,7 @@ def run_chunk(strategy: str | Strategy, close: np.ndarray, params: np.ndarray, s
         if shared is None:
             shared = shared_arrays(strat, close, params, end)
         if shared is not None:
-            return nb.sweep_ma_pairs_nb(*shared, params[:, 0].astype(np.int64),
+            return ma_kernels.sweep_ma_pairs_nb(*shared, params[:, 0].astype(np.int64),
                                         params[:, 1].astype(np.int64), start, end, *opts)
         # Too many bars for a table of every window: each task computes its own signals.
     return strat.kernel(close, params, start, end, *opts)
