@@ -17,8 +17,10 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -316,6 +318,56 @@ def test_live_toml_runs_the_paper_engine_on_a_replay(tmp_path):
     assert result.run_id == "paper-deploy" and result.bars > 0
     store = atl.store.LabStore(tmp_path / "lab.duckdb", read_only=True)
     assert store.equity("paper-deploy")["timestamp"].nunique() == 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_healthchecks_and_the_scrape_on_a_real_service(tmp_path):
+    """The image's and the compose file's healthchecks pass on a running service and fail
+    on a stopped one; /metrics answers Prometheus' bearer token, not a missing one."""
+    import httpx
+
+    import alphatrade_lab as atl
+
+    store = tmp_path / "lab.duckdb"
+    atl.store.LabStore(store).record_run("paper", run_id="r1")
+    port, token = free_port(), secrets.token_urlsafe(24)
+    command = list(compose()["services"]["api"]["command"])
+    del command[command.index("--bundle"):command.index("--bundle") + 2]  # no model here
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"  # the token is required all the same
+    env = {k: v for k, v in os.environ.items() if k not in ("ATL_STORE", "ATL_REDIS_URL")}
+    proc = subprocess.Popen([sys.executable, "-m", "alphatrade_lab.cli", *command, "--store",
+                             str(store)], env={**env, "ALPHATRADE_API_TOKEN": token},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    checks = [json.loads(dict(dockerfile_stages()[1])["HEALTHCHECK"].split(" CMD ", 1)[1]),
+              compose()["services"]["api"]["healthcheck"]["test"][1:]]
+    checks = [[a.replace(":8000/", f":{port}/") for a in c] for c in checks]
+    checks = [[sys.executable if a == "python" else a for a in c] for c in checks]
+    try:
+        for _ in range(300):
+            assert proc.poll() is None, "the service exited"
+            try:
+                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        for check in checks:
+            assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+        scraped = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200 and "alphatrade_equity" in scraped.text
+        assert httpx.get(url + "/metrics").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    for check in checks:
+        assert subprocess.run(check, capture_output=True, timeout=30).returncode != 0
 
 
 # ---------------------------------------------------------------- Prometheus and Grafana
