@@ -261,7 +261,7 @@ def test_compose_publishes_two_ports_and_waits_for_healthy_servers():
     assert services["prometheus"]["depends_on"]["api"] == {"condition": "service_healthy"}
     volumes = compose()["volumes"]
     for service, target in (("db", "/var/lib/postgresql/data"), ("grafana", "/var/lib/grafana"),
-                            ("prometheus", "/prometheus")):
+                            ("prometheus", "/prometheus"), ("engine", "/app/data")):
         named = [v.split(":")[0] for v in services[service]["volumes"]
                  if v.split(":")[1] == target]
         assert named and named[0] in volumes, service
