@@ -186,6 +186,8 @@ class Engine:
             raise ValueError(f"size must be in (0, 1], got {size!r}")
         self.feed, self.strategy, self.broker = feed, strategy, broker
         self.paper = isinstance(broker, PaperBroker)
+        # each symbol its own cash pool (a paper broker without cash sharing)
+        self._own_pools = self.paper and not broker.cash_sharing  # type: ignore[attr-defined]
         self.direction = direction
         self._dir = _DIRECTIONS[direction]
         if isinstance(risk, RiskManager):
@@ -219,6 +221,7 @@ class Engine:
         self._orders: dict[str, Order] = {}  # orders not final yet (last seen state), by id
         self._requests: dict[str, OrderRequest] = {}
         self._last_signal: dict[str, tuple] = {}
+        self._actions: dict[tuple, Intent] = {}  # see _action
         self._open: dict[str, tuple[Order, pd.Timestamp]] = {}  # not final yet
         self._marks: dict[str, float] = {}
         self._recover = 0                          # timestamps to look orders up before sending
@@ -396,7 +399,7 @@ class Engine:
             self._record_signal(s, False)
             return  # one order at a time per symbol, as the backtest has one pending
         pos = self.book.position(symbol)
-        action = Intent(int(backtest_nb.resolve_action_nb(pos, s.entry, s.exit, self._dir)))
+        action = self._action(pos, s.entry, s.exit)
         self._record_signal(s, action != Intent.NONE)
         if action == Intent.NONE:
             return  # not published: nothing happens on it
@@ -407,9 +410,9 @@ class Engine:
         req = OrderRequest(coid, symbol, action, qty, t, price, self.fraction)
         if self._risk is not None:
             pool = self._pool(symbol)
-            equity = self._equity_groups()[pool] if self.paper else self._equity_now()
-            positions = {sym: self.book.position(sym) for sym in self.book.symbols
-                         if self._pool(sym) == pool}
+            equity = (self.broker.equity_of(symbol)  # type: ignore[attr-defined]
+                      if self.paper else self._equity_now())
+            positions = {symbol: pos} if pool == symbol else self._pools().get(pool, {})
             why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity,
                                    _day(t), pool)
             if why is not None:
@@ -420,6 +423,17 @@ class Engine:
             self._event("rejected", symbol, t, f"{action.name.lower()}: no size would fill")
             return
         self._send(req, t)
+
+    def _action(self, pos: float, entry: bool, exit_: bool) -> Intent:
+        """``resolve_action_nb``'s answer, remembered by what the kernel looks at (the
+        position's sign, entry, exit; the direction is the run's): a kernel call per bar
+        costs more than the rest of the decision."""
+        key = (pos > 0, pos < 0, pos == 0, entry, exit_)
+        action = self._actions.get(key)
+        if action is None:
+            action = Intent(int(backtest_nb.resolve_action_nb(pos, entry, exit_, self._dir)))
+            self._actions[key] = action
+        return action
 
     def _quantity(self, action: Intent, symbol: str, pos: float, price: float) -> float:
         if self.paper:
@@ -529,9 +543,14 @@ class Engine:
     def _pool(self, symbol: str) -> str:
         """The cash pool a symbol trades from: its own (paper, no cash sharing) or the
         account's."""
-        if self.paper and not self.broker.cash_sharing:  # type: ignore[attr-defined]
-            return symbol
-        return "portfolio"
+        return symbol if self._own_pools else "portfolio"
+
+    def _pools(self) -> dict[str, dict[str, float]]:
+        """Shares held in each symbol, by cash pool (one pass over the book)."""
+        out: dict[str, dict[str, float]] = {}
+        for sym, qty in self.book.positions().items():
+            out.setdefault(self._pool(sym), {})[sym] = qty
+        return out
 
     def _equity_now(self) -> float:
         return float(sum(self._equity_groups().values()))
@@ -544,16 +563,17 @@ class Engine:
             return
         if self.store is None:
             self._keep_equity(t, groups)
-        for g, v in groups.items():
-            self._add("equity", {"timestamp": t.value, "portfolio": g, "equity": v, "cash": None},
-                      keep=False)  # kept in arrays
+        n = len(groups)
+        self._extend("equity", {"timestamp": [t.value] * n, "portfolio": list(groups),
+                                "equity": list(groups.values()), "cash": [None] * n},
+                     keep=False)  # without a store: kept in arrays
         total = float(sum(groups.values()))
         self._publish("equity", {"timestamp": t, "equity": total, "groups": groups})
         if self.risk_manager is not None:
             breaches = []
+            pools = self._pools()
             for pool, value in groups.items():
-                positions = {s: self.book.position(s) for s in self.book.symbols
-                             if self._pool(s) == pool}
+                positions = pools.get(pool, {})
                 try:
                     breaches += self.risk_manager.update(t, value, positions,
                                                          prices=self._marks, portfolio=pool)
@@ -589,6 +609,19 @@ class Engine:
             cols.update((k, []) for k in row)
         for k, column in cols.items():
             column.append(row[k])
+
+    def _extend(self, table: str, columns: dict[str, list[Any]], keep: bool = True) -> None:
+        """Several rows at once, as :meth:`_add` takes one (``columns``: equal lengths)."""
+        if self.store is not None:
+            cols = self._pending_rows[table]
+        elif keep:
+            cols = self._mem[table]
+        else:
+            return
+        if not cols:
+            cols.update((k, []) for k in columns)
+        for k, column in cols.items():
+            column.extend(columns[k])
 
     def _order_row(self, order: Order, req: OrderRequest | None, t: pd.Timestamp
                    ) -> dict[str, Any]:

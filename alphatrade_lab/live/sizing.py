@@ -8,6 +8,7 @@ same kernel (``execute_action_nb``) run on a scratch copy of that state.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -16,6 +17,19 @@ from alphatrade_lab.live.orders import Intent
 from alphatrade_lab.live.trades import KernelRecords
 
 __all__ = ["order_quantity"]
+
+
+class _Scratch(threading.local):
+    """One column's kernel state and records, reused by every call in a thread (fresh
+    arrays cost more than the sizing itself): reset to ``init_state_nb``'s values first."""
+
+    def __init__(self) -> None:
+        self.cstate0, self.gstate0 = backtest_nb.init_state_nb(1, 1, np.zeros(1))
+        self.cstate, self.gstate = self.cstate0.copy(), self.gstate0.copy()
+        self.rec = KernelRecords(1, orders=True, trades=False)
+
+
+_SCRATCH = _Scratch()
 
 
 def order_quantity(intent: Intent, *, cash: float, position: float, price: float,
@@ -38,13 +52,17 @@ def order_quantity(intent: Intent, *, cash: float, position: float, price: float
     """
     if intent == Intent.NONE:
         return 0.0
-    cstate, gstate = backtest_nb.init_state_nb(1, 1, np.array([float(cash)]))
-    gstate[0, backtest_nb.G_FREE] = cash if free is None else free
+    sc = _SCRATCH
+    cstate, gstate = sc.cstate, sc.gstate
+    cstate[:] = sc.cstate0
+    gstate[:] = sc.gstate0
+    g = gstate[0]
+    g[backtest_nb.G_CASH] = g[backtest_nb.G_INIT] = g[backtest_nb.G_PREV_V] = cash
+    g[backtest_nb.G_FREE] = cash if free is None else free
     cstate[0, backtest_nb.C_POS] = position
     cstate[0, backtest_nb.C_DEBT] = debt
-    rec = KernelRecords(1, orders=True, trades=False)
     gran = math.nan if granularity is None else float(granularity)
     filled = backtest_nb.execute_action_nb(0, 0, int(intent), 0, price, fees, fixed_fees,
                                            slippage, fraction, gran, cstate, gstate,
-                                           *rec.args(0))
-    return float(rec.orders[0, backtest_nb.O_SIZE]) if filled else 0.0
+                                           *sc.rec.args(0))
+    return float(sc.rec.orders[0, backtest_nb.O_SIZE]) if filled else 0.0

@@ -92,6 +92,12 @@ class TradeBook:
             return 0.0
         return float(self.cstate[c, backtest_nb.C_TR_DIR] * self.cstate[c, backtest_nb.C_TR_SIZE])
 
+    def positions(self) -> dict[str, float]:
+        """:meth:`position` of every symbol, in one pass."""
+        cs = self.cstate
+        qty = (cs[:, backtest_nb.C_TR_DIR] * cs[:, backtest_nb.C_TR_SIZE]).tolist()
+        return dict(zip(self.symbols, qty, strict=True))
+
     def frame(self, last_time: pd.Timestamp | None = None) -> pd.DataFrame:
         """The trades with :attr:`Portfolio.trades`' columns (``column`` is the symbol);
         open trades are valued at the last mark and end at ``last_time``."""

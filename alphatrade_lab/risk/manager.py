@@ -17,6 +17,8 @@ turn breaches into alerts.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -69,15 +71,19 @@ class Breach:
         return asdict(self)
 
 
+_DAY_NS = 86_400_000_000_000
+
+
 @dataclass
 class _State:
     peak: float | None = None
-    day: pd.Timestamp | None = None
+    day: int | None = None  # the UTC day number (days since the epoch) of the last update
     day_ref: float | None = None
     last_equity: float | None = None  # the last valid (finite) equity
     last_ts: pd.Timestamp | None = None
     streak: int = 0
     active: dict[tuple[str, Any], bool] = field(default_factory=dict)
+    bad_symbols: set[Any] = field(default_factory=set)  # invalid_position episodes on
 
 
 def _fmt(limit: str, value: float) -> str:
@@ -87,6 +93,8 @@ def _fmt(limit: str, value: float) -> str:
 
 
 def _utc(ts: Any, portfolio: str) -> pd.Timestamp:
+    if type(ts) is pd.Timestamp and ts.tzinfo is datetime.UTC:
+        return ts  # the engine's timestamps: nothing to convert (this runs on every bar)
     try:
         t = pd.Timestamp(ts)
     except (TypeError, ValueError) as exc:
@@ -100,6 +108,8 @@ def _utc(ts: Any, portfolio: str) -> pd.Timestamp:
 
 def _number(value: Any, what: str, portfolio: str, ts: pd.Timestamp) -> float:
     """``value`` as a float (None is NaN); DataError for what is not a number."""
+    if type(value) is float:
+        return value
     if value is None:
         return float("nan")
     try:
@@ -156,6 +166,8 @@ class RiskManager:
                                  f"{start_equity}")
         self.start_equity = start_equity
         self._states: dict[str, _State] = {}
+        self._levels_of: RiskLimits | None = None
+        self._levels_by_name: dict[str, list[tuple[str, float]]] = {}
         self.pending: list[concurrent.futures.Future] = []
         self.max_pending = 10_000
 
@@ -305,44 +317,49 @@ class RiskManager:
         st.last_ts = ts
         out: list[Breach] = []
         lim = self.limits
-        day = ts.floor("D")
+        levels = self._levels()
+        day = ts.value // _DAY_NS  # UTC day number: ts is in UTC, so this is floor("D")
         if st.day is not None and day != st.day:
             st.day_ref = st.last_equity  # the last valid equity of an earlier day
             for sev in ("warning", "critical"):
                 st.active.pop(("daily_loss", sev), None)
         st.day = day
-        valid = bool(np.isfinite(eq))
+        valid = math.isfinite(eq)
         self._flag(st, out, "invalid_equity", not valid, eq, ts, portfolio)
         if valid:
             if st.day_ref is None:
                 st.day_ref = eq if self.start_equity is None else self.start_equity
-            st.peak = eq if st.peak is None else max(st.peak, eq)
+            st.peak = eq if st.peak is None or eq > st.peak else st.peak
             st.last_equity = eq
-            if isinstance(lim.max_drawdown, Limit):
-                self._check(st, out, "max_drawdown", lim.max_drawdown,
+            if "max_drawdown" in levels:
+                self._check(st, out, "max_drawdown", levels["max_drawdown"],
                             loss_fraction(eq, st.peak), ts, portfolio)
-            if isinstance(lim.daily_loss, Limit):
-                self._check(st, out, "daily_loss", lim.daily_loss,
+            if "daily_loss" in levels:
+                self._check(st, out, "daily_loss", levels["daily_loss"],
                             loss_fraction(eq, st.day_ref), ts, portfolio)
-        if positions is not None:
-            for key in [k for k in st.active if k[0] == "invalid_position"]:
-                if key[1] not in bad_positions:  # per symbol: re-armed once valid again
-                    st.active[key] = False
+        if positions is not None and (st.bad_symbols or bad_positions):
+            for sym in st.bad_symbols - bad_positions.keys():  # re-armed once valid again
+                st.active[("invalid_position", sym)] = False
             for sym, value in bad_positions.items():
                 self._flag(st, out, "invalid_position", True, value, ts, portfolio, sym,
                            key=("invalid_position", sym))
+            st.bad_symbols = set(bad_positions)
         if valid and positions is not None and (lim.gross_exposure is not None
                                                 or lim.position_size is not None):
-            # exposures() on one row, without building frames (this runs on every bar)
-            absval = {k: abs(v) if v == v else 0.0 for k, v in values.items()}
-            top_sym = max(absval, key=absval.__getitem__) if absval else None
-            gross = float(_ratio(sum(absval.values()), eq))
-            top = float(_ratio(max(absval.values()), eq)) if absval else 0.0
-            if isinstance(lim.gross_exposure, Limit):
-                self._check(st, out, "gross_exposure", lim.gross_exposure, gross, ts,
-                            portfolio)
-            if isinstance(lim.position_size, Limit):
-                self._check(st, out, "position_size", lim.position_size, top, ts, portfolio,
+            # exposures() on one row, without building frames (this runs on every bar);
+            # the values are not NaN (those are in bad_positions)
+            total, top_value, top_sym = 0.0, 0.0, None
+            for k, v in values.items():
+                a = abs(v)
+                total += a
+                if top_sym is None or a > top_value:
+                    top_value, top_sym = a, k
+            if "gross_exposure" in levels:
+                self._check(st, out, "gross_exposure", levels["gross_exposure"],
+                            _ratio(total, eq), ts, portfolio)
+            if "position_size" in levels:
+                self._check(st, out, "position_size", levels["position_size"],
+                            _ratio(top_value, eq) if values else 0.0, ts, portfolio,
                             top_sym)
         for pnl in pnls:
             if pnl != pnl:
@@ -350,8 +367,8 @@ class RiskManager:
                 continue  # an unknown outcome neither extends nor resets the streak
             self._flag(st, out, "invalid_pnl", False, pnl, ts, portfolio)
             st.streak = st.streak + 1 if pnl < 0 else 0
-            if isinstance(lim.consecutive_losses, Limit):
-                self._check(st, out, "consecutive_losses", lim.consecutive_losses,
+            if "consecutive_losses" in levels:
+                self._check(st, out, "consecutive_losses", levels["consecutive_losses"],
                             float(st.streak), ts, portfolio)
         if self.manager is not None:
             for b in out:
@@ -396,11 +413,20 @@ class RiskManager:
                               symbol))
         st.active[key] = bad
 
+    def _levels(self) -> dict[str, list[tuple[str, float]]]:
+        """``(severity, threshold)`` pairs of each limit that is set, made once per
+        :attr:`limits` (the streaming checks read them on every update)."""
+        if self._levels_of is not self.limits:
+            self._levels_by_name = {name: limit.levels() for name, limit in self.limits.items()
+                                    if isinstance(limit, Limit)}
+            self._levels_of = self.limits
+        return self._levels_by_name
+
     @staticmethod
-    def _check(st: _State, out: list[Breach], name: str, limit: Limit, value: float,
-               ts: pd.Timestamp, portfolio: str, symbol: Any = None) -> None:
-        for severity, thr in limit.levels():
-            over = bool(value > thr)
+    def _check(st: _State, out: list[Breach], name: str, levels: list[tuple[str, float]],
+               value: float, ts: pd.Timestamp, portfolio: str, symbol: Any = None) -> None:
+        for severity, thr in levels:
+            over = value > thr
             if over and not st.active.get((name, severity), False):
                 out.append(Breach(name, portfolio, severity, ts, float(value), thr, symbol))
             st.active[(name, severity)] = over

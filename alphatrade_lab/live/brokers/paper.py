@@ -223,17 +223,26 @@ class PaperBroker:
     def equity_by_group(self) -> dict[str, float]:
         """Value of each cash pool (a symbol's, or ``"portfolio"`` with cash sharing), summed
         as the backtest sums it."""
-        out = {}
-        groups = [("portfolio", range(len(self.symbols)))] if self.cash_sharing else [
-            (s, (c,)) for s, c in self._col.items()]
-        for g, (name, cols) in enumerate(groups):
-            value = self.gstate[g, backtest_nb.G_CASH]
-            for c in cols:
-                pos = self.cstate[c, backtest_nb.C_POS]
-                if pos != 0:
-                    value += pos * self.cstate[c, backtest_nb.C_VAL]
-            out[name] = float(value)
-        return out
+        pos = self.cstate[:, backtest_nb.C_POS].tolist()
+        val = self.cstate[:, backtest_nb.C_VAL].tolist()
+        cash = self.gstate[:, backtest_nb.G_CASH].tolist()
+        if self.cash_sharing:
+            value = cash[0]
+            for p, v in zip(pos, val, strict=True):
+                if p != 0:
+                    value += p * v
+            return {"portfolio": value}
+        return {s: cash[c] + pos[c] * val[c] if pos[c] != 0 else cash[c]
+                for s, c in self._col.items()}
+
+    def equity_of(self, symbol: str) -> float:
+        """The value of ``symbol``'s cash pool, as :meth:`equity_by_group` has it."""
+        if self.cash_sharing:
+            return self.equity_by_group()["portfolio"]
+        c = self._column(symbol)
+        value = float(self.gstate[c, backtest_nb.G_CASH])
+        pos = float(self.cstate[c, backtest_nb.C_POS])
+        return value + pos * float(self.cstate[c, backtest_nb.C_VAL]) if pos != 0 else value
 
     def account(self) -> Account:
         cash = float(self.gstate[:, backtest_nb.G_CASH].sum())
