@@ -99,3 +99,68 @@ def test_each_command_help_says_what_it_does():
         assert len(description.split()) >= 15, (name, description)
         for option in [o for a in parser._actions for o in a.option_strings if o != "-h"]:
             assert option in text
+
+
+# ---- the deployment's environment contract ----------------------------------------------
+def test_help_documents_the_environment_contract():
+    text = " ".join(_help().split())
+    for name in ("ATL_STORE", "ATL_REDIS_URL", "TRADING_MODE", "ALPHATRADE_API_TOKEN"):
+        assert name in text, name
+    assert "precedence: --store, then ATL_STORE, then the TOML's [store] path" in text
+    for name in ("paper", "live", "serve"):
+        sub = " ".join(_help(name).split())
+        assert "ATL_STORE" in sub and "ATL_REDIS_URL" in sub and "--redis" in sub, name
+    assert "TRADING_MODE=paper" in " ".join(_help("live").split())
+
+
+@pytest.fixture(scope="module")
+def live_config(tmp_path_factory):
+    """A replay config (40 hourly bars, an exported model) with a [store] path."""
+    from sklearn.linear_model import LogisticRegression
+
+    folder = tmp_path_factory.mktemp("cli-live")
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
+    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
+    atl.models.save_bundle(atl.models.train(X, y, LogisticRegression(max_iter=5000),
+                                            n_splits=2, progress=False), folder / "m.atlb")
+    bars.head(40).to_parquet(folder / "bars.parquet")
+    path = folder / "live.toml"
+    path.write_text(f"""
+[feed]
+kind = "replay"
+bars = "{folder / 'bars.parquet'}"
+[strategy]
+bundle = "{folder / 'm.atlb'}"
+[store]
+path = "{folder / 'toml.duckdb'}"
+""")
+    return path
+
+
+def _runs(store: Path) -> int:
+    return len(atl.store.LabStore(store, read_only=True).runs()) if store.exists() else 0
+
+
+def test_live_store_precedence_is_flag_then_env_then_toml(live_config, tmp_path, monkeypatch,
+                                                          capsys):
+    toml_store = live_config.parent / "toml.duckdb"
+    env_store, flag_store = tmp_path / "env.duckdb", tmp_path / "flag.duckdb"
+    monkeypatch.delenv("ATL_REDIS_URL", raising=False)
+    monkeypatch.delenv("TRADING_MODE", raising=False)
+    monkeypatch.delenv("ATL_STORE", raising=False)
+    before = _runs(toml_store)
+    assert main(["live", "--config", str(live_config)]) == 0
+    assert _runs(toml_store) == before + 1
+    monkeypatch.setenv("ATL_STORE", str(env_store))
+    assert main(["live", "--config", str(live_config)]) == 0
+    assert _runs(env_store) == 1 and _runs(toml_store) == before + 1
+    assert main(["live", "--config", str(live_config), "--store", str(flag_store)]) == 0
+    assert _runs(flag_store) == 1 and _runs(env_store) == 1
+    assert "40 bars" in capsys.readouterr().out
+
+
+def test_live_refuses_a_bad_trading_mode(live_config, monkeypatch, capsys):
+    monkeypatch.setenv("TRADING_MODE", "yolo")
+    assert main(["live", "--config", str(live_config)]) == 2
+    assert "TRADING_MODE must be 'paper' (the default) or 'live', not 'yolo'" in \
+        capsys.readouterr().err

@@ -389,3 +389,27 @@ def test_publisher_and_source_refuse_bad_settings():
         bus.publish_event(bus.since(0)[0])
     src = RedisSource(f"redis://:{PASSWORD}@127.0.0.1:1/0")
     assert PASSWORD not in repr(src) and "[REDACTED]" in repr(src)
+
+
+def test_the_paper_command_publishes_to_atl_redis_url(redis_server, tmp_path, monkeypatch,
+                                                      capsys):
+    from sklearn.linear_model import LogisticRegression
+
+    from alphatrade_lab.cli import main
+
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
+    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
+    atl.models.save_bundle(atl.models.train(X, y, LogisticRegression(max_iter=5000),
+                                            n_splits=2, progress=False), tmp_path / "m.atlb")
+    bars.head(50).to_parquet(tmp_path / "bars.parquet")
+    monkeypatch.setenv("ATL_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("ATL_STORE", str(tmp_path / "lab.duckdb"))
+    assert main(["paper", "--bundle", str(tmp_path / "m.atlb"), "--bars",
+                 str(tmp_path / "bars.parquet"), "--run-id", "p1"]) == 0
+    out = capsys.readouterr().out
+    entries = redis_client(redis_server.url).xrange(DEFAULT_STREAM)
+    events = [decode_entry(f) for _, f in entries]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)) and len(events) > 100
+    assert sum(e.topic == "bar" for e in events) == 50
+    assert f"{len(events)} events sent, 0 dropped" in out and PASSWORD not in out
+    assert len(LabStore(tmp_path / "lab.duckdb", read_only=True).equity("p1")) == 50
