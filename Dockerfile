@@ -8,10 +8,17 @@
 # compilers, no pip cache, no sources) and runs as an unprivileged user. ENTRYPOINT is the
 # `alphatrade-lab` command; the default CMD serves the dashboard (docker-compose.yml runs
 # `live --config /app/deploy/live.toml` for the engine).
+#
+# ccxt (the `live` extra) is left out by default: the paper broker and Alpaca need only
+# httpx, while ccxt is 74 MB of exchange code plus some twenty packages (aiohttp,
+# cryptography, coincurve, uvloop, ...) that only crypto exchanges use.
 
+# The same Python in both stages (the environment's interpreter links to /usr/local/bin):
+# the full image builds (compilers at hand should a dependency lack a wheel), the slim one runs.
+ARG BUILD_IMAGE=python:3.11.13-bookworm
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 ARG EXTRAS=deploy
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
