@@ -457,7 +457,8 @@ def grafana_sql(sql: str) -> str:
 
 @pytest.mark.slow
 def test_the_init_script_and_the_dashboard_sql_on_postgresql():
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
+
     from alphatrade_lab.store.schema import TABLES, create_table_sql
     from alphatrade_lab.testing.postgres import LocalPostgres, postgres_bindir
 
