@@ -102,3 +102,98 @@ def secret_file(tmp_path):
     path = tmp_path / "secret.txt"
     path.write_text(value + "\n")
     return path, value
+
+
+# ---------------------------------------------------------------------------------------
+# PostgreSQL: the lab store's second backend (tests/test_store_*.py run on both).
+#
+# One server per session: the one in ATL_TEST_POSTGRES_URL (a role that may CREATE ROLE
+# and CREATE DATABASE, e.g. the superuser of a CI service), or a LocalPostgres started in
+# a temporary folder. The session has one database owned by an ordinary role (not a
+# superuser: what the store's documentation asks for); each test gets a fresh schema of
+# its own in it (the URLs set search_path), which takes milliseconds where a CREATE
+# DATABASE takes up to a second. No server: the test fails under CI=true and is skipped
+# elsewhere.
+PG_ROLE = "atl_store"  # + a tag per session
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """``(admin URL of the session's database, store URL of it)``."""
+    import os
+    import secrets
+
+    url = os.environ.get("ATL_TEST_POSTGRES_URL")
+    server = None
+    try:
+        import psycopg
+        from psycopg import sql
+
+        if not url:
+            from alphatrade_lab.testing.postgres import LocalPostgres
+
+            server = LocalPostgres().start()
+            url = server.url
+        password, tag = secrets.token_urlsafe(16), uuid.uuid4().hex[:8]
+        user, database = f"{PG_ROLE}_{tag}", f"atl_tests_{tag}"
+        role, db = sql.Identifier(user), sql.Identifier(database)
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                                "PASSWORD {}").format(role, sql.Literal(password)))
+            con.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
+    except (ImportError, OSError, RuntimeError) as exc:
+        if server is not None:
+            server.stop()
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and no PostgreSQL server for the store tests: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host, port = info.get("host") or "127.0.0.1", info.get("port") or 5432
+    yield (psycopg.conninfo.make_conninfo(url, dbname=database),
+           f"postgresql://{user}:{password}@{host}:{port}/{database}")
+    if server is not None:
+        server.stop()
+    else:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(db))
+            con.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+@pytest.fixture
+def pg_schema(postgres_admin):
+    """A fresh schema owned by the ordinary role: ``(store URL, admin conninfo)``, both
+    with that schema as their search_path."""
+    import psycopg
+    from psycopg import sql
+
+    admin, store = postgres_admin
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+            sql.Identifier(name), sql.Identifier(psycopg.conninfo.conninfo_to_dict(
+                store)["user"])))
+    path = f"-csearch_path={name}"
+    yield (f"{store}?options={path.replace('=', '%3D')}",
+           psycopg.conninfo.make_conninfo(admin, options=path))
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url(pg_schema):
+    """The URL of a fresh, empty schema for one lab store (an ordinary role)."""
+    return pg_schema[0]
+
+
+@pytest.fixture
+def pg_admin(pg_schema):
+    """A superuser's conninfo onto :func:`pg_url`'s schema (to tamper, inspect, lock)."""
+    return pg_schema[1]
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_url(request, tmp_path):
+    """Where a lab store lives, once per backend: a DuckDB file path, a PostgreSQL URL."""
+    if request.param == "duckdb":
+        return tmp_path / "lab.duckdb"
+    return request.getfixturevalue("pg_url")

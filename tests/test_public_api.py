@@ -65,8 +65,8 @@ PUBLIC_API = {
         "Alert", "AlertDispatcher", "AlertLevel",
     ],
     "alphatrade_lab.testing": [
-        "LocalAlpaca", "LocalExchange", "LocalReceiver", "LocalRedis", "Received", "Reply",
-        "assert_no_lookahead", "perturb_after",
+        "LocalAlpaca", "LocalExchange", "LocalPostgres", "LocalReceiver", "LocalRedis",
+        "Received", "Reply", "assert_no_lookahead", "perturb_after",
     ],
     "alphatrade_lab.service": [
         "ServiceState", "create_app",

@@ -15,6 +15,14 @@ from alphatrade_lab.backtest import portfolio_frames
 from alphatrade_lab.errors import DataError, location
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request):
+    """An empty store: DuckDB in memory, or a fresh PostgreSQL schema."""
+    where = ":memory:" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with atl.store.LabStore(where) as s:
+        yield s
+
+
 @pytest.fixture
 def pf():
     # AAA: buy 10 shares at 10 (bar 0), sell at 12 (bar 2), no fees; one day per 12 h pair
@@ -51,16 +59,14 @@ def test_portfolio_frames_by_hand(pf):
     assert (d["portfolio"] == "AAA").all()
 
 
-def test_record_backtest_writes_the_frames(pf):
-    store = atl.store.LabStore(":memory:")
+def test_record_backtest_writes_the_frames(store, pf):
     run = store.record_backtest(pf, strategy="hand")
     assert store.trades(run)["pnl"].iloc[0] == 20.0
     assert (store.trades(run)["strategy"] == "hand").all()
     assert store.daily_performance(run)["trades_count"].tolist() == [0, 1, 0]
 
 
-def test_record_frames_is_one_transaction():
-    store = atl.store.LabStore(":memory:")
+def test_record_frames_is_one_transaction(store):
     ts = pd.date_range("2024-01-01", periods=2, freq="1h", tz="UTC")
     good = pd.DataFrame({"timestamp": ts, "symbol": "AAA", "direction": [1, -1]})
     bad = pd.DataFrame({"symbol": ["AAA"], "side": ["sideways"], "quantity": [1.0],
@@ -74,8 +80,7 @@ def test_record_frames_is_one_transaction():
         store.record_frames({"signal": good})
 
 
-def test_record_drift_takes_a_report_as_it_is():
-    store = atl.store.LabStore(":memory:")
+def test_record_drift_takes_a_report_as_it_is(store):
     report = pd.DataFrame({
         "feature": ["a", "a", "b", "b"], "method": ["psi", "ks", "psi", "ks"],
         "statistic": [0.3, np.nan, np.inf, 0.1], "p_value": [np.nan, np.nan, np.nan, 0.01],

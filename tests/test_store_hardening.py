@@ -26,13 +26,32 @@ def _trades(n: int = N_TRADES) -> pd.DataFrame:
                          "entry_price": 10.0})
 
 
-@pytest.fixture(params=["memory", "file"])
-def store(request, tmp_path):
-    s = LabStore(":memory:" if request.param == "memory" else tmp_path / "lab.duckdb")
+def _where(kind: str, request, tmp_path):
+    if kind == "postgres":
+        return request.getfixturevalue("pg_url")
+    return ":memory:" if kind == "memory" else tmp_path / "lab.duckdb"
+
+
+def _filled(where) -> LabStore:
+    s = LabStore(where)
     run = s.record_run("backtest", run_id="r1")
     s.record_trades(_trades(), run_id=run)
-    yield s
-    s.close()
+    return s
+
+
+@pytest.fixture(params=["memory", "file", "postgres"])
+def store(request, tmp_path):
+    """A store holding run r1 and its trades, on every backend (PostgreSQL's own
+    untrusted-SQL cases are in test_store_postgres.py)."""
+    with _filled(_where(request.param, request, tmp_path)) as s:
+        yield s
+
+
+@pytest.fixture(params=["memory", "file"])
+def duckdb_store(request, tmp_path):
+    """The same, DuckDB only: its table functions that read files or run SQL."""
+    with _filled(_where(request.param, request, tmp_path)) as s:
+        yield s
 
 
 def _intact(store: LabStore) -> None:
@@ -83,11 +102,11 @@ def test_query_refuses_statements_that_change_anything(store, sql):
     _intact(store)
 
 
-def test_query_table_function_running_sql_cannot_write(store):
+def test_query_table_function_running_sql_cannot_write(duckdb_store):
     # query() runs its text as SQL: the read-only transaction stops the DELETE inside
     with pytest.raises(DataError, match="query on"):
-        store.query("SELECT count(*) FROM query('DELETE FROM trades RETURNING *')")
-    _intact(store)
+        duckdb_store.query("SELECT count(*) FROM query('DELETE FROM trades RETURNING *')")
+    _intact(duckdb_store)
 
 
 def test_query_cannot_write_files(store, tmp_path):
@@ -109,24 +128,24 @@ def test_query_cannot_write_files(store, tmp_path):
     "SELECT * FROM '{p}'",
 ])
 @pytest.mark.slow
-def test_query_cannot_read_files(store, secret_file, template):
+def test_query_cannot_read_files(duckdb_store, secret_file, template):
     secret, value = secret_file
     with pytest.raises(DataError) as info:
-        store.query(template.format(p=secret, d=secret.parent))
+        duckdb_store.query(template.format(p=secret, d=secret.parent))
     assert value not in str(info.value)
 
 
-def test_query_cannot_read_the_environment(store):
+def test_query_cannot_read_the_environment(duckdb_store):
     with open("/proc/self/environ", "rb") as f:
         values = [kv.split(b"=", 1)[1].decode(errors="replace")
                   for kv in f.read().split(b"\0") if b"=" in kv]
     values = [v for v in values if len(v) >= 8]
     assert values  # the test means something only if the environment has values
     with pytest.raises(DataError) as info:
-        store.query("SELECT content FROM read_blob('/proc/self/environ')")
+        duckdb_store.query("SELECT content FROM read_blob('/proc/self/environ')")
     assert not any(v in str(info.value) for v in values)
     with pytest.raises(DataError):
-        store.query("SELECT current_setting('enable_external_access') AS on_ "
+        duckdb_store.query("SELECT current_setting('enable_external_access') AS on_ "
                     "FROM read_text('/proc/self/environ')")
 
 
@@ -242,9 +261,9 @@ def test_read_only_file_or_folder_is_a_store_error(tmp_path, what):
         assert LabStore(path).runs()["run_id"].tolist() == ["r1"]
 
 
-@pytest.mark.parametrize("kind", ["memory", "file"])
-def test_duplicate_run_id_writes_nothing_and_keeps_the_first(tmp_path, kind):
-    store = LabStore(":memory:" if kind == "memory" else tmp_path / "lab.duckdb")
+@pytest.mark.parametrize("kind", ["memory", "file", "postgres"])
+def test_duplicate_run_id_writes_nothing_and_keeps_the_first(request, tmp_path, kind):
+    store = LabStore(_where(kind, request, tmp_path))
     store.record_run("first", {"a": 1}, run_id="r1", notes="keep me")
     store.record_trades(_trades(10), run_id="r1")
     before = store.counts()

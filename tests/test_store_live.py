@@ -70,8 +70,9 @@ def _batch(k: int, n_eq: int = 4) -> dict:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabStore(tmp_path / "lab.duckdb")
+def store(store_url):
+    """A store with run p1, once per backend (a DuckDB file, a PostgreSQL schema)."""
+    s = LabStore(store_url)
     s.record_run("paper", run_id="p1")
     return s
 
@@ -397,16 +398,24 @@ def test_readers_filter_like_pandas(store):
     assert (pos["qty"] == 3.0).all()
 
 
-def test_a_tampered_state_is_parsed_never_evaluated(tmp_path):
-    path = tmp_path / "lab.duckdb"
-    store = LabStore(path)
-    store.record_run("paper", run_id="p1")
+def _tamper(store_url, request, text: str) -> None:
+    """Someone with write access to the database replaces the stored state."""
+    if str(store_url).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("pg_admin"), autocommit=True) as con:
+            con.execute("UPDATE live_state SET state = CAST(%s AS JSONB)", [text])
+        return
+    with duckdb.connect(str(store_url)) as con:
+        con.execute("UPDATE live_state SET state = CAST(? AS JSON)", [text])
+
+
+def test_a_tampered_state_is_parsed_never_evaluated(store, store_url, request, tmp_path):
     store.record_live("p1", state={"a": 1})
     marker = tmp_path / "pwned"
     for text, pattern in ((f'"__import__(\'os\').system(\'touch {marker}\')"', "not an object"),
                           ("[1, 2]", "JSON list, not an object")):
-        with duckdb.connect(str(path)) as con:
-            con.execute("UPDATE live_state SET state = CAST(? AS JSON)", [text])
+        _tamper(store_url, request, text)
         with pytest.raises(StoreError, match=f"live_state of 'p1'.*{pattern}"):
             store.live_state("p1")
     assert not marker.exists()
@@ -437,8 +446,8 @@ def _spawn(*args) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_two_processes_record_live_into_one_file(tmp_path):
-    path = tmp_path / "lab.duckdb"
+def test_two_processes_record_live_into_one_file(store_url):
+    path = store_url
     LabStore(path)
     n = 15
     child = _spawn(CHILD, path, "child", ROOT / "tests", n)
@@ -476,10 +485,10 @@ KILLED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_writer_killed_mid_record_live_leaves_the_previous_state(store, tmp_path):
+def test_a_writer_killed_mid_record_live_leaves_the_previous_state(store, store_url):
     store.record_live("p1", **_batch(0))
     before = _snapshot(store)
-    child = _spawn(KILLED, store.path, ROOT / "tests")
+    child = _spawn(KILLED, store_url, ROOT / "tests")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = child.stdout.readline()

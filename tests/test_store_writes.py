@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -30,10 +31,22 @@ def pf(close, cross):
     return atl.backtest.from_signals(close, *cross, fees=0.001)
 
 
-@pytest.fixture()
-def store():
-    with LabStore(":memory:") as s:
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request):
+    """An empty store: DuckDB in memory, or a fresh PostgreSQL database."""
+    where = ":memory:" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with LabStore(where) as s:
         yield s
+
+
+def _raw_text(store: LabStore, path) -> bytes:
+    """Everything the store holds as bytes: the DuckDB file, or every PostgreSQL row as
+    text."""
+    if not str(store.path).startswith("postgresql://"):
+        return path.read_bytes()
+    tables = store.counts()
+    return "\n".join("\n".join(store.query(f"SELECT CAST(t AS VARCHAR) AS r FROM {name} t")["r"])
+                     for name in tables).encode()
 
 
 def _expected_daily(equity: pd.Series, init: float, trades: pd.DataFrame) -> pd.DataFrame:
@@ -167,11 +180,12 @@ def test_error_in_the_middle_of_a_write_leaves_nothing(store, pf, monkeypatch):
     assert store.counts()["runs"] == before["runs"] + 1
 
 
-def test_database_constraint_failure_rolls_back_the_whole_write(tmp_path, pf):
-    store = LabStore(tmp_path / "lab.duckdb")
+def test_database_constraint_failure_rolls_back_the_whole_write(store_url, pf):
+    store = LabStore(store_url)
     run = store.record_backtest(pf)
     before = store.counts()
-    with pytest.raises(DataError, match=f"runs: run_id '{run}' is already in .*lab.duckdb"):
+    with pytest.raises(DataError, match=f"runs: run_id '{run}' is already in "
+                                        f"{re.escape(str(store.path))}"):
         store.record_backtest(pf, run_id=run)  # duplicate run id: nothing of it is written
     signals = pd.DataFrame({"timestamp": pf.index[:3], "symbol": "AAA", "direction": 1})
     with pytest.raises(DataError, match="signals: run_id 'nope' is not in runs"):
@@ -264,8 +278,8 @@ def test_query_binds_parameters_and_never_formats_them(store):
 
 
 @pytest.mark.slow
-def test_reader_filters_match_pandas(tmp_path, pf):
-    store = LabStore(tmp_path / "lab.duckdb")
+def test_reader_filters_match_pandas(store_url, pf):
+    store = LabStore(store_url)
     a, b = store.record_backtest(pf), store.record_backtest(pf, strategy="other")
     every = store.trades()
     assert len(every) == 2 * len(pf.trades)
@@ -277,7 +291,7 @@ def test_reader_filters_match_pandas(tmp_path, pf):
     np.testing.assert_allclose(np.sort(got["pnl"]), np.sort(exp["pnl"]))
     assert set(store.trades(a)["run_id"]) == {a}
     assert store.trades(strategy="other")["run_id"].unique().tolist() == [b]
-    ro = LabStore(tmp_path / "lab.duckdb", read_only=True)
+    ro = LabStore(store_url, read_only=True)
     assert len(ro.trades(a)) == len(pf.trades)
     with pytest.raises(PermissionError):
         ro.record_run("x")
@@ -305,10 +319,10 @@ def test_drift_and_alerts_join_with_trades_of_the_same_run(store, pf):
     assert json.loads(alert["failed_sinks"]) == ["telegram"]
 
 
-def test_secrets_are_redacted_before_they_reach_the_file(tmp_path):
+def test_secrets_are_redacted_before_they_reach_the_file(store_url, tmp_path):
     secrets = ["123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "hunter2",
                "abcDEF123xyz", "s3cr3tKEY"]
-    store = LabStore(tmp_path / "lab.duckdb")
+    store = LabStore(store_url)
     run = store.record_run("live", {"telegram_bot_token": secrets[0], "fast": 3,
                                     "db": "postgres://bob:hunter2@db:5432/lab"},
                            notes="api_key=s3cr3tKEY")
@@ -317,7 +331,8 @@ def test_secrets_are_redacted_before_they_reach_the_file(tmp_path):
         "POST https://discord.com/api/webhooks/42/abcDEF123xyz returned 404",
         {"webhook": "https://discord.com/api/webhooks/42/abcDEF123xyz",
          "nested": [{"password": "hunter2"}], "price": 101.5}, run_id=run)
-    raw = (tmp_path / "lab.duckdb").read_bytes()
+    raw = _raw_text(store, tmp_path / "lab.duckdb")
+    assert b"101.5" in raw  # the rows are there
     for s in secrets:
         assert s.encode() not in raw, s
     data = json.loads(store.alerts(run)["data"].iloc[0])
@@ -338,8 +353,7 @@ def test_signals_from_wide_and_executed_flags(pf, cross):
         assert row.direction == changes.loc[row.timestamp, row.symbol]
 
 
-def test_record_alerts_writes_all_or_none_and_names_the_bad_row():
-    store = atl.store.LabStore(":memory:")
+def test_record_alerts_writes_all_or_none_and_names_the_bad_row(store):
     rows = [{"level": "warning", "title": f"t{i}", "data": {"i": i}, "delivered": ["log"]}
             for i in range(300)]
     assert store.record_alerts(rows) == 300
@@ -350,10 +364,10 @@ def test_record_alerts_writes_all_or_none_and_names_the_bad_row():
     assert len(store.alerts()) == 300
 
 
-def test_two_thousand_alerts_are_all_recorded_through_a_file_store(tmp_path):
+def test_two_thousand_alerts_are_all_recorded_through_a_file_store(store_url):
     from alphatrade_lab.alerts import AlertManager
 
-    store = atl.store.LabStore(tmp_path / "lab.duckdb")  # a file: each write is a transaction
+    store = atl.store.LabStore(store_url)  # a file or a server: each write a transaction
     alerts = [atl.alerts.Alert("info", f"n{i}", "", {"i": i}) for i in range(2000)]
     with AlertManager.from_env({}, store=store, log=False) as manager:
         results = manager.send_many(alerts)

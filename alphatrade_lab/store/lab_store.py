@@ -79,6 +79,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from alphatrade_lab.backtest.frames import fingerprint, portfolio_frames
 from alphatrade_lab.backtest.kernels import _REL_TOL
@@ -91,7 +92,7 @@ from alphatrade_lab.data.duckdb_io import (
 )
 from alphatrade_lab.data.duckdb_io import connect as safe_connect
 from alphatrade_lab.errors import DataError, StoreError, StoreLockedError, location
-from alphatrade_lab.store.live import LiveTables
+from alphatrade_lab.store.live import _ID_CHUNK, LiveTables
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
@@ -162,6 +163,24 @@ def code_version() -> str:
     return out
 
 
+def check_timeout(value: Any, name: str, where: str) -> float:
+    """``value`` as float seconds; ValueError unless it is a finite number >= 0."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value < 0):
+        raise ValueError(f"LabStore({where!r}): {name} must be a finite number of seconds "
+                         f">= 0, got {value!r}")
+    return float(value)
+
+
+def is_postgres_url(path: Any) -> bool:
+    """Whether ``path`` names a PostgreSQL database (``postgresql://`` or ``postgres://``).
+
+    >>> is_postgres_url("postgresql://lab@db/lab"), is_postgres_url("data/lab.duckdb")
+    (True, False)
+    """
+    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas(date_as_object=False)
     for name in df.columns:
@@ -196,16 +215,23 @@ class LabStore(LiveTables):
     timestamps, dates as ``datetime64`` and JSON columns as text (``json.loads`` them).
     """
 
+    #: The SQL type of JSON values (``CAST(? AS JSON)`` of the live state).
+    _json_type = "JSON"
+
+    def __new__(cls, path: str | Path = "data/lab.duckdb", *args: Any, **kwargs: Any
+                ) -> LabStore:
+        if cls is LabStore and is_postgres_url(path):
+            from alphatrade_lab.store.postgres import PostgresLabStore
+
+            return super().__new__(PostgresLabStore)
+        return super().__new__(cls)
+
     def __init__(self, path: str | Path = "data/lab.duckdb", *, read_only: bool = False,
                  lock_timeout: float = 30.0):
         self.memory = str(path) == ":memory:"
         self.path: str | Path = ":memory:" if self.memory else Path(path)
         self.read_only = read_only
-        if (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, numbers.Real)
-                or not math.isfinite(lock_timeout) or lock_timeout < 0):
-            raise ValueError(f"LabStore({str(path)!r}): lock_timeout must be a finite number "
-                             f"of seconds >= 0, got {lock_timeout!r}")
-        self.lock_timeout: float = float(lock_timeout)
+        self.lock_timeout: float = check_timeout(lock_timeout, "lock_timeout", str(path))
         self._con: duckdb.DuckDBPyConnection | None = None
         self._released: float = -1.0
         if self.memory:
@@ -348,36 +374,42 @@ class LabStore(LiveTables):
                 raise StoreError(f"{self.path}: the write failed and nothing was written "
                                  f"({type(exc).__name__}: {exc})") from None
 
-    def _insert(self, con, table: str, rows: pa.Table) -> int:
-        """Insert an Arrow table into ``table`` (names are from the schema, never user data)."""
+    def _insert(self, con: Any, table: str, rows: pa.Table) -> int:
+        """Insert an Arrow table into ``table`` after checking its run ids: a new run's id
+        must be free, any other row's must be in ``runs`` (names are from the schema)."""
         if rows.num_rows == 0:
             return 0
+        if "run_id" in rows.column_names:
+            ids = pc.unique(rows.column("run_id")).drop_null().to_pylist()
+            known: set[str] = set()
+            for i in range(0, len(ids), _ID_CHUNK):
+                part = ids[i:i + _ID_CHUNK]
+                known.update(r[0] for r in con.execute(
+                    f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(part))})",
+                    part).fetchall())
+            if table == "runs" and known:
+                raise DataError(f"runs: run_id {min(known)!r} is already in {self.path}; "
+                                "nothing was written (run ids are never overwritten)")
+            missing = [i for i in ids if i not in known]
+            if table != "runs" and missing:
+                raise DataError(f"{table}: run_id {missing[0]!r} is not in runs; "
+                                "record the run first (LabStore.record_run)")
+        self._append(con, table, rows)
+        return rows.num_rows
+
+    def _append(self, con: Any, table: str, rows: pa.Table) -> None:
+        """Insert Arrow rows into ``table`` by column name (DuckDB reads the Arrow table in
+        place)."""
         view = f"_incoming_{table}"
         cols = ", ".join(f'"{c}"' for c in rows.column_names)
         con.register(view, rows)
         try:
-            if table == "runs":
-                taken = con.execute(
-                    f"SELECT i.run_id FROM {view} i JOIN runs r ON i.run_id = r.run_id "
-                    "LIMIT 1").fetchone()
-                if taken is not None:
-                    raise DataError(f"runs: run_id {taken[0]!r} is already in {self.path}; "
-                                    "nothing was written (run ids are never overwritten)")
-            elif "run_id" in rows.column_names:
-                missing = con.execute(
-                    f"SELECT DISTINCT i.run_id FROM {view} i LEFT JOIN runs r "
-                    "ON i.run_id = r.run_id WHERE i.run_id IS NOT NULL AND r.run_id IS NULL "
-                    "LIMIT 1").fetchone()
-                if missing is not None:
-                    raise DataError(f"{table}: run_id {missing[0]!r} is not in runs; "
-                                    "record the run first (LabStore.record_run)")
             con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
         finally:
             try:
                 con.unregister(view)
             except duckdb.Error:  # an aborted transaction; a later register replaces it
                 pass
-        return rows.num_rows
 
     def _write(self, batches: Sequence[tuple[str, pa.Table]]) -> None:
         with self._transaction() as con:

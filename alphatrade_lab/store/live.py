@@ -44,15 +44,13 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from alphatrade_lab.errors import DataError, StoreError, location
 from alphatrade_lab.redact import Redactor
-from alphatrade_lab.store.schema import TABLES, column_names
-from alphatrade_lab.store.validate import _ARROW, to_arrow
+from alphatrade_lab.store.validate import to_arrow
 
 __all__ = ["LIVE_TABLES", "LiveTables", "decode_state", "encode_state"]
 
@@ -65,11 +63,12 @@ _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # Orders are replaced by deleting the batch's keys and inserting (one path for new and
 # updated orders; PostgreSQL runs it too). IN lists are bound in chunks of this many ids.
 _ID_CHUNK = 500
-# a missing last_bar_time or state keeps the previous one (pass {} to clear the state)
-_STATE_UPDATE = ("UPDATE live_state SET updated_at = ?, "
-                 "last_bar_time = coalesce(?, last_bar_time), "
-                 "state = coalesce(CAST(? AS JSON), state) WHERE run_id = ?")
-_STATE_INSERT = "INSERT INTO live_state VALUES (?, ?, ?, CAST(? AS JSON))"
+# One statement for a new and an existing state row (DuckDB and PostgreSQL both run it): a
+# missing last_bar_time or state keeps the previous one (pass {} to clear the state).
+_STATE_UPSERT = ("INSERT INTO live_state VALUES (?, ?, ?, CAST(? AS {json})) "
+                 "ON CONFLICT (run_id) DO UPDATE SET updated_at = EXCLUDED.updated_at, "
+                 "last_bar_time = coalesce(EXCLUDED.last_bar_time, live_state.last_bar_time), "
+                 "state = coalesce(EXCLUDED.state, live_state.state)")
 
 
 def _plain(value: Any, path: str) -> Any:
@@ -184,26 +183,17 @@ def _last_of_each_order(rows: pa.Table) -> pa.Table:
     return rows.filter(pa.array(~dup)) if dup.any() else rows
 
 
-def _full(table: str, rows: pa.Table) -> pa.Table:
-    """``rows`` with every column of ``table`` in schema order (absent ones NULL): an
-    order's row replaces the whole earlier row, and the insert needs no column list."""
-    names = column_names(table)
-    if rows.column_names == names:
-        return rows
-    arrays = [rows.column(c) if c in rows.column_names
-              else pa.nulls(rows.num_rows, type=_ARROW[c_kind])
-              for c, c_kind in ((col.name, col.kind) for col in TABLES[table])]
-    return pa.Table.from_arrays(arrays, names=names)
-
-
 class LiveTables:
     """:class:`~alphatrade_lab.store.LabStore`'s live-trading writer and readers (a mixin:
     it uses the store's transaction and read helpers)."""
 
     if TYPE_CHECKING:
         path: str | Path
+        _json_type: str
 
-        def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+        def _transaction(self) -> AbstractContextManager[Any]: ...
+
+        def _append(self, con: Any, table: str, rows: pa.Table) -> None: ...
 
         def _read(self, sql: str, params: Any = None, *, check: bool = False
                   ) -> pd.DataFrame: ...
@@ -211,10 +201,9 @@ class LiveTables:
         def _select(self, table: str, order: str | None, time_col: str | None = None,
                     start: Any = None, end: Any = None, **filters: Any) -> pd.DataFrame: ...
 
-    def _insert_live(self, con: duckdb.DuckDBPyConnection, table: str,
-                     rows: pa.Table) -> int:
-        """Insert Arrow rows with every column of ``table``; ``orders`` rows first delete
-        the stored rows of the same orders (names come from the schema, values are bound)."""
+    def _insert_live(self, con: Any, table: str, rows: pa.Table) -> int:
+        """Insert Arrow rows of ``table``; ``orders`` rows first delete the stored rows of
+        the same orders (names come from the schema, values are bound)."""
         if rows.num_rows == 0:
             return 0
         if table == "orders":
@@ -224,37 +213,16 @@ class LiveTables:
                 part = ids[i:i + _ID_CHUNK]
                 con.execute("DELETE FROM orders WHERE run_id = ? AND client_order_id IN "
                             f"({', '.join('?' * len(part))})", [run_id, *part])
-        layout = self._layout(con, table)
-        if layout != rows.column_names:  # a migrated file: added columns come last
-            rows = rows.select(layout)
-        con.from_arrow(rows).insert_into(table)  # by position, hence the layout
+        self._append(con, table, rows)
         return rows.num_rows
 
-    def _layout(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-        """``table``'s columns in the file's order (cached: the schema changes only when
-        a store opens a file older than its code, before any write)."""
-        cache: dict[str, list[str]] = self.__dict__.setdefault("_live_layout", {})
-        if table not in cache:
-            got = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                "AND table_schema = current_schema() ORDER BY ordinal_position",
-                [table]).fetchall()]
-            if sorted(got) != sorted(column_names(table)):
-                raise StoreError(f"{self.path}: table {table} has columns {got}, this code "
-                                 f"writes {column_names(table)}")
-            cache[table] = got
-        return cache[table]
-
-    def _write_state(self, con: duckdb.DuckDBPyConnection, run_id: str,
-                     updated_at: pd.Timestamp, last_bar_time: pd.Timestamp | None,
-                     text: str | None) -> int:
-        """Replace the run's ``live_state`` row (NULL last_bar_time/state keep the old)."""
+    def _write_state(self, con: Any, run_id: str, updated_at: pd.Timestamp,
+                     last_bar_time: pd.Timestamp | None, text: str | None) -> int:
+        """Upsert the run's ``live_state`` row (NULL last_bar_time/state keep the old)."""
         # microseconds, as every stored time (to_pydatetime warns on dropped nanoseconds)
         when = updated_at.floor("us").to_pydatetime()
         last = None if last_bar_time is None else last_bar_time.floor("us").to_pydatetime()
-        n = con.execute(_STATE_UPDATE, [when, last, text, run_id]).fetchall()
-        if not n or not n[0][0]:
-            con.execute(_STATE_INSERT, [run_id, when, last, text]).fetchall()
+        con.execute(_STATE_UPSERT.format(json=self._json_type), [run_id, when, last, text])
         return 1
 
     def record_live(self, run_id: str, *, orders: pd.DataFrame | None = None,
@@ -323,7 +291,7 @@ class LiveTables:
             if rows.num_rows:
                 if table == "orders":
                     rows = _last_of_each_order(rows)
-                batches.append((table, _full(table, rows)))
+                batches.append((table, rows))
         if last_bar_time is None and isinstance(state, Mapping):
             last_bar_time = state.get("last_bar_time")
         write_state = state is not None or last_bar_time is not None
@@ -350,7 +318,7 @@ class LiveTables:
                 raise DataError(f"record_reconciliation: run_id {run_id!r} is not in runs")
             con.execute("DELETE FROM reconciliation WHERE run_id = ?", [run_id])
             if rows.num_rows:
-                self._insert_live(con, "reconciliation", _full("reconciliation", rows))
+                self._insert_live(con, "reconciliation", rows)
         return rows.num_rows
 
     def reconciliation(self, run_id: Any = None, *, kind: Any = None) -> pd.DataFrame:

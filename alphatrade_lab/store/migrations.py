@@ -26,7 +26,10 @@ History
    :data:`V3_SQL`. No existing table changes.
 
 Every step is plain SQL (``ALTER TABLE ... ADD COLUMN``, ``UPDATE``, ``CREATE TABLE``)
-that PostgreSQL runs unchanged.
+that PostgreSQL runs unchanged. A PostgreSQL store is created at the current version
+(:mod:`alphatrade_lab.store.postgres`: ``JSONB`` columns and indexes); the steps above
+would also run on a PostgreSQL database at an older version (its JSON columns then stay
+``JSON``), but no such database was ever written by this code.
 
 >>> import duckdb
 >>> con = duckdb.connect()
@@ -38,7 +41,7 @@ that PostgreSQL runs unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -259,12 +262,15 @@ def _apply(con, version: int, description: str, statements) -> None:
         raise
 
 
-def migrate(con, target: int = SCHEMA_VERSION) -> tuple[int, int]:
+def migrate(con, target: int = SCHEMA_VERSION, *,
+            create: Sequence[str] | None = None) -> tuple[int, int]:
     """Bring the database behind ``con`` to schema version ``target``.
 
     An empty database is created at ``target`` in one step when ``target`` is the current
-    version. Returns ``(version before, version after)``. Raises
-    :class:`SchemaVersionError` when the file is newer than ``target``.
+    version, by the statements ``create`` (default: ``create_table_sql`` of every table;
+    the PostgreSQL store passes its own, with JSONB, indexes and hypertables). Returns
+    ``(version before, version after)``. Raises :class:`SchemaVersionError` when the file
+    is newer than ``target``.
     """
     before = current_version(con)
     if before > target:
@@ -275,7 +281,8 @@ def migrate(con, target: int = SCHEMA_VERSION) -> tuple[int, int]:
         return before, before
     if before == 0 and target == SCHEMA_VERSION:
         _apply(con, target, f"created at version {target}",
-               tuple(create_table_sql(t) for t in TABLES))
+               tuple(create) if create is not None
+               else tuple(create_table_sql(t) for t in TABLES))
         return 0, target
     for step in MIGRATIONS:
         if before < step.version <= target:

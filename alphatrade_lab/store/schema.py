@@ -57,8 +57,11 @@ class Column:
     nullable: bool = True
     check: str | None = None
 
-    def ddl(self) -> str:
-        parts = [self.name, self.sql_type]
+    def ddl(self, dialect: str = "duckdb") -> str:
+        sql_type = self.sql_type
+        if dialect == "postgres" and sql_type == "JSON":
+            sql_type = "JSONB"
+        parts = [self.name, sql_type]
         if not self.nullable:
             parts.append("NOT NULL")
         if self.check:
@@ -249,9 +252,17 @@ def column_names(table: str) -> list[str]:
     return [c.name for c in TABLES[table]]
 
 
-def create_table_sql(table: str) -> str:
-    """``CREATE TABLE`` statement of ``table`` in the current schema (portable SQL)."""
-    parts = [f"    {c.ddl()}" for c in TABLES[table]]
+def create_table_sql(table: str, dialect: str = "duckdb") -> str:
+    """``CREATE TABLE`` statement of ``table`` in the current schema (portable SQL;
+    ``dialect="postgres"``: JSON columns as ``JSONB``).
+
+    >>> [line for line in create_table_sql("runs", "postgres").splitlines() if "params" in line]
+    ['    params JSONB,']
+    """
+    if dialect not in ("duckdb", "postgres"):
+        raise ValueError(f"create_table_sql: dialect must be 'duckdb' or 'postgres', "
+                         f"got {dialect!r}")
+    parts = [f"    {c.ddl(dialect)}" for c in TABLES[table]]
     if table in PRIMARY_KEYS:
         parts.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
     cols = ",\n".join(parts)

@@ -6,13 +6,16 @@
 - :class:`LocalReceiver` (with :class:`Reply`, :class:`Received`): a local HTTP server on
   127.0.0.1 that impersonates the Telegram, Discord and webhook endpoints.
 - :class:`LocalRedis`: a real ``redis-server`` on 127.0.0.1 in a temporary folder.
+- :class:`LocalPostgres`: a real PostgreSQL server (``initdb`` + ``pg_ctl``) on 127.0.0.1
+  in a temporary folder.
 """
 
 from alphatrade_lab.testing.alpaca_server import LocalAlpaca
 from alphatrade_lab.testing.exchange_server import LocalExchange
 from alphatrade_lab.testing.lookahead import assert_no_lookahead, perturb_after
+from alphatrade_lab.testing.postgres import LocalPostgres
 from alphatrade_lab.testing.receiver import LocalReceiver, Received, Reply
 from alphatrade_lab.testing.redis import LocalRedis
 
-__all__ = ["LocalAlpaca", "LocalExchange", "LocalReceiver", "LocalRedis", "Received", "Reply",
-           "assert_no_lookahead", "perturb_after"]
+__all__ = ["LocalAlpaca", "LocalExchange", "LocalPostgres", "LocalReceiver", "LocalRedis",
+           "Received", "Reply", "assert_no_lookahead", "perturb_after"]
