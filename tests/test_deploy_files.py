@@ -106,6 +106,7 @@ def test_dockerfile_builds_a_wheel_then_a_slim_non_root_runtime():
         assert word not in runtime_text, word
     user = args["USER"].split(":")[0]
     assert user not in ("root", "0") and ops.index("USER") < ops.index("ENTRYPOINT")
+    assert f"useradd --system --uid {user} " in runtime_text  # a user the image has
     assert "/api/health" in args["HEALTHCHECK"] and "CMD" in args["HEALTHCHECK"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert json.loads(args["ENTRYPOINT"]) == ["alphatrade-lab"] and "alphatrade-lab" in scripts
@@ -118,7 +119,9 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     def regex(pattern: str) -> re.Pattern:
         out = ""
         for part in re.split(r"(\*\*/?|\*|\?|\[[^]]*\])", pattern.strip("/")):
-            if part.startswith("**"):
+            if part == "**/":
+                out += "(?:.*/)?"
+            elif part == "**":
                 out += ".*"
             elif part == "*":
                 out += "[^/]*"
