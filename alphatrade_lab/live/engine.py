@@ -104,15 +104,20 @@ class _Risk:
         self.limits = limits
         self.killed: dict[str, int] = {}  # cash pool -> UTC day number the switch went on
 
+    def killed_now(self, intent: Intent, day: int, pool: str) -> str | None:
+        """Why an entry is blocked whatever its size (the kill switch is on), or None.
+        Exits are never blocked."""
+        if intent in _ENTRIES and self.killed.get(pool) == day:
+            return "daily-loss kill switch is on for the day"
+        return None
+
     def check(self, intent: Intent, qty: float, price: float, symbol: str,
-              positions: dict[str, float], marks: dict[str, float], equity: float,
-              day: int, pool: str) -> str | None:
-        """Why the order is blocked, or None. Exits are never blocked. ``positions`` and
-        ``equity`` are those of the symbol's cash pool."""
+              positions: dict[str, float], marks: dict[str, float], equity: float) -> str | None:
+        """Why the order is blocked by the exposure limits, or None (after
+        :meth:`killed_now`). Exits are never blocked. ``positions`` and ``equity`` are
+        those of the symbol's cash pool."""
         if intent not in _ENTRIES:
             return None
-        if self.killed.get(pool) == day:
-            return "daily-loss kill switch is on for the day"
         if not equity > 0:
             return f"equity is {equity:.2f}"
         sign = 1.0 if intent.side == "buy" else -1.0
@@ -322,7 +327,7 @@ class Engine:
                         pending = []
                     if self._since_flush:
                         self._flush()
-                elif pending and item.timestamp != pending[0].timestamp:
+                elif pending and item.timestamp.value != pending[0].timestamp.value:
                     self._process(pending)
                     pending = [item]
                 else:
@@ -404,25 +409,32 @@ class Engine:
         if action == Intent.NONE:
             return  # not published: nothing happens on it
         self._publish("signal", {**s.to_dict(), "intent": action.name.lower()})
+        pool = self._pool(symbol)
+        if self._risk is not None:
+            why = self._risk.killed_now(action, _day(t), pool)
+            if why is not None:  # no need to size the order
+                self._blocked(action, symbol, t, why)
+                return
         price = self._marks[symbol]
         qty = self._quantity(action, symbol, pos, price)
         coid = client_order_id(self.run_id, t, symbol, 0)
         req = OrderRequest(coid, symbol, action, qty, t, price, self.fraction)
         if self._risk is not None:
-            pool = self._pool(symbol)
             equity = (self.broker.equity_of(symbol)  # type: ignore[attr-defined]
                       if self.paper else self._equity_now())
             positions = {symbol: pos} if pool == symbol else self._pools().get(pool, {})
-            why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity,
-                                   _day(t), pool)
+            why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity)
             if why is not None:
-                self._event("risk_blocked", symbol, t, f"{action.name.lower()}: {why}")
-                self._publish("risk", {"symbol": symbol, "timestamp": t, "blocked": why})
+                self._blocked(action, symbol, t, why)
                 return
         if not self.paper and qty <= 0:
             self._event("rejected", symbol, t, f"{action.name.lower()}: no size would fill")
             return
         self._send(req, t)
+
+    def _blocked(self, action: Intent, symbol: str, t: pd.Timestamp, why: str) -> None:
+        self._event("risk_blocked", symbol, t, f"{action.name.lower()}: {why}")
+        self._publish("risk", {"symbol": symbol, "timestamp": t, "blocked": why})
 
     def _action(self, pos: float, entry: bool, exit_: bool) -> Intent:
         """``resolve_action_nb``'s answer, remembered by what the kernel looks at (the

@@ -82,9 +82,12 @@ def client_order_id(run_id: str, bar_time: Any, symbol: str, seq: int) -> str:
     >>> len(client_order_id("r1", "2024-01-02", "AAA", 0))
     36
     """
-    t = pd.Timestamp(bar_time)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    key = f"{run_id}|{t.value}|{symbol}|{int(seq)}"
+    if type(bar_time) is pd.Timestamp and bar_time.tzinfo is not None:
+        ns = bar_time.value  # nanoseconds since the epoch whatever the zone: UTC's number
+    else:
+        t = pd.Timestamp(bar_time)
+        ns = (t.tz_localize("UTC") if t.tzinfo is None else t).value
+    key = f"{run_id}|{ns}|{symbol}|{int(seq)}"
     return "atl-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
