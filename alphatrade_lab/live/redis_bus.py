@@ -2,7 +2,9 @@
 
 The publisher attaches to an :class:`~alphatrade_lab.live.EventBus` from outside the
 engine (:meth:`RedisPublisher.attach`) and copies every event to a Redis stream with
-``XADD <stream> MAXLEN ~ <maxlen> * seq .. topic .. time .. data <json>``. The engine never
+``XADD <stream> * event <json>``, the JSON being the event's ``{"seq", "topic", "time",
+"data"}`` (:func:`encode_event`; one field: packing a command's arguments is most of the
+publisher's work), and ``XTRIM <stream> MAXLEN ~ <maxlen>`` after each batch. The engine never
 waits for Redis and never fails because of it: the bus callback only appends the event to
 a bounded buffer; a background thread writes the buffer in pipelined batches. When Redis
 is unreachable (at start or mid-run) the thread logs one warning, keeps buffering (the
@@ -18,12 +20,14 @@ increasing sequence across engine runs; one engine publishes to a stream at a ti
 
 The Redis URL may carry a password (``redis://:<password>@host:6379/0``): it is
 registered as a secret and never shows in a repr, a log line or an error.
-``import redis`` happens on :meth:`~RedisPublisher.attach` (the ``deploy`` extra).
+``import redis`` (the ``deploy`` extra) happens when a publisher is made, not on import.
 
 >>> from alphatrade_lab.live.bus import Event
 >>> fields = encode_event(Event(3, "fill", 1.5, {"qty": 2.0}))
->>> fields["seq"], fields["data"], decode_entry(fields)
-('3', '{"qty":2.0}', Event(seq=3, topic='fill', time=1.5, data={'qty': 2.0}))
+>>> fields
+{'event': '{"seq":3,"topic":"fill","time":1.5,"data":{"qty":2.0}}'}
+>>> decode_entry(fields)
+Event(seq=3, topic='fill', time=1.5, data={'qty': 2.0})
 """
 
 from __future__ import annotations
@@ -65,7 +69,13 @@ def safe_url(url: str) -> str:
 def redis_client(url: str, **options: Any) -> Any:
     """A ``redis.Redis`` for ``url`` (``redis://``, ``rediss://`` or ``unix://``), text
     responses, its password registered as a secret; ``ValueError`` for another scheme and
-    ``ImportError`` naming the ``deploy`` extra without redis-py. Connects on first use."""
+    ``ImportError`` naming the ``deploy`` extra without redis-py. Connects on first use.
+
+    >>> client = redis_client("redis://:hunter2-Pa55@127.0.0.1:6390/2")  # no connection yet
+    >>> kw = client.connection_pool.connection_kwargs
+    >>> kw["port"], kw["db"], "hunter2-Pa55" in str(redact(repr(client)))
+    (6390, 2, False)
+    """
     if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
         raise ValueError(f"a Redis URL starts with redis://, rediss:// or unix://, not "
                          f"{safe_url(str(url))[:80]!r}")
@@ -98,28 +108,30 @@ def _default(value: Any) -> Any:
 
 
 def encode_event(event: Event, seq: int | None = None) -> dict[str, str]:
-    """A stream entry's fields for ``event`` (with ``seq`` instead of its own when given)."""
-    return {"seq": str(event.seq if seq is None else seq), "topic": event.topic,
-            "time": repr(float(event.time)),
-            "data": json.dumps(event.data, default=_default, separators=(",", ":"))}
+    """A stream entry's fields for ``event`` (with ``seq`` instead of its own when given):
+    one field, ``event``, holding ``{"seq", "topic", "time", "data"}`` as JSON."""
+    doc = {"seq": event.seq if seq is None else seq, "topic": event.topic,
+           "time": float(event.time), "data": event.data}
+    return {"event": json.dumps(doc, default=_default, separators=(",", ":"))}
 
 
 def decode_entry(fields: Mapping[str, str]) -> Event:
     """The :class:`~alphatrade_lab.live.bus.Event` of a stream entry's fields;
     ``ValueError`` naming what is wrong with a malformed one."""
+    if "event" not in fields:
+        raise ValueError(f"stream entry without the field 'event' (fields "
+                         f"{sorted(fields)[:5]})")
     try:
-        seq = int(fields["seq"])
-        topic = str(fields["topic"])
-        stamp = float(fields["time"])
-        data = json.loads(fields["data"])
-    except KeyError as exc:
-        raise ValueError(f"stream entry without the field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"malformed stream entry ({exc})"[:300]) from None
-    if seq < 1 or not isinstance(data, dict):
-        raise ValueError(f"malformed stream entry (seq {seq}, data of type "
-                         f"{type(data).__name__})")
-    return Event(seq, topic, stamp, data)
+        doc = json.loads(fields["event"])
+        seq, topic, stamp, data = doc["seq"], doc["topic"], doc["time"], doc["data"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"malformed stream entry ({type(exc).__name__}: {exc})"[:300]) \
+            from None
+    if not (isinstance(seq, int) and seq >= 1 and isinstance(topic, str)
+            and isinstance(stamp, int | float) and isinstance(data, dict)):
+        raise ValueError(f"malformed stream entry (seq {seq!r}, topic {topic!r}, data of "
+                         f"type {type(data).__name__})"[:300])
+    return Event(seq, topic, float(stamp), data)
 
 
 class RedisPublisher:
@@ -240,7 +252,7 @@ class RedisPublisher:
         self._client.ping()
         if self.offset is None:
             last = self._client.xrevrange(self.stream, count=1)
-            self.offset = int(last[0][1].get("seq", 0)) if last else 0
+            self.offset = decode_entry(last[0][1]).seq if last else 0
 
     def _run(self) -> None:
         import redis
@@ -290,8 +302,8 @@ class RedisPublisher:
         offset = self.offset or 0
         pipe = self._client.pipeline(transaction=False)
         for event in batch:
-            pipe.xadd(self.stream, encode_event(event, event.seq + offset),
-                      maxlen=self.maxlen, approximate=True)
+            pipe.xadd(self.stream, encode_event(event, event.seq + offset))
+        pipe.xtrim(self.stream, maxlen=self.maxlen, approximate=True)
         pipe.execute()
         self.sent += len(batch)
 

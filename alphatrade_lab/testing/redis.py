@@ -31,7 +31,11 @@ _FALLBACK = "/usr/bin/redis-server"
 
 def find_redis_server() -> str:
     """The ``redis-server`` binary: on ``PATH``, else ``/usr/bin/redis-server``;
-    ``FileNotFoundError`` naming both places when there is none."""
+    ``FileNotFoundError`` naming both places when there is none.
+
+    >>> find_redis_server().endswith("redis-server")   # needs redis-server installed
+    True
+    """
     found = shutil.which("redis-server")
     if found:
         return found
