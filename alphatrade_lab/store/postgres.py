@@ -400,10 +400,14 @@ class PostgresLabStore(LabStore):
                     f"{self.path}: another transaction held a lock for more than "
                     f"lock_timeout={self.lock_timeout:g} s; nothing was written "
                     f"({Redactor().text(str(exc).strip())})") from None
-            except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+            except psycopg.errors.IntegrityError as exc:
                 raise DataError(f"{self.path}: the write broke a table constraint and "
                                 f"nothing was written ({Redactor().text(str(exc))})"
                                 ) from None
+            except psycopg.errors.DataError as exc:  # e.g. a NUL character in a text
+                raise DataError(f"{self.path}: PostgreSQL refused a value and nothing was "
+                                f"written ({type(exc).__name__}: "
+                                f"{Redactor().text(str(exc))})") from None
             except psycopg.Error as exc:
                 raise self._error(exc, "the write failed and nothing was written") from None
 
