@@ -213,7 +213,11 @@ def _run_engine(engine: Any, redis_url: str | None = None) -> int:
     if redis_url:
         from alphatrade_lab.live.redis_bus import RedisPublisher
 
-        publisher = RedisPublisher(redis_url).attach(engine.bus)
+        try:
+            publisher = RedisPublisher(redis_url).attach(engine.bus)
+        except (ValueError, ImportError) as exc:  # not a Redis URL, no redis-py
+            print(f"alphatrade-lab: --redis / ATL_REDIS_URL: {exc}", file=sys.stderr)
+            return 2
     try:
         code = _run(engine)
     finally:

@@ -164,3 +164,12 @@ def test_live_refuses_a_bad_trading_mode(live_config, monkeypatch, capsys):
     assert main(["live", "--config", str(live_config)]) == 2
     assert "TRADING_MODE must be 'paper' (the default) or 'live', not 'yolo'" in \
         capsys.readouterr().err
+
+
+def test_live_refuses_a_redis_url_that_is_not_one(live_config, monkeypatch, capsys):
+    monkeypatch.delenv("TRADING_MODE", raising=False)
+    monkeypatch.setenv("ATL_REDIS_URL", "http://user:Pa55-w0rd-xyz@cache:6379")
+    assert main(["live", "--config", str(live_config)]) == 2
+    err = capsys.readouterr().err
+    assert "ATL_REDIS_URL: a Redis URL starts with redis://" in err
+    assert "Pa55-w0rd-xyz" not in err and "[REDACTED]@cache" in err
