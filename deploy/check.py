@@ -174,7 +174,11 @@ class Stack:
         """Map each volume ``host:container`` of service ``name`` to a local path."""
         for volume in self.service(name).get("volumes", []):
             host, container = volume.split(":")[:2]
-            self.mounts[container] = local.get(host, ROOT / host)
+            if host.startswith((".", "/")):
+                self.mounts[container] = local.get(host, ROOT / host)
+            else:  # a named volume: a folder of its own
+                self.mounts[container] = self.tmp / "volumes" / host
+                self.mounts[container].mkdir(parents=True, exist_ok=True)
 
     def localize(self, value: str) -> str:
         for container, local in sorted(self.mounts.items(), key=lambda kv: -len(kv[0])):
@@ -193,7 +197,7 @@ class Stack:
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         cmd = [str(self.venv / "bin" / "alphatrade-lab"), *args]
         log(f"starting {name}: alphatrade-lab {' '.join(args)}")
-        with open(self.tmp / f"{name}.log", "wb") as out:  # the child keeps its own copy
+        with open(self.tmp / f"{name}.log", "ab") as out:  # the child keeps its own copy
             proc = subprocess.Popen(cmd, env=self.process_env(name), cwd=self.tmp,
                                     stdout=out, stderr=subprocess.STDOUT)
         self.procs[name] = proc
@@ -221,36 +225,71 @@ def setup_db(pg: Any, env: dict[str, str], db_env: dict[str, str]) -> None:
                    check=True, capture_output=True)
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
+def wait_http(url: str, stack: Stack, name: str, args: list[str],
+              timeout: float = 120) -> int:
+    """Wait for ``url``; a service that exits first is started again, as the compose
+    file's ``restart: unless-stopped`` does (the api exits while the engine has not yet
+    created the store's schema). Returns the number of restarts."""
+    deadline, restarts = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the api exited with {proc.returncode} before answering")
+        if stack.procs[name].poll() is not None:
+            restarts += 1
+            log(f"{name} exited with {stack.procs[name].returncode}: "
+                f"{stack.output(name).strip().splitlines()[-1:]}; restarting it")
+            time.sleep(1.0)
+            stack.start(name, args)
+            continue
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                return
+                return restarts
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
 
 
-def ws_fills(url: str, expected: int, timeout: float = 60) -> list[dict]:
-    """Every fill event from the first on (``since=0``), until ``expected`` arrived."""
-    from websockets.sync.client import connect
+class FillWatcher:
+    """A WebSocket client of the api from the moment it answers: the fills of its first
+    snapshot (what the service had consumed from Redis before) and every fill event after
+    it, with their sequence numbers."""
 
-    got: list[dict] = []
-    deadline = time.monotonic() + timeout
-    with connect(url) as ws:
-        while len(got) < expected and time.monotonic() < deadline:
-            try:
-                doc = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            except TimeoutError:
-                break
-            for msg in doc if isinstance(doc, list) else [doc]:
-                if msg.get("type") == "event" and msg.get("topic") == "fill":
-                    got.append(msg)
-    return got
+    def __init__(self, url: str):
+        import threading
+
+        self.url, self.snapshot, self.events = url, [], []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        try:
+            with connect(self.url) as ws:
+                while not self._stop.is_set():
+                    try:
+                        doc = json.loads(ws.recv(timeout=0.2))
+                    except TimeoutError:
+                        continue
+                    for msg in doc if isinstance(doc, list) else [doc]:
+                        if msg.get("type") == "snapshot" and not self.events:
+                            self.snapshot = msg.get("fills", [])
+                        elif msg.get("type") == "event" and msg.get("topic") == "fill":
+                            self.events.append(msg)
+        except BaseException as exc:  # reported by the check
+            self.error = exc
+
+    def orders(self) -> set[str]:
+        return ({f["client_order_id"] for f in self.snapshot}
+                | {m["data"]["client_order_id"] for m in self.events})
+
+    def wait_for(self, orders: set[str], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not orders <= self.orders() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(5)
 
 
 def grafana_panels(conn: Any) -> dict[str, dict[str, Any]]:
@@ -268,7 +307,8 @@ def grafana_panels(conn: Any) -> dict[str, dict[str, Any]]:
             sql = re.sub(r"\$__timeFilter\(([^)]*)\)", "TRUE", sql)
             sql = re.sub(r"\$__time\(([^)]*)\)", r"\1 AS time", sql)
             sql = re.sub(r"\$__timeGroupAlias\(([^,]*),[^)]*\)", r"\1 AS time", sql)
-            sql = sql.replace("$run_id", f"'{RUN_ID}'").replace("${run_id}", f"'{RUN_ID}'")
+            # the dashboard's run variable, as Grafana's sqlstring format quotes it
+            sql = re.sub(r"\$\{run(:[a-z]+)?\}|\$run\b", f"'{RUN_ID}'", sql)
             with conn.cursor() as cur:
                 cur.execute(sql)
                 cols = [d.name for d in cur.description]
@@ -302,7 +342,7 @@ def check(tmp: Path, venv: Path | None, models: Path | None, out: Path | None
 
     report: dict[str, Any] = {"checks": {}}
     env = env_file(ROOT / ".env.example")
-    venv = venv or build_venv(tmp)
+    venv = venv.resolve() if venv else build_venv(tmp)
     if models is None:
         models = tmp / "models"
         log("exporting the walk-forward model and the held-out bars")
@@ -326,13 +366,17 @@ def check(tmp: Path, venv: Path | None, models: Path | None, out: Path | None
                        "//redis:6379": f"//127.0.0.1:{redis.port}"}
         port = free_port()
         try:
-            engine = stack.start("engine", stack.service("engine")["command"])
+            engine = stack.start("engine", [stack.localize(a) for a in
+                                            stack.service("engine")["command"]])
             api_args = [str(port) if prev == "--port" else a for prev, a in
                         zip(["", *stack.service("api")["command"]],
                             stack.service("api")["command"], strict=False)]
-            api = stack.start("api", [stack.localize(a) for a in api_args])
+            api_args = [stack.localize(a) for a in api_args]
+            stack.start("api", api_args)
             base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/api/health", api)
+            report["api restarts"] = wait_http(base + "/api/health", stack, "api", api_args)
+            token = env["ALPHATRADE_API_TOKEN"]
+            watcher = FillWatcher(f"ws://127.0.0.1:{port}/ws?topics=fill&token={token}")
             code = engine.wait(600)
             report["checks"]["engine exited 0"] = code == 0
             if code != 0:
@@ -353,20 +397,24 @@ def check(tmp: Path, venv: Path | None, models: Path | None, out: Path | None
                 report["checks"]["fills reached PostgreSQL"] = counts["fills"] > 0
                 panels = grafana_panels(conn)
                 report["grafana panels"] = {k: len(v["rows"]) for k, v in panels.items()}
+                # every panel's query runs; the run's equity and orders have rows (an
+                # alert-free run has none in its alerts panel)
                 report["checks"]["Grafana's SQL panels run as grafana_reader"] = (
-                    bool(panels) and all(v["rows"] for v in panels.values()))
-            token = env["ALPHATRADE_API_TOKEN"]
+                    len(panels) >= 2 and all(panels[t]["rows"] for t in panels
+                                             if "alert" not in t.lower()))
             auth = {"Authorization": f"Bearer {token}"}
             runs = httpx.get(base + "/api/runs", headers=auth, timeout=10).json()
             report["checks"]["the api serves the run"] = RUN_ID in json.dumps(runs)
             report["checks"]["the api refuses a request without the token"] = (
                 httpx.get(base + "/api/runs", timeout=10).status_code == 401)
-            got = ws_fills(f"ws://127.0.0.1:{port}/ws?topics=fill&since=0&token={token}",
-                           counts["fills"])
-            seqs = [m["seq"] for m in got]
-            report["fills over the WebSocket"] = len(got)
+            stored = set(fills["client_order_id"])
+            watcher.wait_for(stored)
+            seqs = [m["seq"] for m in watcher.events]
+            report["fills over the WebSocket"] = {"in the first snapshot": len(watcher.snapshot),
+                                                  "as events": len(watcher.events)}
             report["checks"]["every fill reached the WebSocket through Redis, in order"] = (
-                len(got) == counts["fills"] and seqs == sorted(seqs))
+                watcher.error is None and watcher.orders() == stored
+                and seqs == sorted(set(seqs)))
             metrics = httpx.get(base + "/metrics", headers=auth, timeout=10).text
             m = re.search(r"(?m)^alphatrade_fills_total (\S+)$", metrics)
             report["fills in /metrics"] = float(m.group(1)) if m else None
@@ -376,7 +424,7 @@ def check(tmp: Path, venv: Path | None, models: Path | None, out: Path | None
                 out.mkdir(parents=True, exist_ok=True)
                 fills.to_parquet(out / "fills.parquet", index=False)
                 (out / "panels.json").write_text(json.dumps(panels))
-                screenshot(f"{base}/?token={token}", out / "dashboard.png")
+                screenshot(f"{base}/?run={RUN_ID}&token={token}", out / "dashboard.png")
         finally:
             stack.stop()
             report["logs"] = {name: stack.output(name)[-2000:] for name in stack.procs}
