@@ -417,3 +417,28 @@ def test_the_paper_command_publishes_to_atl_redis_url(redis_server, tmp_path, mo
     assert sum(e.topic == "bar" for e in events) == 50
     assert f"{len(events)} events sent, 0 dropped" in out and PASSWORD not in out
     assert len(LabStore(tmp_path / "lab.duckdb", read_only=True).equity("p1")) == 50
+
+
+def test_a_stream_that_started_over_is_renumbered_after_the_services_last_seq(redis_server):
+    """Redis restarted empty, then a new engine: its seqs start at 1 again; the service
+    renumbers them after its last seq instead of taking them for duplicates."""
+    app = create_app(LabStore(":memory:"), redis_url=redis_server.url)
+    source = app.state.lab.extra["redis"]
+
+    def run_engine(n: int) -> None:
+        bus = EventBus()
+        publisher = RedisPublisher(redis_server.url).attach(bus)
+        for i in range(n):
+            bus.publish("fill", {"i": i, "symbol": "AAA", "qty": 1.0, "price": 1.0})
+        publisher.close()
+
+    with serve(app) as base, connect(base + "/ws") as ws:
+        run_engine(20)
+        head, before = read_events(ws, 20)
+        redis_server.stop()
+        redis_server.start()          # empty: no stream, no group
+        run_engine(10)
+        _, after = read_events(ws, 30, first=head)
+    assert [m["seq"] for m in before + after] == list(range(1, 31))
+    assert [m["data"]["i"] for m in after] == list(range(10))
+    assert source.counts["renumbered"] == 10 and source.counts["duplicates"] == 0

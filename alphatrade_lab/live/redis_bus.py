@@ -3,10 +3,11 @@
 The publisher attaches to an :class:`~alphatrade_lab.live.EventBus` from outside the
 engine (:meth:`RedisPublisher.attach`) and copies every event to a Redis stream with
 ``XADD <stream> * event <json>``, the JSON being the event's ``{"seq", "topic", "time",
-"data"}`` (:func:`encode_event`; one field: packing a command's arguments is most of the
-publisher's work), and ``XTRIM <stream> MAXLEN ~ <maxlen>`` after each batch. The engine never
-waits for Redis and never fails because of it: the bus callback only appends the event to
-a bounded buffer; a background thread writes the buffer in pipelined batches. When Redis
+"data"}`` and the publisher's ``epoch`` (:func:`encode_event`; one field: packing a
+command's arguments is most of the publisher's work), and ``XTRIM <stream> MAXLEN ~
+<maxlen>`` after each batch. The engine never waits for Redis and never fails because of
+it: the bus callback only appends the event to a bounded buffer; a background thread
+writes the buffer in pipelined batches. When Redis
 is unreachable (at start or mid-run) the thread logs one warning, keeps buffering (the
 oldest events are dropped, and counted in :attr:`RedisPublisher.dropped`, once the buffer
 is full) and reconnects with an exponential backoff (0.1 s doubling to 5 s); a batch whose
@@ -16,18 +17,20 @@ they have seen).
 Sequence numbers on the stream continue those already in it: at its first connection the
 publisher reads the stream's last ``seq`` and adds it to the bus's (0 on a new stream, so
 the stream's seq is the engine's). A service reading the stream therefore sees one
-increasing sequence across engine runs; one engine publishes to a stream at a time.
+increasing sequence across engine runs; one engine publishes to a stream at a time. The
+``epoch`` (a random id per publisher) lets a reader tell a new publisher on a stream that
+started over (Redis restarted empty) from a batch sent twice.
 
 The Redis URL may carry a password (``redis://:<password>@host:6379/0``): it is
 registered as a secret and never shows in a repr, a log line or an error.
 ``import redis`` (the ``deploy`` extra) happens when a publisher is made, not on import.
 
 >>> from alphatrade_lab.live.bus import Event
->>> fields = encode_event(Event(3, "fill", 1.5, {"qty": 2.0}))
+>>> fields = encode_event(Event(3, "fill", 1.5, {"qty": 2.0}), epoch="e1")
 >>> fields
-{'event': '{"seq":3,"topic":"fill","time":1.5,"data":{"qty":2.0}}'}
->>> decode_entry(fields)
-Event(seq=3, topic='fill', time=1.5, data={'qty': 2.0})
+{'event': '{"seq":3,"topic":"fill","time":1.5,"data":{"qty":2.0},"epoch":"e1"}'}
+>>> read_entry(fields)
+(Event(seq=3, topic='fill', time=1.5, data={'qty': 2.0}), 'e1')
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from enum import Enum
@@ -45,8 +49,8 @@ from urllib.parse import urlsplit
 from alphatrade_lab.live.bus import Event, EventBus
 from alphatrade_lab.redact import REDACTED, redact, register_secret
 
-__all__ = ["DEFAULT_STREAM", "RedisPublisher", "decode_entry", "encode_event", "redis_client",
-           "safe_url"]
+__all__ = ["DEFAULT_STREAM", "RedisPublisher", "decode_entry", "encode_event", "read_entry",
+           "redis_client", "safe_url"]
 
 #: The stream the engine publishes to and the service reads from.
 DEFAULT_STREAM = "alphatrade:events"
@@ -107,17 +111,30 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def encode_event(event: Event, seq: int | None = None) -> dict[str, str]:
+def encode_event(event: Event, seq: int | None = None, epoch: str | None = None
+                 ) -> dict[str, str]:
     """A stream entry's fields for ``event`` (with ``seq`` instead of its own when given):
-    one field, ``event``, holding ``{"seq", "topic", "time", "data"}`` as JSON."""
-    doc = {"seq": event.seq if seq is None else seq, "topic": event.topic,
-           "time": float(event.time), "data": event.data}
+    one field, ``event``, holding ``{"seq", "topic", "time", "data"[, "epoch"]}`` as JSON."""
+    doc: dict[str, Any] = {"seq": event.seq if seq is None else seq, "topic": event.topic,
+                           "time": float(event.time), "data": event.data}
+    if epoch is not None:
+        doc["epoch"] = epoch
     return {"event": json.dumps(doc, default=_default, separators=(",", ":"))}
 
 
 def decode_entry(fields: Mapping[str, str]) -> Event:
     """The :class:`~alphatrade_lab.live.bus.Event` of a stream entry's fields;
-    ``ValueError`` naming what is wrong with a malformed one."""
+    ``ValueError`` naming what is wrong with a malformed one.
+
+    >>> decode_entry({"event": '{"seq": 2, "topic": "bar", "time": 0, "data": {}}'}).seq
+    2
+    """
+    return read_entry(fields)[0]
+
+
+def read_entry(fields: Mapping[str, str]) -> tuple[Event, str | None]:
+    """The event of a stream entry's fields and its publisher's epoch (None: none given);
+    ``ValueError`` naming what is wrong with a malformed entry."""
     if "event" not in fields:
         raise ValueError(f"stream entry without the field 'event' (fields "
                          f"{sorted(fields)[:5]})")
@@ -131,7 +148,8 @@ def decode_entry(fields: Mapping[str, str]) -> Event:
             and isinstance(stamp, int | float) and isinstance(data, dict)):
         raise ValueError(f"malformed stream entry (seq {seq!r}, topic {topic!r}, data of "
                          f"type {type(data).__name__})"[:300])
-    return Event(seq, topic, float(stamp), data)
+    epoch = doc.get("epoch")
+    return Event(seq, topic, float(stamp), data), None if epoch is None else str(epoch)
 
 
 class RedisPublisher:
@@ -180,6 +198,7 @@ class RedisPublisher:
         self._bus: EventBus | None = None
         self._thread: threading.Thread | None = None
         self.offset: int | None = None   # added to the bus's seq (None: not connected yet)
+        self.epoch = uuid.uuid4().hex[:16]
         self.sent = 0
         self.dropped = 0
         self.outages = 0
@@ -302,7 +321,7 @@ class RedisPublisher:
         offset = self.offset or 0
         pipe = self._client.pipeline(transaction=False)
         for event in batch:
-            pipe.xadd(self.stream, encode_event(event, event.seq + offset))
+            pipe.xadd(self.stream, encode_event(event, event.seq + offset, self.epoch))
         pipe.xtrim(self.stream, maxlen=self.maxlen, approximate=True)
         pipe.execute()
         self.sent += len(batch)

@@ -17,8 +17,12 @@ Each event enters the local bus with the **stream's seq** (:meth:`EventBus.publi
 so seqs mean the same before and after a restart of the service, and is acknowledged
 (``XACK``) only after the bus handed it to its subscribers (the WebSocket hub). A seq at or
 below the bus's last is a duplicate (a batch the publisher sent twice, history read again)
-and is acknowledged without being published. Redis unreachable: one warning, reconnection
-with a backoff (0.1 s doubling to 5 s); the REST API keeps serving the store.
+and is acknowledged without being published. Except when it comes from a publisher (an
+``epoch``) not seen before: then the stream started over (Redis restarted empty, then an
+engine started) and that publisher's events are renumbered to follow the bus's last seq
+(with a warning), so that they are not taken for duplicates. Redis unreachable: one
+warning, reconnection with a backoff (0.1 s doubling to 5 s); the REST API keeps serving
+the store.
 
 ``create_app(store, redis_url=...)`` builds one; the app's lifespan starts it, waits up to
 ``ready_timeout`` seconds for steps 1-2 (before the first client is accepted), and stops
@@ -32,8 +36,8 @@ import threading
 import time
 from typing import Any
 
-from alphatrade_lab.live.bus import EventBus
-from alphatrade_lab.live.redis_bus import DEFAULT_STREAM, decode_entry, redis_client, safe_url
+from alphatrade_lab.live.bus import Event, EventBus
+from alphatrade_lab.live.redis_bus import DEFAULT_STREAM, read_entry, redis_client, safe_url
 from alphatrade_lab.redact import redact
 
 __all__ = ["DEFAULT_GROUP", "RedisSource"]
@@ -94,7 +98,8 @@ class RedisSource:
         self.ready = threading.Event()   # the group exists and the history is in the bus
         self._thread: threading.Thread | None = None
         self.counts = {"received": 0, "duplicates": 0, "malformed": 0, "acked": 0,
-                       "history": 0, "outages": 0}
+                       "history": 0, "outages": 0, "renumbered": 0}
+        self._shift: dict[str | None, int] = {}   # per publisher epoch: added to its seqs
         self.connected = False
 
     def __repr__(self) -> str:
@@ -211,12 +216,24 @@ class RedisSource:
         if not fields:   # an entry trimmed from the stream while pending
             return False
         try:
-            event = decode_entry(fields)
+            event, epoch = read_entry(fields)
         except ValueError as exc:
             self.counts["malformed"] += 1
             log.warning("Redis event stream %s: skipped an entry: %s", self.where, exc)
             return False
-        if event.seq <= self.bus.seq:
+        last = self.bus.seq
+        if epoch not in self._shift:  # a new publisher: after the bus's last seq
+            self._shift[epoch] = 0 if event.seq > last or epoch is None else \
+                last - event.seq + 1
+            if self._shift[epoch]:
+                log.warning("Redis event stream %s: a new publisher starts at seq %d, not "
+                            "above the last seq %d (the stream started over?): its events "
+                            "are renumbered from %d", self.where, event.seq, last, last + 1)
+        shift = self._shift[epoch]
+        if shift:
+            event = Event(event.seq + shift, event.topic, event.time, event.data)
+            self.counts["renumbered"] += 1
+        if event.seq <= last:
             self.counts["duplicates"] += 1
             return False
         self.bus.publish_event(event)
