@@ -7,12 +7,11 @@ engine (:meth:`RedisPublisher.attach`) and copies every event to a Redis stream 
 command's arguments is most of the publisher's work), and ``XTRIM <stream> MAXLEN ~
 <maxlen>`` after each batch. The engine never waits for Redis and never fails because of
 it: the bus callback only appends the event to a bounded buffer; a background thread
-writes the buffer in pipelined batches. When Redis
-is unreachable (at start or mid-run) the thread logs one warning, keeps buffering (the
-oldest events are dropped, and counted in :attr:`RedisPublisher.dropped`, once the buffer
-is full) and reconnects with an exponential backoff (0.1 s doubling to 5 s); a batch whose
-write failed is sent again, so an event may reach the stream twice (readers skip a seq
-they have seen).
+writes the buffer in pipelined batches. When Redis is unreachable (at start or mid-run)
+the thread logs one warning, keeps buffering (the oldest events are dropped, and counted
+in :attr:`RedisPublisher.dropped`, once the buffer is full) and reconnects with an
+exponential backoff (0.1 s doubling to 5 s); a batch whose write failed is sent again, so
+an event may reach the stream twice (readers skip a seq they have seen).
 
 Sequence numbers on the stream continue those already in it: at its first connection the
 publisher reads the stream's last ``seq`` and adds it to the bus's (0 on a new stream, so
