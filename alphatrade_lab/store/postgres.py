@@ -77,6 +77,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from alphatrade_lab.errors import DataError, StoreError, StoreLockedError
@@ -414,6 +415,12 @@ class PostgresLabStore(LabStore):
     def _append(self, con: Any, table: str, rows: pa.Table) -> None:
         """``COPY`` Arrow rows into ``table`` as CSV (quoted text; NULL is an unquoted
         empty field)."""
+        for i, field in enumerate(rows.schema):
+            # UTC times as naive text, read in the session's TimeZone (UTC, set on every
+            # connection): Arrow formats them 20x faster than with their zone
+            if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+                rows = rows.set_column(i, field.name, pc.cast(
+                    rows.column(i), pa.timestamp(field.type.unit)))
         cols = ", ".join(f'"{c}"' for c in rows.column_names)
         with con.raw.cursor().copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
             for batch in rows.to_batches(max_chunksize=65536):
