@@ -1,6 +1,7 @@
-"""The lab store: a DuckDB file of runs, trades, signals, daily and model performance,
-drift statistics and alerts, and the live engine's orders, fills, equity, positions, feed
-events and resume state (``LabStore.record_live``), with forward-only migrations.
+"""The lab store: a DuckDB file (or a PostgreSQL database: ``LabStore("postgresql://...")``)
+of runs, trades, signals, daily and model performance, drift statistics and alerts, and the
+live engine's orders, fills, equity, positions, feed events and resume state
+(``LabStore.record_live``), with forward-only migrations.
 
 >>> import alphatrade_lab as atl
 >>> store = atl.store.LabStore(":memory:")
@@ -13,7 +14,9 @@ See :mod:`alphatrade_lab.store.lab_store` for the concurrency model,
 :mod:`alphatrade_lab.backtest.frames` for how a backtest becomes rows
 (``atl.backtest.portfolio_frames``),
 :mod:`alphatrade_lab.store.live` for the live tables (one transaction per engine flush), and
-:mod:`alphatrade_lab.store.schema` for the tables and their portability to PostgreSQL.
+:mod:`alphatrade_lab.store.schema` for the tables and their portability to PostgreSQL, and
+:mod:`alphatrade_lab.store.postgres` for the PostgreSQL backend (TimescaleDB hypertables,
+untrusted SQL, the role it needs).
 """
 
 from alphatrade_lab.store.convert import signals_from_wide

@@ -2,6 +2,10 @@
 and the live engine's orders, fills, equity, positions, feed events and state
 (:mod:`alphatrade_lab.store.live`: ``record_live`` and its readers).
 
+``LabStore("postgresql://...")`` is the same store on PostgreSQL
+(:class:`~alphatrade_lab.store.postgres.PostgresLabStore`, which replaces only the
+connection, insert, read and DDL layer below); what follows is about DuckDB.
+
 Concurrency model
 -----------------
 DuckDB lets **one process** write a database file; other processes cannot even open it
@@ -191,7 +195,9 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 class LabStore(LiveTables):
-    """Open or create the lab store at ``path`` (a DuckDB file, or ``":memory:"``).
+    """Open or create the lab store at ``path`` (a DuckDB file, or ``":memory:"``; a
+    ``postgresql://`` URL gives a :class:`~alphatrade_lab.store.postgres.PostgresLabStore`
+    with the same methods and its own options).
 
     Parameters
     ----------

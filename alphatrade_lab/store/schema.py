@@ -11,8 +11,9 @@ type (built into the Python wheel) and maps to ``JSONB`` on PostgreSQL. Times ar
 as ``TIMESTAMP WITH TIME ZONE`` in UTC (microsecond precision in both databases: pandas'
 nanoseconds are truncated). There are no foreign keys (DuckDB refuses ``ALTER TABLE`` on a
 table other tables reference, which would block forward migrations; the store checks that
-a referenced run exists instead) and no secondary indexes (DuckDB's zone maps serve the
-filters here; a PostgreSQL port should add indexes on ``run_id``, ``symbol`` and time).
+a referenced run exists instead) and no secondary indexes in DuckDB (its zone maps serve
+the filters here; the PostgreSQL store, :mod:`alphatrade_lab.store.postgres`, adds indexes
+on ``run_id``, ``symbol`` and time, and writes ``JSON`` as ``JSONB``).
 The two primary keys, ``orders (run_id, client_order_id)`` and ``live_state (run_id)``,
 are what the live engine's rows are replaced on (a ``DELETE`` of the batch's orders then
 an ``INSERT``; an ``UPDATE`` of the state row, or an ``INSERT`` when there is none: plain
