@@ -117,12 +117,15 @@ def test_help_documents_the_environment_contract():
 def live_config(tmp_path_factory):
     """A replay config (40 hourly bars, an exported model) with a [store] path."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     folder = tmp_path_factory.mktemp("cli-live")
-    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h").head(2000)
     X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
-    atl.models.save_bundle(atl.models.train(X, y, LogisticRegression(max_iter=5000),
-                                            n_splits=2, progress=False), folder / "m.atlb")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
+                           folder / "m.atlb")
     bars.head(40).to_parquet(folder / "bars.parquet")
     path = folder / "live.toml"
     path.write_text(f"""

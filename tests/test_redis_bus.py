@@ -398,13 +398,16 @@ def test_publisher_and_source_refuse_bad_settings():
 def test_the_paper_command_publishes_to_atl_redis_url(redis_server, tmp_path, monkeypatch,
                                                       capsys):
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from alphatrade_lab.cli import main
 
-    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h").head(2000)
     X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
-    atl.models.save_bundle(atl.models.train(X, y, LogisticRegression(max_iter=5000),
-                                            n_splits=2, progress=False), tmp_path / "m.atlb")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
+                           tmp_path / "m.atlb")
     bars.head(50).to_parquet(tmp_path / "bars.parquet")
     monkeypatch.setenv("ATL_REDIS_URL", redis_server.url)
     monkeypatch.setenv("ATL_STORE", str(tmp_path / "lab.duckdb"))
