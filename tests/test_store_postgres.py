@@ -93,6 +93,41 @@ def test_a_fresh_store_has_the_duckdb_tables_with_jsonb_indexes_and_keys(pg_url,
     assert versions == [(SCHEMA_VERSION,)]
 
 
+def _columns(conninfo: str) -> set[tuple]:
+    with _admin(conninfo) as con:
+        return set(con.execute("SELECT table_name, column_name, is_nullable FROM "
+                               "information_schema.columns WHERE table_schema = "
+                               "current_schema()").fetchall())
+
+
+def test_a_version_1_database_migrates_like_a_duckdb_file(pg_url, pg_admin, postgres_admin,
+                                                         monkeypatch):
+    from alphatrade_lab.store import migrations
+    from alphatrade_lab.store.schema import VERSION_TABLE_SQL
+
+    with psycopg.connect(pg_url, autocommit=True) as con:  # version 1, as the store's role
+        for statement in (VERSION_TABLE_SQL, *migrations.V1_SQL):
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (1, now(), 'initial lab layout')")
+        con.execute("INSERT INTO runs VALUES ('old', now(), 'backtest', '{\"a\": 1}')")
+        con.execute("INSERT INTO trades (run_id, symbol, side, quantity, entry_time, "
+                    "entry_price) VALUES ('old', 'AAA', 'long', 2, now(), 10)")
+    broken = migrations.Migration(2, "broken", migrations.V2_SQL[:3] + ("SELECT nope",))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.MIGRATIONS[0], broken))
+    with pytest.raises(StoreError, match='cannot set up the lab store schema .*"nope"'):
+        LabStore(pg_url)
+    assert ("runs", "code_version", "YES") not in _columns(pg_admin)  # rolled back
+    assert ("runs", "kind", "NO") in _columns(pg_admin)
+    monkeypatch.undo()
+    store = LabStore(pg_url)
+    assert store.migrated_from == 1 and store.schema_version == SCHEMA_VERSION
+    assert store.trades()["status"].tolist() == ["open"]  # migration 2's data step
+    assert json.loads(store.runs()["params"].iloc[0]) == {"a": 1}
+    fresh = psycopg.conninfo.make_conninfo(postgres_admin[0], options="-csearch_path=public")
+    LabStore(_as_url(fresh))
+    assert _columns(pg_admin) == _columns(fresh)
+
+
 def test_hypertable_statements_follow_timescaledbs_rules():
     """Not runnable here (Debian has no TimescaleDB): the statements, checked by hand."""
     for version, call in (("2.17.2", "create_hypertable('trades', by_range('entry_time'))"),
