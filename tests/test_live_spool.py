@@ -3,8 +3,9 @@ nothing, and the run ends with the same rows as a run that never lost its store.
 
 The outage here is real: another process holds the DuckDB file (DuckDB lets one process
 open it), so the store's connections fail with StoreLockedError until that process exits.
-tests/test_store_postgres_outage.py stops and restarts a real PostgreSQL server."""
+The last tests shut a real PostgreSQL server down and start it again."""
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 import alphatrade_lab as atl
-from alphatrade_lab.errors import StoreUnavailableError
+from alphatrade_lab.errors import StoreError, StoreUnavailableError
 from alphatrade_lab.live import Engine, PaperBroker, ReplayFeed, SignalStrategy
 from alphatrade_lab.live.spool import SpoolingStore
 from alphatrade_lab.store import LabStore
@@ -199,3 +200,62 @@ def test_down_at_start_refuses_to_resume_a_run_it_cannot_see(tmp_path):
         spool.close(timeout=0)
     finally:
         holder.stop()
+
+
+# ----------------------------------------------------------- a real PostgreSQL server
+@pytest.fixture()
+def server():
+    """A server of this test's own, to shut down and start again."""
+    try:
+        from alphatrade_lab.testing.postgres import LocalPostgres
+
+        pg = LocalPostgres().start()
+    except (ImportError, OSError, RuntimeError) as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and no PostgreSQL server: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    pg.create_database("lab")
+    yield pg
+    pg.stop()
+
+
+@pytest.mark.slow
+def test_the_server_going_down_mid_run_loses_nothing(bars, reference, server, tmp_path):
+    url, alerts, seen = server.url_for("lab"), Alerts(), {}
+    spool = SpoolingStore(url, tmp_path / "spool", alerts=alerts, retry=0.1)
+
+    def back():
+        seen["pending"], seen["degraded"] = spool.pending, spool.degraded
+        server.resume()
+
+    result = engine(OutageFeed(bars, {100: server.pause, 400: back}), spool, "run",
+                    alerts).run()
+    spool.close()
+    assert seen["degraded"] and seen["pending"] >= 5
+    assert spool.pending == 0 and spool.outages == 1
+    assert [t for _, t in alerts.sent] == ["Lab store unavailable", "Lab store back"]
+    assert_same_rows(stored(LabStore(url), "run"), reference)
+    assert len(result.fills) == len(reference["fills"])
+
+
+@pytest.mark.slow
+def test_a_server_down_at_start_is_caught_up(bars, reference, server, tmp_path):
+    url = server.url_for("lab")
+    LabStore(url).close()  # the schema exists; then the server goes away
+    server.pause()
+    with pytest.raises(StoreUnavailableError, match="cannot connect"):
+        LabStore(url)
+    spool = SpoolingStore(url, tmp_path / "spool", retry=0.1, new_runs_when_down=True)
+    assert spool.degraded
+    engine(OutageFeed(bars, {300: server.resume}), spool, "run").run()
+    spool.close()
+    assert spool.pending == 0
+    assert_same_rows(stored(LabStore(url), "run"), reference)
+
+
+def test_wrong_credentials_are_one_clear_error_not_an_outage(server, tmp_path):
+    url = server.url_for("lab", server.user, "not-the-password")
+    with pytest.raises(StoreError, match="password authentication failed") as info:
+        SpoolingStore(url, tmp_path / "spool")
+    assert not isinstance(info.value, StoreUnavailableError)
+    assert "not-the-password" not in str(info.value)

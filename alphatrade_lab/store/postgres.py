@@ -80,7 +80,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from alphatrade_lab.errors import DataError, StoreError, StoreLockedError
+from alphatrade_lab.errors import DataError, StoreError, StoreLockedError, StoreUnavailableError
 from alphatrade_lab.redact import Redactor, register_secret
 from alphatrade_lab.store.lab_store import LabStore, _to_pandas, check_timeout
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
@@ -88,6 +88,14 @@ from alphatrade_lab.store.pg_sql import check_select, to_psycopg
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, create_table_sql
 
 __all__ = ["HYPERTABLES", "PostgresLabStore", "display_url", "schema_sql"]
+
+# libpq's messages for a server that is not there (now): refused, unreachable, timed out,
+# gone mid-session, shutting down or starting up, a host name not resolved (yet)
+_UNREACHABLE = ("connection refused", "could not connect", "timeout expired", "timed out",
+                "server closed the connection", "connection is closed", "terminating",
+                "shutting down", "starting up", "no route to host", "network is unreachable",
+                "could not translate host name", "no such file or directory",
+                "connection reset", "broken pipe", "consuming input failed")
 
 #: The bar-time tables that become TimescaleDB hypertables, and their time column.
 HYPERTABLES = {"trades": "entry_time", "signals": "timestamp", "fills": "timestamp",
@@ -249,6 +257,11 @@ class PostgresLabStore(LabStore):
 
     _json_type = "JSONB"
 
+    @property
+    def dialect(self) -> str:
+        """``"postgres"``: :meth:`query` speaks PostgreSQL's SQL."""
+        return "postgres"
+
     def __init__(self, path: str, *, read_only: bool = False, lock_timeout: float = 30.0,
                  timescale: bool | str = "auto", query_timeout: float = 30.0):
         self._url = str(path)
@@ -295,12 +308,23 @@ class PostgresLabStore(LabStore):
             self._pg = None
 
     # ------------------------------------------------------------ set-up
-    def _error(self, exc: Exception, what: str) -> StoreError:
+    def _error(self, exc: Exception, what: str) -> StoreError | StoreUnavailableError:
+        """The store's error for a psycopg one: :class:`StoreUnavailableError` when the
+        server cannot be reached or dropped the connection (SQLSTATE class 08 "connection
+        exception" or 57P "operator intervention": shutting down, starting up; libpq's
+        connection failures carry no SQLSTATE and are told by their message), so that
+        the engine's spool keeps the write; :class:`StoreError` for anything else, wrong
+        credentials and a missing database included (one clear error at start)."""
         text = str(exc).strip()
         if self._password:
             text = text.replace(self._password, "[REDACTED]")
-        return StoreError(f"{self.path}: {what} ({type(exc).__name__}: "
-                          f"{Redactor().text(text)})")
+        message = f"{self.path}: {what} ({type(exc).__name__}: {Redactor().text(text)})"
+        state = getattr(exc, "sqlstate", None) or ""
+        if isinstance(exc, _psycopg().OperationalError) and (
+                state.startswith(("08", "57P"))
+                or (not state and any(m in text.lower() for m in _UNREACHABLE))):
+            return StoreUnavailableError(message)
+        return StoreError(message)
 
     def _check_version(self, con: _Connection) -> int:
         version = current_version(con)
@@ -442,6 +466,9 @@ class PostgresLabStore(LabStore):
                 try:
                     return _frame(con.raw.cursor(binary=True).execute(text, values))
                 except psycopg.Error as exc:
+                    down = self._error(exc, "the read failed")
+                    if isinstance(down, StoreUnavailableError):
+                        raise down from None
                     raise DataError(f"read from {self.path} failed ({type(exc).__name__}: "
                                     f"{Redactor().text(str(exc).strip())})") from None
         # untrusted SQL: a connection of its own, a read-only transaction rolled back

@@ -238,6 +238,22 @@ class LocalPostgres:
         _run([*cmd, name], f"createdb {name}")
         return self.url_for(name)
 
+    def pause(self) -> None:
+        """Shut the server down and keep its data: a database that went away (clients'
+        connections are closed); :meth:`resume` starts it again on the same port."""
+        if self.port is None:
+            raise RuntimeError("LocalPostgres is not running")
+        _run([str(postgres_bindir() / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m",
+              "fast", "-w"], "pg_ctl stop")
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`pause`, on its port."""
+        if self.port is None or self.root is None:
+            raise RuntimeError("LocalPostgres is not running")
+        _run([str(postgres_bindir() / "pg_ctl"), "start", "-D", str(self.data_dir), "-l",
+              str(self.root / "server.log"), "-w", "-t", "60", "-o", f"-p {self.port}"],
+             "pg_ctl start")
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its folder."""
         if self._finalizer is not None and self._finalizer.alive:
