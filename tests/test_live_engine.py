@@ -211,3 +211,69 @@ def test_strategy_errors_are_clear(bars):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Engine([], SignalStrategy(ma_cross, 2), PaperBroker()).run().bars == 0
+
+
+def test_daily_loss_kill_switch_blocks_entries_with_the_same_record_each_bar():
+    t = pd.date_range("2024-01-02 09:30", periods=30, freq="1min", tz="UTC")
+    price = np.r_[np.full(3, 100.0), np.linspace(100, 80, 5), np.full(22, 80.0)]
+    bars = pd.DataFrame({"timestamp": t, "symbol": "AAA", "open": price, "high": price,
+                         "low": price, "close": price, "volume": 1.0})
+
+    def in_but_one_exit(b):  # an entry on every bar but the 7th, which exits
+        close = atl.data.to_wide(b, "close")
+        exit_ = pd.DataFrame((close.index == t[6])[:, None], index=close.index,
+                             columns=close.columns)
+        return ~exit_, exit_
+
+    result = Engine(ReplayFeed(bars), SignalStrategy(in_but_one_exit, lookback=1),
+                    PaperBroker(100.0), risk={"daily_loss": 0.07}).run()
+    ev = result.events
+    switch = ev[ev["detail"].str.contains("kill switch on")]
+    assert switch["timestamp"].tolist() == [t[5]]  # 10% down at 90: over 7%
+    assert result.fills["bar_time"].tolist() == [t[0], t[6]]  # the entry, the exit
+    blocked = ev[(ev["kind"] == "risk_blocked") & ~ev["detail"].str.contains("switch on")]
+    assert blocked["timestamp"].tolist() == list(t[7:])  # each entry after the exit
+    assert (blocked["detail"] == "open_long: daily-loss kill switch is on for the day").all()
+
+
+def test_order_quantity_reusing_its_scratch_state_sizes_as_a_fresh_kernel_state():
+    from alphatrade_lab.backtest import kernels as nb
+    from alphatrade_lab.live.orders import Intent
+    from alphatrade_lab.live.sizing import order_quantity
+    from alphatrade_lab.live.trades import KernelRecords
+
+    rng = np.random.default_rng(7)
+    intents = [i for i in Intent if i != Intent.NONE]
+    for _ in range(500):  # in sequence: each call starts from what the last one left
+        intent = intents[rng.integers(len(intents))]
+        cash, price = float(rng.uniform(0, 1000)), float(rng.uniform(1, 100))
+        pos = float(rng.choice([0.0, rng.uniform(0.1, 20), -rng.uniform(0.1, 20)]))
+        debt = -pos * price if pos < 0 else 0.0
+        kw = dict(fraction=float(rng.uniform(0.1, 1)), fees=float(rng.uniform(0, 0.01)),
+                  fixed_fees=float(rng.uniform(0, 1)), slippage=float(rng.uniform(0, 0.01)))
+        gran = float(rng.choice([np.nan, 1.0, 0.1]))
+        cs, gs = nb.init_state_nb(1, 1, np.array([cash]))
+        cs[0, nb.C_POS], cs[0, nb.C_DEBT] = pos, debt
+        rec = KernelRecords(1, orders=True, trades=False)
+        filled = nb.execute_action_nb(0, 0, int(intent), 0, price, kw["fees"],
+                                      kw["fixed_fees"], kw["slippage"], kw["fraction"], gran,
+                                      cs, gs, *rec.args(0))
+        want = float(rec.orders[0, nb.O_SIZE]) if filled else 0.0
+        got = order_quantity(intent, cash=cash, position=pos, price=price, debt=debt,
+                             granularity=None if np.isnan(gran) else gran, **kw)
+        assert got == want
+
+
+@pytest.mark.parametrize("cash_sharing", [False, True])
+def test_paper_equity_of_a_pool_and_book_positions_match_their_per_symbol_forms(
+        bars, cash_sharing):
+    broker = PaperBroker(100.0, fees=0.001, cash_sharing=cash_sharing)
+    engine = Engine(ReplayFeed(bars), SignalStrategy(ma_cross, lookback=13), broker,
+                    direction="both")
+    engine.run()
+    groups = broker.equity_by_group()
+    for s in broker.symbols:
+        assert broker.equity_of(s) == groups["portfolio" if cash_sharing else s]
+    assert engine.book.positions() == {s: engine.book.position(s)
+                                       for s in engine.book.symbols}
+    assert any(engine.book.positions().values())

@@ -302,7 +302,9 @@ class RiskManager:
         """
         ts = _utc(timestamp, portfolio)
         eq = _number(equity, "equity", portfolio, ts)
-        st = self._states.setdefault(portfolio, _State())
+        st = self._states.get(portfolio)
+        if st is None:
+            st = self._states[portfolio] = _State()
         if st.last_ts is not None and ts < st.last_ts:
             raise DataError(f"risk update for portfolio {portfolio!r}: timestamp {ts} is "
                             f"before the previous update's {st.last_ts}; updates must come "
