@@ -86,7 +86,7 @@ _EPILOG = ("environment: ATL_STORE is the lab store (a DuckDB path or a postgres
 
 _STORE_HELP = ("lab store: a DuckDB path or a postgresql:// URL (default: ATL_STORE, else "
                "{default})")
-_REDIS_HELP = ("Redis server URL to {what} the engine's events (default: ATL_REDIS_URL; "
+_REDIS_HELP = ("the Redis server the engine's events are {what} (default: ATL_REDIS_URL; "
                "none: {none}); prefer the variable when the URL carries a password")
 
 
@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="bars to replay: CSV, Parquet or DuckDB (default: the sample)")
     paper.add_argument("--store", default=None,
                        help=_STORE_HELP.format(default=_DEFAULT_STORE))
-    _add_redis(paper, "publish", "not published")
+    _add_redis(paper, "published to", "not published")
     paper.add_argument("--run-id", default=None, help="the run's id (the same id resumes it)")
     paper.add_argument("--threshold", type=float, default=0.5)
     paper.add_argument("--direction", default="longonly",
@@ -135,12 +135,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="the TOML file (see alphatrade_lab.live.config)")
     live.add_argument("--store", default=None,
                       help=_STORE_HELP.format(default="the TOML's [store] path, else none"))
-    _add_redis(live, "publish", "not published")
+    _add_redis(live, "published to", "not published")
     serve = sub.add_parser("serve", description=_SERVE,
                            help="serve the lab store: REST API, dashboard, metrics")
     serve.add_argument("--store", default=None,
                        help=_STORE_HELP.format(default=_DEFAULT_STORE) + "; opened read-only")
-    _add_redis(serve, "read", "no live events")
+    _add_redis(serve, "read from", "no live events")
     serve.add_argument("--bundle", default=None,
                        help="an exported model (.atlb) for POST /api/score and /api/models")
     serve.add_argument("--host", default="127.0.0.1",
@@ -224,7 +224,21 @@ def _run_engine(engine: Any, redis_url: str | None = None) -> int:
         if publisher is not None:
             publisher.close()
             print(publisher.summary())
+        _close_spool(engine.store)
     return code
+
+
+def _close_spool(store: Any) -> None:
+    """Write what the store's spool holds (it waits up to its catch-up time) and say what
+    is left on disk."""
+    from alphatrade_lab.live.spool import SpoolingStore
+
+    if isinstance(store, SpoolingStore):
+        store.close()
+        if store.pending:
+            print(f"alphatrade-lab: the lab store is still down; {store.pending} batch(es) "
+                  f"wait in {store.dir} and are written when the same run starts again",
+                  file=sys.stderr)
 
 
 def _run(engine: Any) -> int:
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``alphatrade-lab``; returns the exit code."""
     args = _parser().parse_args(argv)
 
-    from alphatrade_lab.errors import DataError
+    from alphatrade_lab.errors import DataError, StoreUnavailableError
 
     try:
         if args.command == "demo":
@@ -291,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"alphatrade-lab: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailableError as exc:  # the store's server is down and nothing spools
+        print(f"alphatrade-lab: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
