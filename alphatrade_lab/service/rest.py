@@ -6,10 +6,20 @@ numbers are ``null``. Lists are paginated with ``limit`` and ``offset`` and answ
 ``total``. Query-string values are untrusted: they are validated (ranges, lengths) and only
 ever bound as SQL parameters.
 
-``GET /api/runs/{run_id}/equity`` is downsampled in DuckDB by default: the run's time span
-is cut into ``points // 2`` equal buckets and in each bucket every portfolio keeps its rows
-of lowest and of highest equity (so drawdowns and peaks stay visible): at most ``points``
-rows a portfolio, every row of a portfolio that has no more; ``full=true`` gives every row.
+``GET /api/runs/{run_id}/equity`` is downsampled in the database by default: the run's time
+span is cut into ``points // 2`` equal buckets and in each bucket every portfolio keeps its
+rows of lowest and of highest equity (so drawdowns and peaks stay visible): at most
+``points`` rows a portfolio, every row of a portfolio that has no more; ``full=true`` gives
+every row.
+
+Both store backends (DuckDB, PostgreSQL) answer the same JSON. The SQL is one portable text
+where it can be; the equity queries have one text per :attr:`LabStore.dialect
+<alphatrade_lab.store.LabStore.dialect>` (DuckDB's ``arg_min``/``epoch_us``/``list``, and
+PostgreSQL's arrays and ``json_agg``), because no portable form keeps DuckDB's speed on a
+million rows. Pages are in a total order of the table's columns: the documented sort keys,
+then every other column (text compared byte-wise, ``COLLATE "C"``, as Python compares
+it; JSON by its text; NULL last), so a page is the same on both backends and paging never
+repeats or skips a row. Rows equal in every column are interchangeable.
 
 ``POST /api/score`` takes long-form bars (JSON rows), computes the bundle's technical
 features (:func:`alphatrade_lab.features.technical` with the bundle's feature spec), aligns
@@ -277,9 +287,34 @@ def _cols(table: str) -> str:
     return ", ".join(f'"{c.name}"' for c in TABLES[table])
 
 
+def _order(table: str, keys: str) -> str:
+    """A total ``ORDER BY`` over ``table``: ``keys`` (comma-separated column names, each
+    optionally followed by ``DESC``), then every other column of the table; text byte-wise,
+    JSON by its text, NULL last: the same order on DuckDB and PostgreSQL.
+
+    >>> _order("equity", "timestamp DESC")
+    '"timestamp" DESC NULLS LAST, "run_id" COLLATE "C" NULLS LAST, \
+"portfolio" COLLATE "C" NULLS LAST, "equity" NULLS LAST, "cash" NULLS LAST'
+    """
+    kinds = {c.name: c.kind for c in TABLES[table]}
+    given = [k.split() for k in keys.split(",")]
+    order = [(k[0], len(k) > 1) for k in given]
+    order += [(name, False) for name in kinds if name not in {k for k, _ in order}]
+    parts = []
+    for name, desc in order:
+        expr = f'"{name}"'
+        if kinds[name] == "json":
+            expr = f"CAST({expr} AS VARCHAR)"
+        if kinds[name] in ("str", "json"):
+            expr += ' COLLATE "C"'
+        parts.append(f"{expr}{' DESC' if desc else ''} NULLS LAST")
+    return ", ".join(parts)
+
+
 def _page(store: Any, table: str, where: dict[str, Any], order: str, limit: int,
           offset: int) -> dict[str, Any]:
-    """One page of ``table`` filtered by ``where`` (column = value, None: no filter)."""
+    """One page of ``table`` filtered by ``where`` (column = value, None: no filter), in
+    the total order :func:`_order` makes of the sort keys ``order``."""
     conds, params = [], []
     for col, value in where.items():
         if value is not None:
@@ -288,7 +323,8 @@ def _page(store: Any, table: str, where: dict[str, Any], order: str, limit: int,
     sql_where = (" WHERE " + " AND ".join(conds)) if conds else ""
     total = int(store.query(f"SELECT count(*) AS n FROM {table}{sql_where}",
                             params or None)["n"].iloc[0])
-    rows = store.query(f"SELECT {_cols(table)} FROM {table}{sql_where} ORDER BY {order} "
+    rows = store.query(f"SELECT {_cols(table)} FROM {table}{sql_where} "
+                       f"ORDER BY {_order(table, order)} "
                        "LIMIT ? OFFSET ?", [*params, limit, offset])
     return {"total": total, "limit": limit, "offset": offset, "rows": _records(rows, table)}
 
@@ -357,7 +393,7 @@ def health(request: Request) -> dict[str, Any]:
 def runs(request: Request, kind: Text = None, limit: Limit = 100, offset: Offset = 0
          ) -> dict[str, Any]:
     """Recorded runs, oldest first, optionally of one ``kind`` (backtest, paper, live...)."""
-    return _page(_state(request).store, "runs", {"kind": kind}, "created_at, run_id",
+    return _page(_state(request).store, "runs", {"kind": kind}, "created_at",
                  limit, offset)
 
 
@@ -382,7 +418,8 @@ def run_summary(request: Request, run_id: RunId) -> dict[str, Any]:
 
 
 # per portfolio and time bucket of the run's span (its ends come from DuckDB's row-group
-# statistics), the rows of lowest and highest equity, in one pass; doubles: no overflow
+# statistics), the rows of lowest and highest equity, in one pass; doubles: no overflow.
+# ``t_lo``/``t_hi`` are the row's time in microseconds since the epoch.
 _EQUITY_BUCKETS = """
 WITH span AS (
     SELECT epoch_us(min("timestamp")) AS t0, $buckets / greatest(
@@ -391,10 +428,39 @@ WITH span AS (
 )
 SELECT portfolio, least(CAST(floor((epoch_us("timestamp") - span.t0) * span.scale) AS BIGINT),
                         $buckets - 1) AS bucket, count(*) AS n,
-       arg_min("timestamp", equity) AS t_lo, min(equity) AS lo,
-       arg_max("timestamp", equity) AS t_hi, max(equity) AS hi
+       arg_min(epoch_us("timestamp"), equity) AS t_lo, min(equity) AS lo,
+       arg_max(epoch_us("timestamp"), equity) AS t_hi, max(equity) AS hi
 FROM equity, span WHERE run_id = $run AND ($portfolio IS NULL OR portfolio = $portfolio)
 GROUP BY portfolio, bucket
+"""
+
+# the same on PostgreSQL: the same buckets (microseconds as exact doubles, the same double
+# arithmetic), each row's (equity, time) as an array whose min and max are the bucket's
+# lowest row (the earliest of equal ones) and highest row (the latest of equal ones);
+# ``OFFSET 0`` keeps the time computed once a row (not inlined into each aggregate)
+_EQUITY_BUCKETS_PG = """
+WITH span AS (
+    SELECT min("timestamp") AS t0,
+           CAST(extract(epoch FROM min("timestamp")) * 1000000 AS BIGINT) AS us0,
+           CAST($buckets AS DOUBLE PRECISION) / greatest(
+               round(date_part('epoch', max("timestamp") - min("timestamp")) * 1e6), 1)
+           AS scale
+    FROM equity WHERE run_id = $run
+                  AND (CAST($portfolio AS VARCHAR) IS NULL OR portfolio = $portfolio)
+), lohi AS (
+    SELECT portfolio, least(CAST(floor(us * (SELECT scale FROM span)) AS BIGINT),
+                            $buckets - 1) AS bucket,
+           count(*) AS n, min(ARRAY[equity, us]) AS lo, max(ARRAY[equity, us]) AS hi
+    FROM (SELECT portfolio, equity, round(date_part('epoch', "timestamp" - (
+                     SELECT t0 FROM span)) * 1e6) AS us
+          FROM equity WHERE run_id = $run
+                        AND (CAST($portfolio AS VARCHAR) IS NULL OR portfolio = $portfolio)
+          OFFSET 0) AS timed
+    GROUP BY portfolio, bucket
+)
+SELECT portfolio, bucket, n, span.us0 + CAST(lo[2] AS BIGINT) AS t_lo, lo[1] AS lo,
+       span.us0 + CAST(hi[2] AS BIGINT) AS t_hi, hi[1] AS hi
+FROM lohi, span
 """
 
 # every row, the JSON arrays built by DuckDB (a million Python objects would cost seconds)
@@ -408,6 +474,19 @@ FROM equity WHERE run_id = $run AND ($portfolio IS NULL OR portfolio = $portfoli
 GROUP BY portfolio ORDER BY portfolio
 """
 
+# the same JSON text built by PostgreSQL (``equity - equity = 0``: finite)
+_EQUITY_FULL_PG = """
+SELECT portfolio, count(*) AS n,
+       CAST(json_agg(to_char("timestamp" AT TIME ZONE 'UTC',
+                             'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') ORDER BY "timestamp")
+            AS TEXT) AS ts,
+       CAST(json_agg(CASE WHEN equity - equity = 0 THEN equity END ORDER BY "timestamp")
+            AS TEXT) AS eq
+FROM equity WHERE run_id = $run
+              AND (CAST($portfolio AS VARCHAR) IS NULL OR portfolio = $portfolio)
+GROUP BY portfolio ORDER BY portfolio COLLATE "C"
+"""
+
 
 @router.get("/runs/{run_id}/equity", response_model=EquityResponse)
 def run_equity(request: Request, run_id: RunId,
@@ -417,12 +496,14 @@ def run_equity(request: Request, run_id: RunId,
                portfolio: Text = None) -> Any:
     """A run's equity per portfolio. By default at most ``points`` rows a portfolio: the
     run's time span in ``points // 2`` buckets, each keeping a portfolio's rows of lowest
-    and highest equity (computed in DuckDB); a portfolio with no more rows comes whole.
-    ``full=true``: every row. 404 for an unknown run."""
+    and highest equity (computed in the database; of equal ones, PostgreSQL keeps the
+    earliest lowest and the latest highest row, DuckDB any); a portfolio with no more rows
+    comes whole. ``full=true``: every row. 404 for an unknown run."""
     store = _state(request).store
     params = {"run": run_id, "portfolio": portfolio}
-    if full:  # up to millions of values: the JSON text comes from DuckDB, not validated
-        frame = store.query(_EQUITY_FULL, params)
+    if full:  # up to millions of values: the JSON text comes from the database
+        frame = store.query(_EQUITY_FULL_PG if store.dialect == "postgres"
+                            else _EQUITY_FULL, params)
         if not len(frame):
             _require_run(store, run_id)
         parts = [f'{{"portfolio":{json.dumps(str(name))},"rows":{int(n)},'
@@ -431,13 +512,15 @@ def run_equity(request: Request, run_id: RunId,
         return Response(f'{{"run_id":{json.dumps(run_id)},"downsampled":false,'
                         f'"points":{points},"series":[{",".join(parts)}]}}',
                         media_type="application/json")
-    g = store.query(_EQUITY_BUCKETS, params | {"buckets": points // 2})
+    g = store.query(_EQUITY_BUCKETS_PG if store.dialect == "postgres" else _EQUITY_BUCKETS,
+                    params | {"buckets": points // 2})
     if not len(g):
         _require_run(store, run_id)
     series: list[dict[str, Any]] = []
     for name, part in g.groupby("portfolio", sort=True):
         pts = pd.concat([pd.DataFrame({"t": part["t_lo"], "v": part["lo"]}),
                          pd.DataFrame({"t": part["t_hi"], "v": part["hi"]})])
+        pts["t"] = pd.to_datetime(pts["t"].to_numpy(dtype=np.int64), unit="us", utc=True)
         pts = pts.drop_duplicates("t").sort_values("t", kind="stable")
         rows = int(part["n"].sum())
         if len(pts) < rows <= points:  # few rows, some sharing a bucket: all of them
@@ -468,27 +551,35 @@ def _run_page(name: str, table: str, model: type, order: str, doc: str,
                          response_model=model, name=f"run_{name}")
 
 
-_run_page("trades", "trades", TradesPage, "entry_time, symbol, rowid",
+_run_page("trades", "trades", TradesPage, "entry_time, symbol",
           "A run's trades by entry time (``symbol``: that symbol's; 404 for an unknown run).")
-_run_page("signals", "signals", SignalsPage, '"timestamp", symbol, rowid',
+_run_page("signals", "signals", SignalsPage, "timestamp, symbol",
           "A run's recorded signals by time.")
-_run_page("daily", "daily_performance", DailyPage, 'portfolio, "date", rowid',
+_run_page("daily", "daily_performance", DailyPage, "portfolio, date",
           "A run's daily performance by portfolio and date (``symbol``: that portfolio).",
           "portfolio")
 _run_page("orders", "orders", OrdersPage, "bar_time, client_order_id",
           "A live or paper run's orders (latest state) by bar time.")
-_run_page("fills", "fills", FillsPage, '"timestamp", client_order_id, rowid',
+_run_page("fills", "fills", FillsPage, "timestamp, client_order_id",
           "A live or paper run's fills by time.")
+
+
+# the newest row of each (run, symbol); a tie in time goes to the larger qty, then price
+_LATEST_POSITIONS = f"""
+SELECT {_cols("positions")} FROM (
+    SELECT {_cols("positions")}, row_number() OVER (
+        PARTITION BY run_id, symbol
+        ORDER BY "timestamp" DESC, qty DESC, price DESC NULLS LAST) AS newest
+    FROM positions WHERE CAST($r AS VARCHAR) IS NULL OR run_id = $r
+) AS p WHERE newest = 1
+ORDER BY run_id COLLATE "C" NULLS LAST, symbol COLLATE "C"
+"""
 
 
 @router.get("/positions", response_model=list[PositionRow])  # type: ignore[valid-type]
 def positions(request: Request, run_id: Text = None) -> list[dict[str, Any]]:
     """The latest position of each (run, symbol), of one run or all."""
-    frame = _state(request).store.query(
-        'SELECT run_id, max("timestamp") AS "timestamp", symbol, '
-        'arg_max(qty, "timestamp") AS qty, arg_max(price, "timestamp") AS price '
-        "FROM positions WHERE ($r IS NULL OR run_id = $r) GROUP BY run_id, symbol "
-        "ORDER BY run_id, symbol", {"r": run_id})
+    frame = _state(request).store.query(_LATEST_POSITIONS, {"r": run_id})
     return _records(frame, "positions")
 
 
@@ -500,7 +591,7 @@ def drift(request: Request, run_id: Text = None, feature: Text = None,
     whether it drifted)."""
     return _page(_state(request).store, "drift_stats",
                  {"run_id": run_id, "feature": feature, "drifted": drifted},
-                 "window_end, feature, method, rowid", limit, offset)
+                 "window_end, feature, method", limit, offset)
 
 
 @router.get("/alerts", response_model=AlertsPage)
@@ -508,7 +599,7 @@ def alerts(request: Request, run_id: Text = None, level: Text = None, limit: Lim
            offset: Offset = 0) -> dict[str, Any]:
     """Alerts that were sent, newest first (filters: run, level)."""
     return _page(_state(request).store, "alerts", {"run_id": run_id, "level": level},
-                 "ts DESC, rowid DESC", limit, offset)
+                 "ts DESC", limit, offset)
 
 
 def _bundle(request: Request) -> Any:

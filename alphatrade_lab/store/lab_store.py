@@ -224,6 +224,16 @@ class LabStore(LiveTables):
     #: The SQL type of JSON values (``CAST(? AS JSON)`` of the live state).
     _json_type = "JSON"
 
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect :meth:`query` speaks: ``"duckdb"`` here, ``"postgres"`` for a
+        PostgreSQL store (for callers that keep a faster SQL text per database).
+
+        >>> LabStore(":memory:").dialect
+        'duckdb'
+        """
+        return "duckdb"
+
     def __new__(cls, path: str | Path = "data/lab.duckdb", *args: Any, **kwargs: Any
                 ) -> LabStore:
         if cls is LabStore and is_postgres_url(path):
