@@ -199,7 +199,8 @@ class RedisPublisher:
         self.offset: int | None = None   # added to the bus's seq (None: not connected yet)
         self.epoch = uuid.uuid4().hex[:16]
         self.sent = 0
-        self.dropped = 0
+        self._dropped_full = 0     # counted by the bus callback (engine thread)
+        self._dropped_writer = 0   # counted by the writer thread
         self.outages = 0
         self.connected = False
 
@@ -225,8 +226,11 @@ class RedisPublisher:
             return
         queue = self._queue
         if len(queue) >= self.buffer:
-            queue.popleft()
-            self.dropped += 1
+            try:
+                queue.popleft()
+                self._dropped_full += 1
+            except IndexError:  # the writer took them all meanwhile
+                pass
         queue.append(event)
         if not self._wake.is_set():
             self._wake.set()
@@ -247,6 +251,11 @@ class RedisPublisher:
         self._discard_rest()
         self._client.close()
 
+    @property
+    def dropped(self) -> int:
+        """Events that will never reach Redis: the buffer was full, or close came first."""
+        return self._dropped_full + self._dropped_writer
+
     def stats(self) -> dict[str, int]:
         """Events written, dropped and buffered now; outages seen; 1 when connected."""
         return {"sent": self.sent, "dropped": self.dropped, "buffered": len(self._queue),
@@ -262,7 +271,7 @@ class RedisPublisher:
         left = len(self._queue)
         self._queue.clear()
         if left:
-            self.dropped += left
+            self._dropped_writer += left
             log.warning("Redis event stream %s: %d buffered event(s) not written at close",
                         self.where, left)
 
@@ -312,8 +321,11 @@ class RedisPublisher:
 
     def _take(self) -> list[Event]:
         queue, out = self._queue, list[Event]()
-        while queue and len(out) < self.batch:
-            out.append(queue.popleft())
+        for _ in range(min(len(queue), self.batch)):
+            try:
+                out.append(queue.popleft())
+            except IndexError:  # a full buffer dropped its oldest meanwhile
+                break
         return out
 
     def _write(self, batch: list[Event]) -> None:
@@ -330,7 +342,7 @@ class RedisPublisher:
         queue = self._queue
         room = max(self.buffer - len(queue), 0)
         keep = batch[len(batch) - room:] if room < len(batch) else batch
-        self.dropped += len(batch) - len(keep)
+        self._dropped_writer += len(batch) - len(keep)
         queue.extendleft(reversed(keep))
 
     def _down(self, exc: BaseException) -> None:
