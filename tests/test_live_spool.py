@@ -259,3 +259,45 @@ def test_wrong_credentials_are_one_clear_error_not_an_outage(server, tmp_path):
         SpoolingStore(url, tmp_path / "spool")
     assert not isinstance(info.value, StoreUnavailableError)
     assert "not-the-password" not in str(info.value)
+
+
+def test_a_config_on_a_database_server_spools_and_a_file_does_not(server, tmp_path,
+                                                                   monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from alphatrade_lab.live.config import build_engine, load_config
+
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
+    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
+                           tmp_path / "m.atlb")
+    bars.head(100).to_parquet(tmp_path / "bars.parquet")
+    path = tmp_path / "cfg.toml"
+    path.write_text(f"""
+[broker]
+kind = "paper"
+[feed]
+kind = "replay"
+bars = "{tmp_path / 'bars.parquet'}"
+[strategy]
+bundle = "{tmp_path / 'm.atlb'}"
+[run]
+id = "cfg"
+""")
+    monkeypatch.chdir(tmp_path)
+    on_server = build_engine(load_config(path), store=server.url_for("lab"))
+    assert isinstance(on_server.store, SpoolingStore)
+    assert on_server.store.dir == tmp_path / "data" / "spool"  # the default, under cwd
+    assert on_server.store.new_runs_when_down  # the paper broker
+    assert on_server.run().bars == 100
+    on_server.store.close()
+    assert len(LabStore(server.url_for("lab")).equity("cfg")) == 100
+    on_file = build_engine(load_config(path), store=tmp_path / "lab.duckdb")
+    assert isinstance(on_file.store, LabStore)
+    monkeypatch.setenv("ATL_SPOOL_DIR", str(tmp_path / "elsewhere"))
+    spooled_file = build_engine(load_config(path), store=tmp_path / "lab.duckdb")
+    assert spooled_file.store.dir == tmp_path / "elsewhere"
+    spooled_file.store.close()

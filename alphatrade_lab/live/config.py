@@ -84,7 +84,7 @@ SECTIONS = {
                  "slippage", "size_granularity"},
     "risk": {"max_drawdown", "daily_loss", "gross_exposure", "position_size",
              "consecutive_losses"},
-    "store": {"path"},
+    "store": {"path", "spool"},
     "run": {"id", "alerts", "flush_every", "max_bars"},
 }
 _SECRET_WORDS = ("key", "secret", "token", "password", "webhook")
@@ -178,6 +178,12 @@ def _broker(cfg: dict[str, Any]) -> Any:
     raise DataError(f"[broker] kind must be 'paper', 'alpaca' or 'ccxt', got {kind!r}")
 
 
+def _is_server(store: Any) -> bool:
+    """A database server's URL (or a store on one), rather than an embedded file."""
+    where = str(getattr(store, "path", store) or "")
+    return where.startswith(("postgresql://", "postgres://"))
+
+
 def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None,
                  store: Any = None, mode: str | None = None) -> Any:
     """The :class:`~alphatrade_lab.live.Engine` a checked config describes.
@@ -185,7 +191,13 @@ def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None,
     ``store`` (a :class:`~alphatrade_lab.store.LabStore`, a path or a URL) replaces
     ``[store] path``; ``mode`` (``"paper"`` or ``"live"``) replaces ``TRADING_MODE``
     (see the module's notes: under paper, a real-money broker is refused before it is
-    built)."""
+    built).
+
+    A store on a database server (a ``postgresql://`` URL) is wrapped in a
+    :class:`~alphatrade_lab.live.spool.SpoolingStore`: while the server cannot be
+    reached, batches wait in ``[store] spool`` (or ``ATL_SPOOL_DIR``; default
+    ``data/spool``) and the run goes on; with the paper broker, a run may even start while
+    the server is down. Setting ``spool`` spools a DuckDB file's writes too."""
     _check_mode(config.get("broker", {}), mode)
     from alphatrade_lab.live.engine import Engine
     from alphatrade_lab.live.feeds import PollingFeed, ReplayFeed
@@ -221,9 +233,18 @@ def build_engine(config: dict[str, dict[str, Any]], *, bus: Any = None,
         from alphatrade_lab.alerts import AlertManager
 
         alerts = AlertManager.from_env()
-    if store is None and "path" in config.get("store", {}):
-        store = config["store"]["path"]
-    if store is not None and not isinstance(store, LabStore):
+    store_cfg = config.get("store", {})
+    if store is None and "path" in store_cfg:
+        store = store_cfg["path"]
+    spool = store_cfg.get("spool") or os.environ.get("ATL_SPOOL_DIR") or (
+        "data/spool" if _is_server(store) else None)
+    if spool is not None and store is not None:
+        from alphatrade_lab.live.brokers.paper import PaperBroker
+        from alphatrade_lab.live.spool import SpoolingStore
+
+        store = SpoolingStore(store, spool, alerts=alerts,
+                              new_runs_when_down=isinstance(broker, PaperBroker))
+    elif store is not None and not isinstance(store, LabStore):
         store = LabStore(store)
     return Engine(feed, strategy, broker, risk=config.get("risk") or None, store=store,
                   alerts=alerts, bus=bus, run_id=run.get("id"),

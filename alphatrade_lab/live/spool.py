@@ -133,7 +133,7 @@ class SpoolingStore:
                 return LabStore(location)
         self._open: Callable[[], Any] | None = store if callable(store) else None
         self._store: Any = None if callable(store) else store
-        self.dir = Path(spool_dir)
+        self.dir = Path(spool_dir).resolve()  # the process may change its folder later
         self.dir.mkdir(parents=True, exist_ok=True)
         self.alerts, self.retry, self.catch_up = alerts, float(retry), float(catch_up)
         self.new_runs_when_down = new_runs_when_down
