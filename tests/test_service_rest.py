@@ -1,7 +1,10 @@
 """The service's REST API, Prometheus metrics and `alphatrade-lab serve` (issue 19, part 1).
 
 Requests go through the ASGI app (httpx's ASGITransport) or a real uvicorn server on
-127.0.0.1; every answer is checked against the store's own readers or pandas.
+127.0.0.1; every answer is checked against the store's own readers or pandas. The tests of
+endpoints and data run on both store backends (DuckDB in memory, and PostgreSQL: a schema
+of the session's server, tests/conftest.py), and one test asks every endpoint of both
+about the same rows and compares the JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 import warnings
 
 import httpx
@@ -23,6 +27,8 @@ import alphatrade_lab as atl
 from alphatrade_lab.live import Engine, EventBus, ModelStrategy, PaperBroker, ReplayFeed
 from alphatrade_lab.service import create_app
 from alphatrade_lab.service.rest import MAX_BODY_BYTES
+from alphatrade_lab.store.schema import TABLES
+from alphatrade_lab.store.validate import to_arrow
 
 TOKEN = "tok-3b1f0c9e2d7a48a6b5c4d3e2f1a0b9c8"  # a fake API token
 
@@ -41,8 +47,8 @@ def get(app, url: str, **kwargs) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def lab(sample_bars):
-    """A store with a backtest run and a paper run of a trained bundle, drift and alerts."""
+def trained(sample_bars):
+    """A bundle trained on 15-minute bars of two symbols, and three days of bars after."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -56,7 +62,12 @@ def lab(sample_bars):
     X, y = atl.models.align(atl.features.technical(train), atl.models.labels(train))
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     bundle = atl.models.train(X, y, model, n_splits=2, progress=False)
-    store = atl.store.LabStore(":memory:")
+    return {"bundle": bundle, "train": train, "held": held}
+
+
+def populate(store, trained) -> str:
+    """A paper run of the bundle, a backtest run (returned) with drift, and alerts."""
+    bundle, train, held = trained["bundle"], trained["train"], trained["held"]
     Engine(ReplayFeed(held), ModelStrategy(bundle, threshold=0.4), PaperBroker(100.0, fees=0.001),
            store=store, run_id="paper1").run()
     close = atl.data.to_wide(held, "close")
@@ -70,8 +81,37 @@ def lab(sample_bars):
                        run_id=bt)
     for i, level in enumerate(["info", "warning", "critical"]):
         store.record_alert(level, f"alert {i}", "message", {"i": i}, run_id="paper1")
-    return {"store": store, "bundle": bundle, "held": held, "bt": bt,
-            "app": create_app(store, bundle=bundle)}
+    return bt
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(postgres_admin):
+    """A fresh PostgreSQL schema for this module's stores (the session's server)."""
+    import psycopg
+    from psycopg import sql
+
+    admin, url = postgres_admin
+    name = f"svc_{uuid.uuid4().hex[:12]}"
+    user = psycopg.conninfo.conninfo_to_dict(url)["user"]
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+            sql.Identifier(name), sql.Identifier(user)))
+    yield f"{url}?options=-csearch_path%3D{name}"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def lab(request, trained):
+    """A store (DuckDB in memory, or PostgreSQL) with a backtest run and a paper run of a
+    trained bundle, drift and alerts."""
+    where = ":memory:" if request.param == "duckdb" else request.getfixturevalue(
+        "pg_module_url")
+    store = atl.store.LabStore(where)
+    bt = populate(store, trained)
+    yield {"store": store, "bundle": trained["bundle"], "held": trained["held"], "bt": bt,
+           "app": create_app(store, bundle=trained["bundle"])}
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +123,8 @@ def app(lab):
 def test_health_reports_what_is_served(app, lab):
     body = get(app, "/api/health").json()
     assert body["status"] == "ok" and body["version"] == atl.__version__
-    assert body["store"] == ":memory:" and body["bundle"] is True and body["bus"] is False
+    assert body["store"] == str(lab["store"].path) and "@" not in body["store"]
+    assert body["bundle"] is True and body["bus"] is False
     assert body["uptime_seconds"] >= 0
     bare = get(create_app(atl.store.LabStore(":memory:"), EventBus()), "/api/health").json()
     assert bare["bundle"] is False and bare["bus"] is True
@@ -211,15 +252,15 @@ def test_equity_full_is_every_row_and_downsampled_keeps_extremes(app, lab):
     assert [s["portfolio"] for s in one["series"]] == ["AAA"]
 
 
-def test_downsampling_equals_a_pandas_min_max_per_bucket():
+def test_downsampling_equals_a_pandas_min_max_per_bucket(store_url):
     """A 20,000-row run with a one-bar crash: the crash survives and each bucket's min and
-    max equal pandas' on the same buckets."""
+    max equal pandas' on the same buckets (on both backends)."""
     rng = np.random.default_rng(3)
     n = 20_000
     t = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
     eq = 100 + np.cumsum(rng.normal(0, 0.05, n))
     eq[12_345] = 1.0  # a one-bar crash
-    store = atl.store.LabStore(":memory:")
+    store = atl.store.LabStore(store_url)
     store.record_run("paper", run_id="r")
     store.record_live("r", equity=pd.DataFrame({"timestamp": t, "portfolio": "P",
                                                 "equity": eq, "cash": np.nan}))
@@ -290,6 +331,78 @@ def test_drift_and_alerts(app, lab):
     assert alerts["rows"][0]["data"] == {"i": 2}
     crit = get(app, "/api/alerts", params={"level": "critical"}).json()
     assert [a["level"] for a in crit["rows"]] == ["critical"]
+
+
+def _same(a, b, where="$"):
+    """JSON values equal, floats to 1e-12 (sums may add in another order); objects are
+    unordered (PostgreSQL's JSONB orders a stored object's keys its own way)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-12), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert sorted(a) == sorted(b), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _copy_store(source, target) -> None:
+    """Every row of every table of ``source`` into ``target`` (runs first)."""
+    batches = []
+    for table in TABLES:
+        frame = source.query(f"SELECT * FROM {table}")
+        if len(frame):
+            batches.append((table, to_arrow(table, frame)))
+    target._write(batches)
+
+
+def test_every_endpoint_answers_the_same_json_on_both_backends(trained, pg_url):
+    """The same rows in DuckDB and in PostgreSQL: every endpoint, every page, the same
+    JSON (rows in the same order: the pages' total order needs no rowid)."""
+    duck = atl.store.LabStore(":memory:")
+    bt = populate(duck, trained)
+    rng = np.random.default_rng(5)  # a random walk: no equal equities in a bucket
+    t = pd.date_range("2024-01-01", periods=5000, freq="1min", tz="UTC")
+    duck.record_run("paper", run_id="walk")
+    duck.record_live("walk", equity=pd.concat([pd.DataFrame({
+        "timestamp": t, "portfolio": p, "equity": 100 + np.cumsum(rng.normal(0, .1, len(t))),
+        "cash": np.nan}) for p in ("b", "B", "a")], ignore_index=True))
+    k = 40  # trades tied on the sort keys (entry time, symbol), written in random order
+    duck.record_trades(pd.DataFrame({
+        "symbol": rng.choice(["x", "X", "é"], k), "side": "long",
+        "quantity": rng.integers(1, 4, k).astype(float), "entry_time": t[0],
+        "entry_price": 10.0, "pnl": rng.normal(size=k).round(1), "status": "closed"}),
+        run_id="walk")
+    pg = atl.store.LabStore(pg_url)
+    _copy_store(duck, pg)
+    apps = [create_app(s) for s in (duck, pg)]
+    urls = [("/api/runs", {}), ("/api/runs", {"kind": "paper"}), ("/api/positions", {}),
+            ("/api/positions", {"run_id": "paper1"}), ("/api/runs/walk/equity", {}),
+            ("/api/runs/walk/equity", {"points": 50}),
+            ("/api/runs/walk/equity", {"points": 50, "portfolio": "B"}),
+            ("/api/runs/walk/equity", {"full": "true"}),
+            ("/api/runs/paper1/equity", {"full": "true"}),
+            ("/api/drift", {"limit": 10_000}), ("/api/drift", {"drifted": "true"}),
+            ("/api/alerts", {}), ("/api/alerts", {"level": "warning"})]
+    for run in ("paper1", bt, "walk", "nope"):
+        urls.append((f"/api/runs/{run}", {}))
+        for name in ("trades", "signals", "daily", "orders", "fills"):
+            urls += [(f"/api/runs/{run}/{name}", {"limit": 7, "offset": k})
+                     for k in range(0, 50, 7)]
+    urls += [("/api/drift", {"limit": 5, "offset": k}) for k in range(0, 60, 5)]
+    for url, params in urls:
+        a, b = (get(app, url, params=params) for app in apps)
+        assert a.status_code == b.status_code, (url, params)
+        _same(a.json(), b.json(), f"{url} {params}")
+    assert get(apps[1], f"/api/runs/{bt}/trades").json()["total"] > 0
+    tied = get(apps[1], "/api/runs/walk/trades", params={"limit": k}).json()["rows"]
+    keys = [(r["symbol"].encode(), r["quantity"]) for r in tied]
+    assert keys == sorted(keys) and len(tied) == k  # byte-wise, then the next columns
+    pg.close()
 
 
 def test_models_metadata(app, lab):
