@@ -76,8 +76,8 @@ PUBLIC_API = {
         "CCXTBroker", "Engine", "EngineResult", "Event", "EventBus", "FeedEvent", "Fill",
         "Intent", "ModelStrategy", "Order", "OrderRequest", "OrderStatus", "PaperBroker",
         "PollingFeed", "Position", "Reconciliation", "ReplayFeed", "Signal", "SignalStrategy",
-        "SpoolingStore", "Strategy", "Subscription", "client_order_id", "fill_delta", "order_quantity",
-        "reconcile",
+        "SpoolingStore", "Strategy", "Subscription", "client_order_id", "fill_delta",
+        "order_quantity", "reconcile",
     ],
     "alphatrade_lab.errors": [
         "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BrokerError",
