@@ -1,11 +1,14 @@
-"""Benchmark: ``GET /api/runs/{id}/equity`` on a 1,000,000-row run.
+"""Benchmark: ``GET /api/runs/{id}/equity`` on a 1,000,000-row run, DuckDB and PostgreSQL.
 
-Downsampled (DuckDB: min and max per time bucket, 2000 points a portfolio) and full
-(every row), through the ASGI app (no network), against reading the run's equity with
-pandas (``store.equity(run_id)``) and downsampling it there. Prints each time (best of
-``--repeat``) and the ratios.
+Downsampled (min and max per time bucket, 2000 points a portfolio) and full (every row),
+through the ASGI app (no network), on the DuckDB store and on the PostgreSQL store (a
+``LocalPostgres`` started for the run, or ``--pg-url``) holding the same rows, against
+reading the run's equity with pandas (``store.equity(run_id)``) and downsampling it there.
+Each repeat measures every case once, in turn (the peers share the machine's load); the
+table gives the min and median of ``--repeat`` and the ratios of the minima.
 
     .venv/bin/python benchmarks/service_rest.py [--rows 1000000] [--portfolios 2] [--file]
+        [--repeat 5] [--pg-url postgresql://...] [--no-pg]
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import argparse
 import asyncio
 import tempfile
 import time
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,15 @@ def populate(store: LabStore, rows: int, portfolios: int, run_id: str = "big") -
     store.record_live(run_id, equity=pd.concat(frames, ignore_index=True))
 
 
-def best(fn: Any, repeat: int) -> float:
-    times = []
+def timed(cases: dict[str, Any], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each case, ``repeat`` times, the cases interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def pandas_downsample(store: LabStore, run_id: str, points: int) -> pd.DataFrame:
@@ -67,44 +74,68 @@ def main() -> None:
     parser.add_argument("--portfolios", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--file", action="store_true", help="a DuckDB file, not :memory:")
+    parser.add_argument("--pg-url", help="a PostgreSQL database for the store (default: a "
+                        "LocalPostgres for this run)")
+    parser.add_argument("--no-pg", action="store_true", help="DuckDB only")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lab.duckdb" if args.file else ":memory:"
-        store = LabStore(path)
-        t0 = time.perf_counter()
-        populate(store, args.rows, args.portfolios)
-        print(f"store {path}: {args.rows:,} equity rows in {args.portfolios} portfolios "
-              f"written in {time.perf_counter() - t0:.1f} s")
-        app = create_app(store)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        stores = {"duckdb": LabStore(Path(tmp) / "lab.duckdb" if args.file else ":memory:")}
+        if not args.no_pg:
+            url = args.pg_url
+            if url is None:
+                from alphatrade_lab.testing import LocalPostgres
 
-        async def get(url: str) -> httpx.Response:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://bench") as client:
-                r = await client.get(url)
-                r.raise_for_status()
-                return r
+                url = stack.enter_context(LocalPostgres()).create_database("bench")
+            stores["postgres"] = LabStore(url)
+        cases: dict[str, Any] = {}
+        for name, store in stores.items():
+            t0 = time.perf_counter()
+            populate(store, args.rows, args.portfolios)
+            print(f"{name} store {store.path}: {args.rows:,} equity rows in "
+                  f"{args.portfolios} portfolios written in {time.perf_counter() - t0:.1f} s")
+            app = create_app(store)
 
-        def call(url: str) -> httpx.Response:
-            return asyncio.run(get(url))
+            def call(url: str, app: Any = app) -> httpx.Response:
+                async def get() -> httpx.Response:
+                    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                 base_url="http://bench") as client:
+                        r = await client.get(url)
+                        r.raise_for_status()
+                        return r
+                return asyncio.run(get())
 
-        down = call("/api/runs/big/equity").json()
-        n_down = sum(len(s["equity"]) for s in down["series"])
-        full = call("/api/runs/big/equity?full=true")
-        n_full = sum(len(s["equity"]) for s in full.json()["series"])
-        t_down = best(lambda: call("/api/runs/big/equity"), args.repeat)
-        t_full = best(lambda: call("/api/runs/big/equity?full=true"), args.repeat)
-        t_pd = best(lambda: store.equity("big"), args.repeat)
-        t_pd_down = best(lambda: pandas_downsample(store, "big", 2000), args.repeat)
-        print(f"GET /equity (downsampled, {n_down} rows out): {t_down * 1e3:8.1f} ms")
-        print(f"GET /equity?full=true ({n_full:,} rows, {len(full.content) / 1e6:.0f} MB): "
-              f"{t_full * 1e3:8.1f} ms")
-        print(f"pandas store.equity(run) read only:        {t_pd * 1e3:8.1f} ms")
-        print(f"pandas read + same downsampling:           {t_pd_down * 1e3:8.1f} ms")
-        print(f"ratios: pandas read / downsampled endpoint {t_pd / t_down:.1f}x, "
-              f"pandas read+downsample / endpoint {t_pd_down / t_down:.1f}x, "
-              f"full / downsampled {t_full / t_down:.1f}x")
-        store.close()
+            down = call("/api/runs/big/equity").json()
+            full = call("/api/runs/big/equity?full=true")
+            print(f"  downsampled: {sum(len(s['equity']) for s in down['series'])} rows out; "
+                  f"full: {sum(len(s['equity']) for s in full.json()['series']):,} rows, "
+                  f"{len(full.content) / 1e6:.0f} MB")
+            cases[f"{name}: GET /equity (downsampled)"] = partial(call, "/api/runs/big/equity")
+            cases[f"{name}: GET /equity?full=true"] = partial(call,
+                                                              "/api/runs/big/equity?full=true")
+            cases[f"{name}: pandas store.equity(run) read"] = partial(store.equity, "big")
+            cases[f"{name}: pandas read + same downsampling"] = partial(
+                pandas_downsample, store, "big", 2000)
+        times = timed(cases, args.repeat)
+        print(f"\n{'case':52s} {'min ms':>9s} {'median ms':>10s}   ({args.repeat} repeats)")
+        for name, ts in times.items():
+            print(f"{name:52s} {min(ts) * 1e3:9.1f} {np.median(ts) * 1e3:10.1f}")
+        best = {name: min(ts) for name, ts in times.items()}
+        for name in stores:
+            down, full = best[f"{name}: GET /equity (downsampled)"], \
+                best[f"{name}: GET /equity?full=true"]
+            print(f"{name}: pandas read / downsampled endpoint "
+                  f"{best[f'{name}: pandas store.equity(run) read'] / down:.1f}x, pandas "
+                  f"read+downsample / endpoint "
+                  f"{best[f'{name}: pandas read + same downsampling'] / down:.1f}x, "
+                  f"full / downsampled {full / down:.1f}x")
+        if "postgres" in stores:
+            ratios = [best[f"postgres: {case}"] / best[f"duckdb: {case}"]
+                      for case in ("GET /equity (downsampled)", "GET /equity?full=true")]
+            print(f"postgres / duckdb (min): downsampled {ratios[0]:.1f}x, "
+                  f"full {ratios[1]:.1f}x")
+        for store in stores.values():
+            store.close()
 
 
 if __name__ == "__main__":
