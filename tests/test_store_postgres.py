@@ -432,3 +432,13 @@ def test_local_postgres_starts_serves_and_cleans_up():
     assert server.port is None and not Path(root).exists()
     with pytest.raises(RuntimeError, match="not running"):
         _ = server.url
+
+
+def test_missing_server_binaries_are_named(monkeypatch):
+    from alphatrade_lab.testing import postgres as local
+
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local.glob, "glob", lambda pattern: [])
+    with pytest.raises(FileNotFoundError, match=r"initdb, pg_ctl\) not found .*install the "
+                                                r"postgresql package"):
+        LocalPostgres().start()
