@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,9 +23,11 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_serve_logs_no_token(tmp_path):
-    store = tmp_path / "lab.duckdb"
-    atl.store.LabStore(store).record_run("paper", run_id="r1")
+def test_serve_logs_no_token(store_url):
+    """On both backends; the PostgreSQL store's password is not logged either."""
+    store = str(store_url)
+    with atl.store.LabStore(store) as lab:
+        lab.record_run("paper", run_id="r1")
     port = free_port()
     env = {**os.environ, "ALPHATRADE_API_TOKEN": TOKEN}
     proc = subprocess.Popen([sys.executable, "-m", "alphatrade_lab.cli", "serve", "--store",
@@ -49,3 +52,5 @@ def test_serve_logs_no_token(tmp_path):
     log = out.decode()
     assert "/api/runs?token=[REDACTED]" in log  # the request was logged, without the token
     assert TOKEN not in log
+    password = urlsplit(store).password
+    assert password is None or password not in log
