@@ -149,8 +149,10 @@ def postgres_admin():
         pytest.skip(f"no PostgreSQL server: {exc}")
     info = psycopg.conninfo.conninfo_to_dict(url)
     host, port = info.get("host") or "127.0.0.1", info.get("port") or 5432
+    where = f":{port}/{database}?host={host}" if host.startswith("/") else \
+        f"{host}:{port}/{database}"  # a unix socket folder goes in the query
     yield (psycopg.conninfo.make_conninfo(url, dbname=database),
-           f"postgresql://{user}:{password}@{host}:{port}/{database}")
+           f"postgresql://{user}:{password}@{where}")
     if server is not None:
         server.stop()
     else:
@@ -173,7 +175,7 @@ def pg_schema(postgres_admin):
             sql.Identifier(name), sql.Identifier(psycopg.conninfo.conninfo_to_dict(
                 store)["user"])))
     path = f"-csearch_path={name}"
-    yield (f"{store}?options={path.replace('=', '%3D')}",
+    yield (f"{store}{'&' if '?' in store else '?'}options={path.replace('=', '%3D')}",
            psycopg.conninfo.make_conninfo(admin, options=path))
     with psycopg.connect(admin, autocommit=True) as con:
         con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))

@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -453,6 +453,21 @@ class PostgresLabStore(LabStore):
                 copy.write(sink.getvalue())
 
     # ------------------------------------------------------------ reads
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+              ) -> pd.DataFrame:
+        """Run one read-only SQL statement with bound parameters; return a DataFrame.
+
+        ``?`` or ``$1`` placeholders take a list, ``$name`` a dict (a ``?`` outside a
+        literal is always a placeholder: write jsonb's ``?`` as ``jsonb_exists``). The text
+        must be one statement starting with ``SELECT``, ``WITH`` or ``(`` without
+        ``INSERT``, ``UPDATE``, ``DELETE``, ``MERGE`` or ``INTO`` (else ``ValueError``). It
+        runs on a session of its own in a ``READ ONLY`` transaction that is rolled back,
+        for at most ``query_timeout`` seconds; what it may read is what the store's role
+        may read (never a superuser: see the module's notes). A failing or timed-out
+        statement raises :class:`~alphatrade_lab.errors.DataError`.
+        """
+        return self._read(sql, params, check=True)
+
     def _read(self, sql: str, params: Any = None, *, check: bool = False) -> pd.DataFrame:
         psycopg = _psycopg()
         if check:
