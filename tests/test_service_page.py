@@ -65,10 +65,32 @@ def _populate(store: atl.store.LabStore, bus: atl.live.EventBus | None = None) -
 
 
 @pytest.fixture(scope="module")
-def store() -> atl.store.LabStore:
-    s = atl.store.LabStore(":memory:")
+def pg_module_url(postgres_admin) -> Iterator[str]:
+    """A fresh PostgreSQL schema for this module's store (the session's server)."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    admin, url = postgres_admin
+    name = f"page_{uuid.uuid4().hex[:12]}"
+    user = psycopg.conninfo.conninfo_to_dict(url)["user"]
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+            sql.Identifier(name), sql.Identifier(user)))
+    yield f"{url}?options=-csearch_path%3D{name}"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def store(request) -> Iterator[atl.store.LabStore]:
+    """The populated store, on each backend (DuckDB in memory, PostgreSQL)."""
+    s = atl.store.LabStore(":memory:" if request.param == "duckdb"
+                           else request.getfixturevalue("pg_module_url"))
     _populate(s)
-    return s
+    yield s
+    s.close()
 
 
 def _free_port() -> int:
