@@ -371,6 +371,10 @@ def test_every_endpoint_answers_the_same_json_on_both_backends(trained, pg_url):
     duck.record_live("walk", equity=pd.concat([pd.DataFrame({
         "timestamp": t, "portfolio": p, "equity": 100 + np.cumsum(rng.normal(0, .1, len(t))),
         "cash": np.nan}) for p in ("b", "B", "a")], ignore_index=True))
+    duck.record_run("paper", run_id="flat")  # equal equities in every bucket
+    duck.record_live("flat", equity=pd.DataFrame({
+        "timestamp": t, "portfolio": "P", "cash": np.nan,
+        "equity": np.repeat([100.0, 101.0, 100.0, 99.0, 100.0], len(t) // 5)}))
     k = 40  # trades tied on the sort keys (entry time, symbol), written in random order
     duck.record_trades(pd.DataFrame({
         "symbol": rng.choice(["x", "X", "é"], k), "side": "long",
@@ -386,6 +390,8 @@ def test_every_endpoint_answers_the_same_json_on_both_backends(trained, pg_url):
             ("/api/runs/walk/equity", {"points": 50, "portfolio": "B"}),
             ("/api/runs/walk/equity", {"full": "true"}),
             ("/api/runs/paper1/equity", {"full": "true"}),
+            ("/api/runs/paper1/equity", {"points": 20}),
+            ("/api/runs/flat/equity", {"points": 20}), ("/api/runs/flat/equity", {}),
             ("/api/drift", {"limit": 10_000}), ("/api/drift", {"drifted": "true"}),
             ("/api/alerts", {}), ("/api/alerts", {"level": "warning"})]
     for run in ("paper1", bt, "walk", "nope"):

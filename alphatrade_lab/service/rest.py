@@ -435,8 +435,9 @@ GROUP BY portfolio, bucket
 """
 
 # the same on PostgreSQL: the same buckets (microseconds as exact doubles, the same double
-# arithmetic), each row's (equity, time) as an array whose min and max are the bucket's
-# lowest row (the earliest of equal ones) and highest row (the latest of equal ones);
+# arithmetic), each row's (equity, time) as an array whose min is the bucket's lowest row
+# and (equity, -time) one whose max is its highest (of equal ones, the earliest: what
+# DuckDB's arg_min/arg_max keep when they meet the rows in time order);
 # ``OFFSET 0`` keeps the time computed once a row (not inlined into each aggregate)
 _EQUITY_BUCKETS_PG = """
 WITH span AS (
@@ -450,7 +451,7 @@ WITH span AS (
 ), lohi AS (
     SELECT portfolio, least(CAST(floor(us * (SELECT scale FROM span)) AS BIGINT),
                             $buckets - 1) AS bucket,
-           count(*) AS n, min(ARRAY[equity, us]) AS lo, max(ARRAY[equity, us]) AS hi
+           count(*) AS n, min(ARRAY[equity, us]) AS lo, max(ARRAY[equity, -us]) AS hi
     FROM (SELECT portfolio, equity, round(date_part('epoch', "timestamp" - (
                      SELECT t0 FROM span)) * 1e6) AS us
           FROM equity WHERE run_id = $run
@@ -459,7 +460,7 @@ WITH span AS (
     GROUP BY portfolio, bucket
 )
 SELECT portfolio, bucket, n, span.us0 + CAST(lo[2] AS BIGINT) AS t_lo, lo[1] AS lo,
-       span.us0 + CAST(hi[2] AS BIGINT) AS t_hi, hi[1] AS hi
+       span.us0 - CAST(hi[2] AS BIGINT) AS t_hi, hi[1] AS hi
 FROM lohi, span
 """
 
@@ -496,9 +497,10 @@ def run_equity(request: Request, run_id: RunId,
                portfolio: Text = None) -> Any:
     """A run's equity per portfolio. By default at most ``points`` rows a portfolio: the
     run's time span in ``points // 2`` buckets, each keeping a portfolio's rows of lowest
-    and highest equity (computed in the database; of equal ones, PostgreSQL keeps the
-    earliest lowest and the latest highest row, DuckDB any); a portfolio with no more rows
-    comes whole. ``full=true``: every row. 404 for an unknown run."""
+    and highest equity (computed in the database; of equal ones the earliest, except that
+    DuckDB may keep another when a bucket spans row groups its threads read apart); a
+    portfolio with no more rows comes whole. ``full=true``: every row. 404 for an unknown
+    run."""
     store = _state(request).store
     params = {"run": run_id, "portfolio": portfolio}
     if full:  # up to millions of values: the JSON text comes from the database
