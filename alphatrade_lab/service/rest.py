@@ -64,10 +64,14 @@ MAX_LIMIT = 10_000
 _MAX_OFFSET = 10**12
 _MAX_TEXT = 200
 
-RunId = Annotated[str, Path(min_length=1, max_length=_MAX_TEXT, description="the run's id")]
+# no NUL character: PostgreSQL's text cannot hold one (422 on both backends, not a 500)
+_NO_NUL = r"^[^\x00]*$"
+
+RunId = Annotated[str, Path(min_length=1, max_length=_MAX_TEXT, pattern=_NO_NUL,
+                            description="the run's id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=_MAX_OFFSET, description="rows skipped")]
-Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
+Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT, pattern=_NO_NUL)]
 
 
 # ----------------------------------------------------------------- response models
