@@ -206,29 +206,50 @@ def step_stats_fast_nb(stats, bar, value, exposed):
 
 
 @njit(cache=True)
+def store_state_nb(cstate, gstate, row, account, book, stats, init_cash):
+    """Write a lone column's (account, book, stats) into row ``row`` of the column and
+    group state arrays that ``metrics.stats_from_state`` reads (other fields untouched)."""
+    cstate[row, backtest_nb.C_POS] = account[2]
+    cstate[row, backtest_nb.C_DEBT] = account[3]
+    cstate[row, backtest_nb.C_VAL] = account[4]
+    cstate[row, backtest_nb.C_TR_DIR] = book[0]
+    cstate[row, backtest_nb.C_TR_SIZE] = book[1]
+    cstate[row, backtest_nb.C_TR_GROSS] = book[2]
+    cstate[row, backtest_nb.C_TR_FEES] = book[3]
+    gstate[row, backtest_nb.G_CASH] = account[0]
+    gstate[row, backtest_nb.G_FREE] = account[1]
+    gstate[row, backtest_nb.G_INIT] = init_cash
+    gstate[row, backtest_nb.G_N_CLOSED] = book[4]
+    gstate[row, backtest_nb.G_N_WIN] = book[5]
+    gstate[row, backtest_nb.G_N_LOSS] = book[6]
+    gstate[row, backtest_nb.G_SUM_WIN] = book[7]
+    gstate[row, backtest_nb.G_SUM_LOSS] = book[8]
+    gstate[row, backtest_nb.G_N_ORDERS] = book[9]
+    gstate[row, backtest_nb.G_FEES] = book[10]
+    backtest_nb.store_stats_nb(gstate, row, stats)
+
+
+@njit(cache=True)
+def load_state_nb(cstate, gstate, row):
+    """The (account, book, stats) that :func:`store_state_nb` wrote into row ``row``."""
+    c = cstate[row]
+    g = gstate[row]
+    account = (g[backtest_nb.G_CASH], g[backtest_nb.G_FREE], c[backtest_nb.C_POS],
+               c[backtest_nb.C_DEBT], c[backtest_nb.C_VAL])
+    book = (c[backtest_nb.C_TR_DIR], c[backtest_nb.C_TR_SIZE], c[backtest_nb.C_TR_GROSS],
+            c[backtest_nb.C_TR_FEES], g[backtest_nb.G_N_CLOSED], g[backtest_nb.G_N_WIN],
+            g[backtest_nb.G_N_LOSS], g[backtest_nb.G_SUM_WIN], g[backtest_nb.G_SUM_LOSS],
+            g[backtest_nb.G_N_ORDERS], g[backtest_nb.G_FEES])
+    return account, book, backtest_nb.load_stats_nb(gstate, row)
+
+
+@njit(cache=True)
 def final_state_nb(account, book, stats, init_cash):
     """The column and group state rows that ``metrics.stats_from_state`` reads."""
-    cs = np.zeros(backtest_nb.N_CSTATE)
+    cs = np.zeros((1, backtest_nb.N_CSTATE))
     gs = np.zeros((1, backtest_nb.N_GSTATE))
-    cs[backtest_nb.C_POS] = account[2]
-    cs[backtest_nb.C_DEBT] = account[3]
-    cs[backtest_nb.C_VAL] = account[4]
-    cs[backtest_nb.C_TR_DIR] = book[0]
-    cs[backtest_nb.C_TR_SIZE] = book[1]
-    cs[backtest_nb.C_TR_GROSS] = book[2]
-    cs[backtest_nb.C_TR_FEES] = book[3]
-    gs[0, backtest_nb.G_CASH] = account[0]
-    gs[0, backtest_nb.G_FREE] = account[1]
-    gs[0, backtest_nb.G_INIT] = init_cash
-    gs[0, backtest_nb.G_N_CLOSED] = book[4]
-    gs[0, backtest_nb.G_N_WIN] = book[5]
-    gs[0, backtest_nb.G_N_LOSS] = book[6]
-    gs[0, backtest_nb.G_SUM_WIN] = book[7]
-    gs[0, backtest_nb.G_SUM_LOSS] = book[8]
-    gs[0, backtest_nb.G_N_ORDERS] = book[9]
-    gs[0, backtest_nb.G_FEES] = book[10]
-    backtest_nb.store_stats_nb(gs, 0, stats)
-    return cs, gs[0]
+    store_state_nb(cs, gs, 0, account, book, stats, init_cash)
+    return cs[0], gs[0]
 
 
 @njit(cache=True)

@@ -14,15 +14,20 @@ from numba import njit, prange
 from alphatrade_lab.backtest import kernels as backtest_nb
 from alphatrade_lab.backtest.sweeps.kernels import (
     book_fill_nb,
-    final_state_nb,
     initial_nb,
+    load_state_nb,
     order_nb,
     prefix_sums_nb,
     step_stats_fast_nb,
+    store_state_nb,
     window_mean_nb,
 )
 from alphatrade_lab.signals.kernels import crossed_above_at_nb, crossed_below_at_nb
 
+#: Bars per block of :func:`sweep_ma_pairs_nb`, and pairs stepped together through each:
+#: a block of 16 pairs' averages, the column and its sums fit in a 1 MB L2 cache.
+BAR_BLOCK = 2048
+PAIR_GROUP = 16
 
 @njit(cache=True)
 def _acc_nb(hi, lo, x):
@@ -102,12 +107,63 @@ def ma_table_nb(close, windows, end):
 
 
 @njit(cache=True, inline="always")
-def acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-    """Whether bar ``j`` (``j >= 1``) crosses above (``atl.signals.crossed_above``'s
-    rule) and that is wanted, or below likewise."""
-    fp, sp, f, s = ma_fast[j - 1], ma_slow[j - 1], ma_fast[j], ma_slow[j]
-    return ((want_up and crossed_above_at_nb(fp, sp, f, s))
-            or (want_dn and crossed_below_at_nb(fp, sp, f, s)))
+def first_above_nb(a, b, i, stop, above):
+    """The first ``j`` in ``i:stop`` where ``a[j] > b[j]`` is ``above`` (``stop`` if none).
+
+    A plain loop: comparing blocks of bars without a branch (a count of hits per
+    block) compiles to unrolled scalar compares here, not vector ones, and measured
+    no faster.
+    """
+    j = i
+    while j < stop and (a[j] > b[j]) != above:
+        j += 1
+    return j
+
+
+@njit(cache=True, inline="always")
+def next_cross_nb(a, b, i, stop):
+    """The first bar ``j`` in ``i:stop`` where ``a`` crosses above ``b``
+    (``crossed_above_at_nb(a[j - 1], b[j - 1], a[j], b[j])``), ``stop`` if none; ``a``
+    and ``b`` hold no NaN in ``i - 1:stop``. A bar where ``a > b`` after one where
+    ``a <= b`` is a cross, so: past the bars still above, then to the next above."""
+    j = i
+    if a[i - 1] > b[i - 1]:
+        j = first_above_nb(a, b, i, stop, False) + 1
+        if j > stop:
+            return stop
+    return first_above_nb(a, b, j, stop, True)
+
+
+@njit(cache=True, inline="always")
+def next_acted_nb(ma_fast, ma_slow, i, stop, want_up, want_dn):
+    """The first bar in ``i:stop`` (``stop`` if none) where the fast average crosses above
+    the slow one and ``want_up``, or below and ``want_dn`` (``atl.signals``' rules);
+    the averages hold no NaN in ``i - 1:stop``."""
+    if want_up and want_dn:
+        j = i
+        while j < stop:
+            fp, sp, f, s = ma_fast[j - 1], ma_slow[j - 1], ma_fast[j], ma_slow[j]
+            if crossed_above_at_nb(fp, sp, f, s) or crossed_below_at_nb(fp, sp, f, s):
+                return j
+            j += 1
+        return stop
+    if want_up:
+        return next_cross_nb(ma_fast, ma_slow, i, stop)
+    if want_dn:
+        return next_cross_nb(ma_slow, ma_fast, i, stop)
+    return stop
+
+
+@njit(cache=True, inline="always")
+def max_min_nb(col, i, j):
+    """The largest and smallest of the NaN-free ``col[i:j]`` (``j > i``)."""
+    mx = col[i]
+    mn = col[i]
+    for t in range(i + 1, j):
+        c = col[t]
+        mx = c if c > mx else mx
+        mn = c if c < mn else mn
+    return mx, mn
 
 
 @njit(cache=True, inline="always")
@@ -150,27 +206,66 @@ def all_in_fill_nb(price, fees, slippage, cash, free, pos, book):
     return cash + net, free + net, 0.0, book_fill_nb(book, -1.0, pos, adj, fees_paid)
 
 
+@njit(cache=True, inline="always")
+def held_peaks_nb(col, i, j, start, pos, peak, peak_bar, max_dd, max_dd_bars, dd_start):
+    """The peak and drawdown statistics after the bars ``i:j`` of an all-in long position
+    (values ``pos * col[t] > 0``), as ``step_stats_nb`` moves them bar by bar.
+
+    Branch-free, as new peaks and new lows come at random: the deepest episode is
+    picked by cross-multiplying (``trough / peak < bt / bp``) and divided once at the
+    end, which gives the same ``max_dd`` (division by a positive number is monotone).
+    """
+    trough = np.inf
+    bt = np.inf
+    bp = 1.0
+    for t in range(i, j):
+        value = pos * col[t]
+        bar = float(t - start)
+        rec = value >= peak
+        better = rec and trough * bp < bt * peak
+        bt = trough if better else bt
+        bp = peak if better else bp
+        gap = bar - peak_bar
+        longer = rec and gap > 1 and gap > max_dd_bars
+        dd_start = peak_bar if longer else dd_start
+        max_dd_bars = gap if longer else max_dd_bars
+        peak_bar = bar if rec else peak_bar
+        trough = np.inf if rec else min(trough, value)
+        peak = value if rec else peak
+    if trough * bp < bt * peak:
+        bt = trough
+        bp = peak
+    if bt < np.inf:
+        max_dd = min(max_dd, bt / bp - 1.0)
+    return peak, peak_bar, max_dd, max_dd_bars, dd_start
+
+
 @njit(cache=True)
-def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, direction, fees,
-               fixed_fees, slippage, frac, init_cash):
-    """One MA-crossover backtest of one column: signals and portfolio in one pass.
+def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, lo, hi, direction, fees,
+               fixed_fees, slippage, frac, cstate, gstate, row):
+    """Bars ``lo:hi`` of one MA-crossover backtest of one column, signals and portfolio
+    in one pass, from and back to the state in row ``row`` of ``cstate``/``gstate``
+    (:func:`~alphatrade_lab.backtest.sweeps.kernels.store_state_nb`).
 
     ``ma_fast``/``ma_slow`` are the two averages, ``warm`` the first bar where both
-    can exist, ``sums`` and ``next_gap`` the column's :func:`return_sums_nb` and
-    :func:`next_gap_nb`.
+    can exist, ``start`` the first bar that trades (bars count from it in the
+    statistics), ``sums`` and ``next_gap`` the column's :func:`return_sums_nb` and
+    :func:`next_gap_nb`. Running ``start:end`` in consecutive pieces gives the same
+    state as in one go, but for the all-in return sums, added once more per piece
+    (about 1e-16 relative each).
 
     Crosses follow :func:`alphatrade_lab.signals.crossed_above` and ``crossed_below``.
     Bars are stepped one by one with the engine's rules while the previous bar has a
     NaN average. Once it has none, the averages stay valid up to the next NaN close,
-    so the bars up to the next signal the position acts on (or that close) are run
-    through in a tight loop. Flat, only the counters move. Holding, each bar is
-    valued as the engine does (``cash + pos * close``) for the peak and drawdown, and
-    the return sums are stepped bar by bar, or, for an all-in long (``cash == 0``, so
-    its returns are the close's), added from ``sums`` in one go, which agrees with
-    the bar-by-bar sums to rounding (about 1e-15 relative). The deepest value below
-    the peak is kept and divided once when the peak moves: ``min(v) / peak`` equals
-    ``min(v / peak)`` exactly, as division by a positive number is monotone. Only
-    signal bars fill orders, with the engine's own functions.
+    so the next bar whose signal the position acts on is looked up first
+    (:func:`next_acted_nb`, a few instructions per bar) and the bars before it are
+    run through in one go. Flat, only the counters move. Holding all in (long,
+    ``cash == 0``: the returns are the close's), the return sums come from ``sums``
+    (agreeing with the bar-by-bar sums to rounding, about 1e-15 relative) and the
+    peak and drawdown from the stretch's highest and lowest close when it makes no
+    new peak (:func:`held_peaks_nb` when it does); any other position is valued bar
+    by bar as the engine does (``cash + pos * close``). Only signal bars fill
+    orders, with the engine's own functions.
 
     Long only, a signal bar inside such a stretch (an entry when flat, an exit when
     long) is filled where the stretch loop stopped, with the same arithmetic as the
@@ -180,59 +275,40 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
     The loops are written out here rather than called: a call taking arrays costs
     reference counting, and one passing the state tuples costs more than the bars.
     """
-    account, book, stats = initial_nb(init_cash)
+    account, book, stats = load_state_nb(cstate, gstate, row)
     cash, free, pos, debt, val = account
     slim = direction == backtest_nb.LONGONLY
     simple = slim and frac == 1.0 and fixed_fees == 0.0
-    i = start
-    while i < end:
+    i = lo
+    while i < hi:
         if i > start and not (np.isnan(ma_fast[i - 1]) or np.isnan(ma_slow[i - 1])):
-            stop = min(end, next_gap[i])
+            stop = min(hi, next_gap[i])
             none = backtest_nb.A_NONE
             while True:
                 want_up = backtest_nb.resolve_action_nb(pos, True, False, direction) != none
                 want_dn = backtest_nb.resolve_action_nb(pos, False, True, direction) != none
                 (prev, n, s1, s2, down2, peak, peak_bar, max_dd, max_dd_bars, dd_start,
                  n_exposed, last) = stats
-                j = i
+                # The next bar whose signal the position acts on, found first; the bars
+                # before it only need their values.
+                j = next_acted_nb(ma_fast, ma_slow, i, stop, want_up, want_dn)
                 if pos == 0:
-                    while j < stop:
-                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                            break
-                        j += 1
                     if j > i and prev >= peak:
                         peak_bar = float(j - 1 - start)
                 elif pos > 0 and cash == 0.0:
-                    # All-in long: values are pos * close > 0; branch-free bookkeeping, as
-                    # records and new lows come at random. The deepest episode is picked
-                    # by cross-multiplying (trough / peak < bt / bp), divided once at the
-                    # end.
-                    trough = np.inf
-                    bt = np.inf
-                    bp = 1.0
-                    while j < stop:
-                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                            break
-                        value = pos * col[j]
-                        bar = float(j - start)
-                        rec = value >= peak
-                        better = rec and trough * bp < bt * peak
-                        bt = trough if better else bt
-                        bp = peak if better else bp
-                        gap = bar - peak_bar
-                        longer = rec and gap > 1 and gap > max_dd_bars
-                        dd_start = peak_bar if longer else dd_start
-                        max_dd_bars = gap if longer else max_dd_bars
-                        peak_bar = bar if rec else peak_bar
-                        trough = np.inf if rec else min(trough, value)
-                        peak = value if rec else peak
-                        j += 1
-                    if trough * bp < bt * peak:
-                        bt = trough
-                        bp = peak
-                    if bt < np.inf:
-                        max_dd = min(max_dd, bt / bp - 1.0)
+                    # All-in long: values are pos * close > 0. pos * c rounds monotonically
+                    # in c, so the stretch's highest and lowest values are pos times its
+                    # highest and lowest closes: without a new peak, only the deepest
+                    # value counts (``min(v) / peak`` is ``min(v / peak)``, division by a
+                    # positive number being monotone too).
                     if j > i:
+                        c_max, c_min = max_min_nb(col, i, j)
+                        if pos * c_max < peak:
+                            max_dd = min(max_dd, pos * c_min / peak - 1.0)
+                        else:
+                            (peak, peak_bar, max_dd, max_dd_bars, dd_start) = held_peaks_nb(
+                                col, i, j, start, pos, peak, peak_bar, max_dd, max_dd_bars,
+                                dd_start)
                         n_exposed += j - i
                         prev = pos * col[j - 1]
                         # Indexed in place: a row view per stretch costs reference counting.
@@ -241,10 +317,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                         down2 += span_sum_nb(sums[j, 4], sums[i, 4], sums[j, 5], sums[i, 5])
                 else:
                     trough = np.inf
-                    while j < stop:
-                        if acted_cross_nb(ma_fast, ma_slow, j, want_up, want_dn):
-                            break
-                        value = cash + pos * col[j]
+                    for t in range(i, j):
+                        value = cash + pos * col[t]
                         r = ((value - prev) / prev if prev > 0
                              else backtest_nb.bar_return_nb(value, prev))
                         if r < 0:
@@ -256,7 +330,7 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                             if trough < peak:
                                 max_dd = min(max_dd, trough / peak - 1.0)
                                 trough = np.inf
-                            bar = float(j - start)
+                            bar = float(t - start)
                             if peak_bar < bar - 1 and bar - peak_bar > max_dd_bars:
                                 max_dd_bars = bar - peak_bar
                                 dd_start = peak_bar
@@ -264,7 +338,6 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                             peak_bar = bar
                         elif value < trough:
                             trough = value
-                        j += 1
                     if trough < peak:
                         max_dd = min(max_dd, trough / peak - 1.0)
                     n_exposed += j - i
@@ -298,7 +371,9 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
                 i = j + 1
                 if i >= stop:
                     break
-            if j >= end or i >= end:
+            if j >= hi or i >= hi:
+                if j > i:
+                    val = col[j - 1]
                 break
             if i <= j:
                 # Back to one bar at a time, with the state the skipped bars left.
@@ -328,7 +403,8 @@ def ma_pair_nb(col, sums, next_gap, ma_fast, ma_slow, warm, start, end, directio
             value += pos * val
         stats = step_stats_fast_nb(stats, i - start, value, pos != 0)
         i += 1
-    return final_state_nb((cash, free, pos, debt, val), book, stats, init_cash)
+    store_state_nb(cstate, gstate, row, (cash, free, pos, debt, val), book, stats,
+                   gstate[row, backtest_nb.G_INIT])
 
 
 @njit(cache=True, parallel=True)
@@ -368,7 +444,8 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
 
     Long entry when the ``fast``-bar simple moving average of the close crosses above
     the ``slow`` one, exit (or short entry) when it crosses below. Each pair's signals
-    and portfolio run in a single pass over the bars (:func:`ma_pair_nb`).
+    and portfolio run in a single pass over the bars (:func:`ma_pair_nb`), in blocks of
+    :data:`BAR_BLOCK` bars that up to :data:`PAIR_GROUP` pairs of a column take in turn.
 
     Parameters
     ----------
@@ -393,19 +470,32 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
     m = fast.shape[0]
     fi = np.searchsorted(windows, fast)
     si = np.searchsorted(windows, slow)
-    c_out = np.empty((m * k, backtest_nb.N_CSTATE))
-    g_out = np.empty((m * k, backtest_nb.N_GSTATE))
-    # Iteration q runs task (q * stride) % (m * k): the cost of a pair falls with its
+    c_out = np.zeros((m * k, backtest_nb.N_CSTATE))
+    g_out = np.zeros((m * k, backtest_nb.N_GSTATE))
+    # Tasks are runs of up to `group` consecutive pairs on one column, stepped together
+    # through blocks of BAR_BLOCK bars: what a block reads of the column, its sums and
+    # the pairs' averages then stays in the core's cache while each pair runs it, where
+    # pair after pair over all the bars would fetch them from memory every time.
+    group = max(1, min(PAIR_GROUP, (m * k) // 64))
+    n_groups = (m + group - 1) // group
+    n_tasks = n_groups * k
+    # Iteration q runs task (q * stride) % n_tasks: the cost of a pair falls with its
     # windows (fewer crosses, so fewer orders), and the contiguous blocks of iterations
     # that the threads get would otherwise leave one thread with most of the orders.
-    n_tasks = m * k
     stride = spread_stride_nb(n_tasks)
     for q in prange(n_tasks):
         task = (q * stride) % n_tasks
-        p = task // k
-        j = task - p * k
-        c_out[task], g_out[task] = ma_pair_nb(
-            cols[j], sums[j], gaps[j], table[j, fi[p]], table[j, si[p]],
-            max(fast[p], slow[p]) - 1, start, end, direction, fees, fixed_fees, slippage,
-            frac, init_cash)
+        gr = task // k
+        j = task - gr * k
+        p0 = gr * group
+        p1 = min(m, p0 + group)
+        for p in range(p0, p1):
+            account, book, stats = initial_nb(init_cash)
+            store_state_nb(c_out, g_out, p * k + j, account, book, stats, init_cash)
+        for lo in range(start, end, BAR_BLOCK):
+            hi = min(end, lo + BAR_BLOCK)
+            for p in range(p0, p1):
+                ma_pair_nb(cols[j], sums[j], gaps[j], table[j, fi[p]], table[j, si[p]],
+                           max(fast[p], slow[p]) - 1, start, lo, hi, direction, fees,
+                           fixed_fees, slippage, frac, c_out, g_out, p * k + j)
     return c_out, g_out
