@@ -422,7 +422,7 @@ class Engine:
         if self._risk is not None:
             equity = (self.broker.equity_of(symbol)  # type: ignore[attr-defined]
                       if self.paper else self._equity_now())
-            positions = {symbol: pos} if pool == symbol else self._pools().get(pool, {})
+            positions = {symbol: pos} if self._own_pools else self._pools().get(pool, {})
             why = self._risk.check(action, qty, price, symbol, positions, self._marks, equity)
             if why is not None:
                 self._blocked(action, symbol, t, why)

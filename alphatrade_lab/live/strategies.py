@@ -175,28 +175,39 @@ class ModelStrategy:
                                 spec.bb_window, max(spec.vol_windows), spec.skew_window,
                                 spec.volume_window, spec.macd_slow + spec.macd_signal))
         self.name = name or f"model:{type(bundle.model).__name__}"
+        self._rules: dict[str, dict[int, tuple[bool, bool]]] = {}
 
     @property
     def model_version(self) -> str:
         return f"{type(self.bundle.model).__name__}@{self.bundle.created}"
 
+    def _rule(self, direction: str) -> dict[int, tuple[bool, bool]]:
+        """``(entry, exit)`` for each direction the model can give (-1, 0, 1), as
+        :func:`atl.models.signals` has them."""
+        rule = self._rules.get(direction)
+        if rule is None:
+            flat = self.exit_on_flat
+            rule = {}
+            for d in (-1, 0, 1):
+                if direction == "longonly":
+                    rule[d] = (d == 1, (d != 1) if flat else (d == -1))
+                elif direction == "shortonly":
+                    rule[d] = (d == -1, (d != -1) if flat else (d == 1))
+                else:
+                    rule[d] = (d == 1, d == -1)
+            self._rules[direction] = rule
+        return rule
+
     def on_bars(self, bars: list[Bar], direction: str) -> list[Signal]:
         if not bars:
             return []
-        n = len(bars)
-        t = np.fromiter((b.timestamp.value for b in bars), dtype=np.int64, count=n)
-        cols = np.array([(b.high, b.low, b.close, b.volume) for b in bars], dtype=np.float64)
-        d_all, conf_all, _ = self.scorer.update_arrays([b.symbol for b in bars], t, cols[:, 0],
-                                                       cols[:, 1], cols[:, 2], cols[:, 3])
-        out = []
-        flat = self.exit_on_flat
-        for b, d, conf in zip(bars, d_all.tolist(), conf_all.tolist(), strict=True):
-            if direction == "longonly":
-                entry, exit_ = d == 1, (d != 1) if flat else (d == -1)
-            elif direction == "shortonly":
-                entry, exit_ = d == -1, (d != -1) if flat else (d == 1)
-            else:
-                entry, exit_ = d == 1, d == -1
-            out.append(Signal(b.timestamp, b.symbol, entry, exit_, d,
-                              conf if math.isfinite(conf) else float("nan")))
-        return out
+        times, symbols, _, high, low, close, volume = zip(*bars, strict=True)
+        t = np.array([x.value for x in times], dtype=np.int64)
+        cols = np.array((high, low, close, volume), dtype=np.float64)
+        d_all, conf_all, _ = self.scorer.update_arrays(list(symbols), t, cols[0], cols[1],
+                                                       cols[2], cols[3])
+        rule = self._rule(direction)
+        nan = float("nan")
+        return [Signal(ts, sym, *rule[d], d, conf if math.isfinite(conf) else nan)
+                for ts, sym, d, conf in zip(times, symbols, d_all.tolist(), conf_all.tolist(),
+                                            strict=True)]
