@@ -64,9 +64,15 @@ PUBLIC_API = {
     "alphatrade_lab.events": [
         "Alert", "AlertDispatcher", "AlertLevel",
     ],
+    "alphatrade_lab.sentiment": [
+        # sources, articles and symbols
+        "ARTICLE_COLUMNS", "FileSource", "NewsAPISource", "RSSSource", "SKIP_COLUMNS",
+        "SKIP_REASONS", "SkipReport", "Skipped", "SymbolMap", "build_articles", "dedupe",
+        "empty_articles", "normalize_title", "normalize_url",
+    ],
     "alphatrade_lab.testing": [
-        "LocalAlpaca", "LocalExchange", "LocalPostgres", "LocalReceiver", "LocalRedis",
-        "Received", "Reply", "assert_no_lookahead", "perturb_after",
+        "LocalAlpaca", "LocalExchange", "LocalNewsAPI", "LocalPostgres", "LocalReceiver",
+        "LocalRedis", "Received", "Reply", "assert_no_lookahead", "perturb_after",
     ],
     "alphatrade_lab.service": [
         "ServiceState", "create_app",

@@ -13,9 +13,10 @@
 from alphatrade_lab.testing.alpaca_server import LocalAlpaca
 from alphatrade_lab.testing.exchange_server import LocalExchange
 from alphatrade_lab.testing.lookahead import assert_no_lookahead, perturb_after
+from alphatrade_lab.testing.newsapi_server import LocalNewsAPI
 from alphatrade_lab.testing.postgres import LocalPostgres
 from alphatrade_lab.testing.receiver import LocalReceiver, Received, Reply
 from alphatrade_lab.testing.redis import LocalRedis
 
-__all__ = ["LocalAlpaca", "LocalExchange", "LocalPostgres", "LocalReceiver", "LocalRedis",
-           "Received", "Reply", "assert_no_lookahead", "perturb_after"]
+__all__ = ["LocalAlpaca", "LocalExchange", "LocalNewsAPI", "LocalPostgres", "LocalReceiver",
+           "LocalRedis", "Received", "Reply", "assert_no_lookahead", "perturb_after"]
