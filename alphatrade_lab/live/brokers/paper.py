@@ -236,7 +236,14 @@ class PaperBroker:
                 for s, c in self._col.items()}
 
     def equity_of(self, symbol: str) -> float:
-        """The value of ``symbol``'s cash pool, as :meth:`equity_by_group` has it."""
+        """The value of ``symbol``'s cash pool, as :meth:`equity_by_group` has it (one pool
+        read, for the engine's pre-trade check).
+
+        >>> b = PaperBroker(100.0)
+        >>> b.on_bar_close([Bar(pd.Timestamp("2024-01-02", tz="UTC"), "AAA", 9, 9, 9, 9, 1)])
+        >>> b.equity_of("AAA") == b.equity_by_group()["AAA"] == 100.0
+        True
+        """
         if self.cash_sharing:
             return self.equity_by_group()["portfolio"]
         c = self._column(symbol)
