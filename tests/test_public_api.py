@@ -69,6 +69,9 @@ PUBLIC_API = {
         "ARTICLE_COLUMNS", "FileSource", "NewsAPISource", "RSSSource", "SKIP_COLUMNS",
         "SKIP_REASONS", "SkipReport", "Skipped", "SymbolMap", "build_articles", "dedupe",
         "empty_articles", "normalize_title", "normalize_url",
+        # scorers and their evaluation
+        "LoughranMcDonaldScorer", "NaiveKeywordScorer", "SENTIMENT_LABELS", "Scorer",
+        "VaderScorer", "evaluate_scorers", "label_scores",
     ],
     "alphatrade_lab.testing": [
         "LocalAlpaca", "LocalExchange", "LocalNewsAPI", "LocalPostgres", "LocalReceiver",

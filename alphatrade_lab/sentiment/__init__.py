@@ -5,7 +5,9 @@ Sources (:mod:`~alphatrade_lab.sentiment.sources`) each produce one article fram
 ``description``, ``url``, ``symbols``); articles that must not be used (no publication
 time, from the future, another language, duplicates, malformed pages) are skipped and
 listed in the source's ``report``. :class:`SymbolMap` tags articles with tickers by whole
-words, never substrings.
+words, never substrings. Scorers (:mod:`~alphatrade_lab.sentiment.scorers`) give every
+headline a score in [-1, 1] through one interface, and :func:`evaluate_scorers` reports
+their accuracy against labelled headlines.
 
 >>> from alphatrade_lab.sentiment import SymbolMap
 >>> SymbolMap({"AAPL": ["Apple"]}).find("Applebee's and Apple")
@@ -28,6 +30,16 @@ from alphatrade_lab.sentiment.articles import (
 from alphatrade_lab.sentiment.sources import FileSource, NewsAPISource, RSSSource
 from alphatrade_lab.sentiment.symbols import SymbolMap
 
+# isort: split
+# scorers and their evaluation
+from alphatrade_lab.sentiment.evaluate import SENTIMENT_LABELS, evaluate_scorers, label_scores
+from alphatrade_lab.sentiment.scorers import (
+    LoughranMcDonaldScorer,
+    NaiveKeywordScorer,
+    Scorer,
+    VaderScorer,
+)
+
 __all__ = [
     # sources, articles and symbols
     "ARTICLE_COLUMNS",
@@ -44,4 +56,12 @@ __all__ = [
     "empty_articles",
     "normalize_title",
     "normalize_url",
+    # scorers and their evaluation
+    "LoughranMcDonaldScorer",
+    "NaiveKeywordScorer",
+    "SENTIMENT_LABELS",
+    "Scorer",
+    "VaderScorer",
+    "evaluate_scorers",
+    "label_scores",
 ]

