@@ -99,10 +99,10 @@ def test_news_published_after_a_cut_never_change_earlier_bars(bars):
         later = articles["published_at"] + LAT > cut + step
         changed = articles.copy()
         changed.loc[later, "score"] = rng.uniform(-1, 1, later.sum())
-        changed = pd.concat([changed[~later | (rng.random(len(changed)) < 0.5)],
-                             random_articles(bars, 500, seed=6).assign(
-                                 published_at=lambda a: a["published_at"].clip(
-                                     lower=cut + step))], ignore_index=True)
+        extra = random_articles(bars, 500, seed=6)
+        extra["published_at"] = extra["published_at"].clip(lower=cut + step)
+        changed = pd.concat([changed[~later | (rng.random(len(changed)) < 0.5)], extra],
+                            ignore_index=True)
         again = news_features(bars, changed)
         known = (bars["timestamp"] + step <= cut + step).to_numpy()
         pd.testing.assert_frame_equal(full[known], again[known])
