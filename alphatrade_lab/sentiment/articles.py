@@ -306,7 +306,8 @@ def build_articles(records: Iterable[Mapping[str, Any]], *, source: str,
     if not rows:
         return empty_articles()
     frame = pd.DataFrame(rows, columns=list(ARTICLE_COLUMNS))
-    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True).astype(
+        "datetime64[ns, UTC]")
     frame["_where"] = wheres
     frame = frame.sort_values("published_at", kind="stable").reset_index(drop=True)
     return _dedupe(frame, source, report).drop(columns="_where")

@@ -355,7 +355,11 @@ class RSSSource:
 
     def fetch(self, *, now: Any = None) -> pd.DataFrame:
         """The feed's entries as an article frame (``report`` lists what was skipped)."""
-        import feedparser  # type: ignore[import-untyped]  # the sentiment extra, loaded lazily
+        try:  # the sentiment extra, loaded only when a feed is read
+            import feedparser  # type: ignore[import-untyped]
+        except ImportError:
+            raise ImportError("RSSSource needs feedparser: pip install "
+                              "'alphatrade-lab[sentiment]'") from None
 
         data, headers = self._read()
         where = redact(str(self.location))
@@ -378,7 +382,8 @@ class RSSSource:
                                  if stamp else None),
                 "source": name, "title": entry.get("title"),
                 "description": entry.get("summary"), "url": entry.get("link"),
-                "language": entry.get("language") or feed.get("language"),
+                "language": (entry.get("title_detail") or {}).get("language")
+                or feed.get("language"),   # an entry's xml:lang, else the feed's
             })
         return build_articles(records, source=where, report=self.report,
                               language=self.language, now=now, max_skew=self.max_skew,
