@@ -202,6 +202,16 @@ def test_other_api_errors_name_their_code_and_message():
             _source(srv).fetch(now=NOW)
 
 
+def test_an_error_body_is_an_error_whatever_the_http_status():
+    with LocalNewsAPI(_articles(5)) as srv:
+        srv.corrupt_next({"status": "error", "code": "apiKeyInvalid", "message": "Bad key."})
+        with pytest.raises(FeedError, match=r"refused the API key \(apiKeyInvalid"):
+            _source(srv).fetch(now=NOW)
+        srv.corrupt_next({"status": "error", "code": "maximumResultsReached", "message": "."})
+        src = _source(srv)
+        assert src.fetch(now=NOW).empty and len(src.report) == 0
+
+
 def test_a_truncated_page_is_reported_and_skipped_the_next_pages_are_used():
     with LocalNewsAPI(_articles(150)) as srv:
         srv.truncate_next()
@@ -412,6 +422,12 @@ def test_csv_headlines_follow_every_rule():
         ["row 6 (line 8)", "duplicate_url"]]
 
 
+def test_csv_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("published_at,title\n2024-05-01T13:30:00Z,Fed holds\n".encode("utf-8-sig"))
+    assert FileSource(path).fetch(now=NOW)["title"].tolist() == ["Fed holds"]
+
+
 def test_jsonl_headlines_with_lists_and_text_of_symbols():
     src = FileSource(FIXTURES / "sentiment_headlines.jsonl", language="en")
     frame = src.fetch(now=NOW)
@@ -434,6 +450,8 @@ def test_jsonl_headlines_with_lists_and_text_of_symbols():
     ("e.jsonl", '{"published_at": "2024-05-01", "title": "ok", "symbols": 7}\n',
      r"e.jsonl, column 'symbols', row 0 \(line 1\): must be a list of tickers"),
     ("f.jsonl", '{"title": "ok"}\n', r"f.jsonl: no row has a 'published_at' key"),
+    ("h.jsonl", '{"published_at": 1714570200, "title": "epoch seconds"}\n',
+     r"h.jsonl, column 'published_at', row 0 \(line 1\): 1714570200 is not a time"),
     ("g.txt", "x", r"g.txt: a FileSource reads .csv, .jsonl or .ndjson"),
 ])
 def test_file_errors_name_the_file_row_and_column(tmp_path, name, text, match):
@@ -536,6 +554,7 @@ def test_each_bad_article_rule_is_reported_and_skipped(caplog):
         {"published_at": "2024-06-01T00:06:00Z", "title": "Beyond the clock skew"},
         {"published_at": "", "title": "Empty time"},
         {"published_at": float("nan"), "title": "NaN time"},
+        {"published_at": pd.NaT, "title": "NaT time"},
         {"published_at": "2024-13-45", "title": "Impossible date"},
         {"published_at": "2024-05-01", "title": "Langue", "language": "fr"},
         {"published_at": "2024-05-01", "title": "Language with region", "language": "en-GB"},
@@ -553,8 +572,9 @@ def test_each_bad_article_rule_is_reported_and_skipped(caplog):
         pd.Timestamp("2024-06-01 00:04", tz="UTC")]
     assert report.frame()[["where", "reason"]].values.tolist() == [
         ["record 3", "future"], ["record 4", "no_time"], ["record 5", "no_time"],
-        ["record 6", "bad_time"], ["record 7", "language"], ["record 10", "no_title"]]
-    assert len(caplog.records) == 6
+        ["record 6", "no_time"], ["record 7", "bad_time"], ["record 8", "language"],
+        ["record 11", "no_title"]]
+    assert len(caplog.records) == 7
     assert "unit, record 3: skipped, a publication time in the future" in caplog.text
 
 

@@ -41,9 +41,11 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 import pandas as pd
 
 from alphatrade_lab.errors import DataError, location
@@ -186,10 +188,18 @@ def normalize_title(title: Any) -> str:
     return _NOT_WORD.sub(" ", text).strip()
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT (a cell left empty)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
 def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return str(value).strip()
+    return "" if _missing(value) else str(value).strip()
 
 
 def _primary_language(value: Any) -> str:
@@ -198,7 +208,10 @@ def _primary_language(value: Any) -> str:
 
 
 def _parse_time(value: Any) -> pd.Timestamp | None:
-    """A UTC timestamp, or None when ``value`` cannot be read as a time."""
+    """A UTC timestamp, or None when ``value`` cannot be read as a time (a bare number is
+    not one: seconds, milliseconds or nanoseconds since 1970 cannot be told apart)."""
+    if isinstance(value, int | float) or not isinstance(value, str | datetime | np.datetime64):
+        return None
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
@@ -209,7 +222,7 @@ def _parse_time(value: Any) -> pd.Timestamp | None:
 
 
 def _symbols(value: Any, where: str) -> list[str]:
-    if value is None or (isinstance(value, float) and value != value):
+    if not isinstance(value, list | tuple) and _missing(value):
         return []
     if isinstance(value, str):
         return [s for s in re.split(r"[\s,;|]+", value.strip()) if s]

@@ -160,7 +160,7 @@ class NewsAPISource:
     def __repr__(self) -> str:
         key = "set" if self._key else "missing"
         return (f"NewsAPISource(query={self.query!r}, language={self.language!r}, "
-                f"sort_by={self.sort_by!r}, base_url={self.base_url!r}, key={key})")
+                f"sort_by={self.sort_by!r}, base_url={redact(self.base_url)!r}, key={key})")
 
     # ------------------------------------------------------------------ fetching
     def fetch(self, start: Any = None, end: Any = None, *, now: Any = None) -> pd.DataFrame:
@@ -192,6 +192,11 @@ class NewsAPISource:
             while (page - 1) * self.page_size < limit:
                 status, body, text = self._get(client, {**params, "page": page})
                 where = f"page {page}"
+                if isinstance(body, dict) and body.get("status") == "error":
+                    if body.get("code") != "maximumResultsReached":
+                        raise self._error(status, body, text)
+                    log.info("NewsAPI: the plan's result limit reached at page %d", page)
+                    return
                 if status == 200 and isinstance(body, dict) and body.get("status") == "ok" \
                         and isinstance(body.get("articles"), list):
                     articles = body["articles"]
@@ -203,9 +208,6 @@ class NewsAPISource:
                         return
                 elif status == 200:
                     self.report.add("NewsAPI", where, "malformed_page", _why_malformed(body, text))
-                elif isinstance(body, dict) and body.get("code") == "maximumResultsReached":
-                    log.info("NewsAPI: the plan's result limit reached at page %d", page)
-                    return
                 else:
                     raise self._error(status, body, text)
                 page += 1
@@ -441,7 +443,8 @@ class FileSource:
 
     def _csv(self) -> list[dict[str, Any]]:
         try:
-            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False,
+                                encoding="utf-8-sig")
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{self.path}: cannot read as CSV ({redact(str(exc))})") from None
         missing = [c for c in self.REQUIRED if c not in frame.columns]
