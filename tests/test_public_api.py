@@ -16,9 +16,9 @@ PUBLIC_API = {
         "service", "signals", "store", "testing",
     ],
     "alphatrade_lab.data": [
-        "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_SEED", "SYMBOLS", "bar_length",
-        "load", "load_sample", "plot_bars", "resample", "sample_path", "sample_regimes",
-        "summarize", "synthetic", "to_wide", "validate",
+        "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_COMPANIES", "SAMPLE_SEED",
+        "SYMBOLS", "bar_length", "load", "load_sample", "plot_bars", "resample", "sample_path",
+        "sample_regimes", "summarize", "synthetic", "synthetic_news", "to_wide", "validate",
     ],
     "alphatrade_lab.features": [
         "FeatureSpec", "NAN_STRATEGIES", "handle_nan", "multi_timeframe", "technical",

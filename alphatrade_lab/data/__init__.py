@@ -7,6 +7,7 @@
 """
 
 from alphatrade_lab.data.io import load
+from alphatrade_lab.data.news import SAMPLE_COMPANIES, synthetic_news
 from alphatrade_lab.data.resample import bar_length, resample, to_wide
 from alphatrade_lab.data.sample import (
     REGIME_NAMES,
@@ -24,6 +25,7 @@ __all__ = [
     "BAR_COLUMNS",
     "PRICE_COLUMNS",
     "REGIME_NAMES",
+    "SAMPLE_COMPANIES",
     "SAMPLE_SEED",
     "SYMBOLS",
     "bar_length",
@@ -35,6 +37,7 @@ __all__ = [
     "sample_regimes",
     "summarize",
     "synthetic",
+    "synthetic_news",
     "to_wide",
     "validate",
 ]
