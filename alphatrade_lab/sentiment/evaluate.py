@@ -114,6 +114,9 @@ def evaluate_scorers(texts: Any, labels: Any, scorers: Sequence[Scorer] | Mappin
     cats = None
     if categories is not None:
         cats = _labels(categories, len(values), "categories", None)
+        if (cats == "all").any():
+            raise DataError(f"categories[{int(np.argmax(cats == 'all'))}] is 'all', which is "
+                            "reserved for the row of every text")
         groups += list(dict.fromkeys(cats.tolist()))
     rows = []
     for name, scorer in _scorers(scorers).items():

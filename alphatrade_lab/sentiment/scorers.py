@@ -182,7 +182,9 @@ class VaderScorer(Scorer):
 
     def __init__(self) -> None:
         try:
-            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+            from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
+                SentimentIntensityAnalyzer,
+            )
         except ImportError as exc:
             raise ImportError(f"VaderScorer needs vaderSentiment: {_EXTRA}") from exc
         self._analyzer = SentimentIntensityAnalyzer()
