@@ -220,12 +220,15 @@ def test_bad_query_values_are_422(app, params):
 
 def test_a_nul_character_in_a_value_is_422(app):
     """PostgreSQL's text cannot hold NUL: refused up front on both backends (not a 500)."""
-    for url in ("/api/runs/a%00b", "/api/runs/a%00/trades", "/api/runs?kind=%00",
-                "/api/runs/paper1/trades?symbol=x%00", "/api/positions?run_id=%00",
-                "/api/drift?feature=%00", "/api/runs/paper1/equity?portfolio=%00"):
+    for url in ("/api/runs?kind=%00", "/api/runs/paper1/trades?symbol=x%00",
+                "/api/positions?run_id=%00", "/api/drift?feature=%00",
+                "/api/runs/paper1/equity?portfolio=%00"):
         r = get(app, url)
         assert r.status_code == 422, url
         assert r.json()["detail"][0]["type"] == "string_pattern_mismatch", url
+    for url in ("/api/runs/a%00b", "/api/runs/a%00/trades", "/api/runs/%00/equity"):
+        r = get(app, url)
+        assert r.status_code == 422 and "NUL" in r.json()["detail"], url
 
 
 def test_equity_full_is_every_row_and_downsampled_keeps_extremes(app, lab):

@@ -3,8 +3,8 @@
 Every route is under ``/api``; responses are typed (dataclasses, so the OpenAPI schema at
 ``/api/openapi.json`` describes them), timestamps are ISO 8601 UTC strings and missing
 numbers are ``null``. Lists are paginated with ``limit`` and ``offset`` and answer their
-``total``. Query-string values are untrusted: they are validated (ranges, lengths) and only
-ever bound as SQL parameters.
+``total``. Query-string values are untrusted: they are validated (ranges, lengths, no NUL
+character) and only ever bound as SQL parameters.
 
 ``GET /api/runs/{run_id}/equity`` is downsampled in the database by default: the run's time
 span is cut into ``points // 2`` equal buckets and in each bucket every portfolio keeps its
@@ -19,7 +19,9 @@ PostgreSQL's arrays and ``json_agg``), because no portable form keeps DuckDB's s
 million rows. Pages are in a total order of the table's columns: the documented sort keys,
 then every other column (text compared byte-wise, ``COLLATE "C"``, as Python compares
 it; JSON by its text; NULL last), so a page is the same on both backends and paging never
-repeats or skips a row. Rows equal in every column are interchangeable.
+repeats or skips a row. Rows equal in every column are interchangeable. One difference
+remains: of equal equities in a downsampling bucket both keep the earliest row, but DuckDB
+may keep another when the bucket spans row groups that its threads read apart.
 
 ``POST /api/score`` takes long-form bars (JSON rows), computes the bundle's technical
 features (:func:`alphatrade_lab.features.technical` with the bundle's feature spec), aligns
@@ -64,11 +66,12 @@ MAX_LIMIT = 10_000
 _MAX_OFFSET = 10**12
 _MAX_TEXT = 200
 
-# no NUL character: PostgreSQL's text cannot hold one (422 on both backends, not a 500)
+# no NUL character: PostgreSQL's text cannot hold one (422 on both backends, not a 500);
+# a run id in the path is checked by _run_id (a pattern there leaves schemathesis no
+# invalid path it can send)
 _NO_NUL = r"^[^\x00]*$"
 
-RunId = Annotated[str, Path(min_length=1, max_length=_MAX_TEXT, pattern=_NO_NUL,
-                            description="the run's id")]
+RunId = Annotated[str, Path(min_length=1, max_length=_MAX_TEXT, description="the run's id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=_MAX_OFFSET, description="rows skipped")]
 Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT, pattern=_NO_NUL)]
@@ -333,6 +336,13 @@ def _page(store: Any, table: str, where: dict[str, Any], order: str, limit: int,
     return {"total": total, "limit": limit, "offset": offset, "rows": _records(rows, table)}
 
 
+def _run_id(run_id: str) -> str:
+    """``run_id`` unless it holds a NUL character (422, as a text filter's)."""
+    if "\x00" in run_id:
+        raise HTTPException(422, "run_id: a NUL character is not allowed")
+    return run_id
+
+
 def _require_run(store: Any, run_id: str) -> None:
     """404 unless the store knows ``run_id`` (a live engine's rows may come before, or
     without, its ``runs`` row)."""
@@ -406,7 +416,7 @@ def run_summary(request: Request, run_id: RunId) -> dict[str, Any]:
     """A run, its per-symbol summary (trades, win rate, pnl, signals, worst and best day)
     and its row count in each table; 404 for an unknown run."""
     store = _state(request).store
-    got = store.query(f"SELECT {_cols('runs')} FROM runs WHERE run_id = ?", [run_id])
+    got = store.query(f"SELECT {_cols('runs')} FROM runs WHERE run_id = ?", [_run_id(run_id)])
     if not len(got):
         raise HTTPException(404, f"no run {run_id!r} in the store")
     tables = ("trades", "signals", "daily_performance", "orders", "fills", "equity",
@@ -506,7 +516,7 @@ def run_equity(request: Request, run_id: RunId,
     portfolio with no more rows comes whole. ``full=true``: every row. 404 for an unknown
     run."""
     store = _state(request).store
-    params = {"run": run_id, "portfolio": portfolio}
+    params = {"run": _run_id(run_id), "portfolio": portfolio}
     if full:  # up to millions of values: the JSON text comes from the database
         frame = store.query(_EQUITY_FULL_PG if store.dialect == "postgres"
                             else _EQUITY_FULL, params)
@@ -545,7 +555,7 @@ def _run_page(name: str, table: str, model: type, order: str, doc: str,
     def endpoint(request: Request, run_id: RunId, symbol: Text = None, limit: Limit = 100,
                  offset: Offset = 0) -> dict[str, Any]:
         store = _state(request).store
-        _require_run(store, run_id)
+        _require_run(store, _run_id(run_id))
         where: dict[str, Any] = {"run_id": run_id}
         if symbol_col is not None:
             where[symbol_col] = symbol
