@@ -281,6 +281,33 @@ def test_newsapi_tags_symbols_and_dedupes_across_pages():
     assert src.report.counts() == {"duplicate_title": 1} and src.requests == 2
 
 
+def test_local_newsapi_answers_in_the_documented_shapes():
+    import httpx
+
+    with LocalNewsAPI(_articles(3) + [{"title": "Une histoire", "language": "fr",
+                                       "publishedAt": "2024-05-02T00:00:00Z"}]) as srv:
+        url, h = srv.url + "/v2/everything", {"X-Api-Key": srv.api_key}
+        page = httpx.get(url, params={"q": "story", "pageSize": 2}, headers=h).json()
+        assert page["status"] == "ok" and page["totalResults"] == 3
+        assert list(page["articles"][0]) == ["source", "author", "title", "description", "url",
+                                             "urlToImage", "publishedAt", "content"]
+        assert [a["title"] for a in page["articles"]] == ["Story 2 about markets",
+                                                          "Story 1 about markets"]
+        fr = httpx.get(url, params={"language": "fr"}, headers=h).json()
+        assert [a["title"] for a in fr["articles"]] == ["Une histoire"]
+        bad = httpx.get(url, params={"pageSize": 0}, headers=h)
+        assert bad.status_code == 400 and bad.json()["code"] == "parameterInvalid"
+        # NewsAPI also takes the key as a query parameter: the server records it in the URL,
+        # which is how the tests above know the client never sends it that way
+        assert httpx.get(url, params={"apiKey": srv.api_key}).json()["status"] == "ok"
+        assert srv.api_key in srv.received[-1].path
+        missing = httpx.get(url)
+        assert missing.status_code == 401 and missing.json() == {
+            "status": "error", "code": "apiKeyMissing",
+            "message": missing.json()["message"]}
+        assert httpx.get(srv.url + "/v2/top", headers=h).status_code == 404
+
+
 def test_newsapi_source_checks_its_parameters():
     for kw, match in [({"language": "english"}, "2-letter"), ({"sort_by": "date"}, "sort_by"),
                       ({"page_size": 101}, "page_size"), ({"max_results": 0}, "max_results")]:

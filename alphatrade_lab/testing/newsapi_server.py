@@ -11,9 +11,10 @@ articles in NewsAPI's documented shapes: ``{"status": "ok", "totalResults": N,
   none is 401 ``apiKeyMissing``, a wrong one 401 ``apiKeyInvalid``, one passed to
   :meth:`~LocalNewsAPI.disable_key` 401 ``apiKeyDisabled``.
 * **Query.** ``q`` (every word, case-insensitive, in the title or description),
-  ``from``/``to`` (ISO 8601, inclusive), ``language`` (an article's ``language`` key, not
-  served), ``sortBy`` (``publishedAt``, newest first, by default; ``relevancy`` and
-  ``popularity`` keep the canned order), ``pageSize`` (1-100, default 100) and ``page``.
+  ``from``/``to`` (ISO 8601, inclusive), ``language`` (an article's ``language`` key,
+  ``"en"`` when it has none; not served), ``sortBy`` (``publishedAt``, newest first, by
+  default; ``relevancy`` and ``popularity`` keep the canned order), ``pageSize`` (1-100,
+  default 100) and ``page``.
 * **Plan limit.** A page that reaches past ``max_results`` (the developer plan's 100) is
   answered 426 ``maximumResultsReached``, as NewsAPI does.
 * **Faults.** :meth:`~LocalNewsAPI.fail_next` answers the next requests with a status,
@@ -96,8 +97,8 @@ class LocalNewsAPI(LocalHTTPServer):
     articles
         Canned articles: mappings with NewsAPI's article fields (missing ones are served
         as null; ``source`` defaults to ``{"id": None, "name": "Local Wire"}``) and an
-        optional ``language`` used by the ``language`` filter. Served as given, so an
-        article without ``publishedAt`` can be served too.
+        optional ``language`` (default ``"en"``) used by the ``language`` filter. Served
+        as given, so an article without ``publishedAt`` can be served too.
     api_key
         The key to accept.
     max_results
@@ -232,7 +233,7 @@ def _matches(article: Mapping[str, Any], query: Mapping[str, str],
     if any(word not in text for word in query.get("q", "").lower().split()):
         return False
     language = query.get("language")
-    if language and article.get("language") not in (None, language):
+    if language and article.get("language", "en") != language:
         return False
     if start is None and end is None:
         return True
