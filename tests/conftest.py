@@ -199,3 +199,22 @@ def store_url(request, tmp_path):
     if request.param == "duckdb":
         return tmp_path / "lab.duckdb"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def hourly_bundle(tmp_path_factory):
+    """An exported model (scaler + logistic regression, walk-forward on 2,000 hourly bars
+    of the sample's AAA) and those bars: ``(bundle path, bars)``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import alphatrade_lab as atl
+
+    folder = tmp_path_factory.mktemp("hourly-bundle")
+    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h").head(2000)
+    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    path = atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
+                                  folder / "m.atlb")
+    return path, bars

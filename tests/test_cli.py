@@ -114,18 +114,10 @@ def test_help_documents_the_environment_contract():
 
 
 @pytest.fixture(scope="module")
-def live_config(tmp_path_factory):
+def live_config(tmp_path_factory, hourly_bundle):
     """A replay config (40 hourly bars, an exported model) with a [store] path."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    bundle, bars = hourly_bundle
     folder = tmp_path_factory.mktemp("cli-live")
-    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h").head(2000)
-    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
-                           folder / "m.atlb")
     bars.head(40).to_parquet(folder / "bars.parquet")
     path = folder / "live.toml"
     path.write_text(f"""
@@ -133,7 +125,7 @@ def live_config(tmp_path_factory):
 kind = "replay"
 bars = "{folder / 'bars.parquet'}"
 [strategy]
-bundle = "{folder / 'm.atlb'}"
+bundle = "{bundle}"
 [store]
 path = "{folder / 'toml.duckdb'}"
 """)

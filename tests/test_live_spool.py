@@ -262,18 +262,10 @@ def test_wrong_credentials_are_one_clear_error_not_an_outage(server, tmp_path):
 
 
 def test_a_config_on_a_database_server_spools_and_a_file_does_not(server, tmp_path,
-                                                                   monkeypatch):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+                                                                   monkeypatch, hourly_bundle):
     from alphatrade_lab.live.config import build_engine, load_config
 
-    bars = atl.data.resample(atl.data.load_sample(["AAA"]), "1h")
-    X, y = atl.models.align(atl.features.technical(bars), atl.models.labels(bars))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    atl.models.save_bundle(atl.models.train(X, y, model, n_splits=2, progress=False),
-                           tmp_path / "m.atlb")
+    bundle, bars = hourly_bundle
     bars.head(100).to_parquet(tmp_path / "bars.parquet")
     path = tmp_path / "cfg.toml"
     path.write_text(f"""
@@ -283,7 +275,7 @@ kind = "paper"
 kind = "replay"
 bars = "{tmp_path / 'bars.parquet'}"
 [strategy]
-bundle = "{tmp_path / 'm.atlb'}"
+bundle = "{bundle}"
 [run]
 id = "cfg"
 """)
