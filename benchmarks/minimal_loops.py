@@ -27,6 +27,7 @@ floors apply that rule too, or their numbers would differ.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -257,8 +258,11 @@ def backtest_case(n_bars=10_000_000, p=0.01):
 
 
 def main() -> None:
+    # Other processes on the machine slow both sides, not always alike: say how busy it was.
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     sweep_case()
     backtest_case()
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

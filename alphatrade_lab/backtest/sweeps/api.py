@@ -34,9 +34,10 @@ __all__ = ["DEFAULT_METRICS", "run_chunk", "shared_arrays", "split_sample", "swe
 
 DEFAULT_METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count",
                                     "win_rate")
-# Bar-combinations per chunk: about a tenth of a second of work, so that the progress
-# bar moves and Ctrl-C is answered quickly, while chunks stay large enough for prange.
-_CHUNK_WORK = 3e7
+# Bar-combinations per chunk: about a tenth of a second of work (MA pairs on two cores),
+# so that the progress bar moves and Ctrl-C is answered quickly, while chunks stay large
+# enough for prange and for the MA kernel's groups of pairs.
+_CHUNK_WORK = 5e7
 # Largest table of moving averages (columns × windows × bars) a chunk builds: 128 MB;
 # beyond it, MA sweeps take the generic path (signals per task, O(bars) per thread).
 _MA_TABLE_CELLS = 2**24
@@ -315,7 +316,7 @@ def sweep(
         ``"local"`` (numba threads) or ``"dask"`` with a ``distributed.Client``:
         the grid is split into chunks that the workers run with the same kernel.
     chunk_size
-        Combinations per chunk (default: about 3e7 bar-combinations).
+        Combinations per chunk (default: about 5e7 bar-combinations).
     progress
         Show a progress bar (tqdm). Ctrl-C stops after the running chunk and keeps
         what finished (``result.attrs["interrupted"]``).

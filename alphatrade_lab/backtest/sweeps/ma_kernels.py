@@ -475,8 +475,10 @@ def sweep_ma_pairs_nb(cols, table, sums, gaps, windows, fast, slow, start, end, 
     # Tasks are runs of up to `group` consecutive pairs on one column, stepped together
     # through blocks of BAR_BLOCK bars: what a block reads of the column, its sums and
     # the pairs' averages then stays in the core's cache while each pair runs it, where
-    # pair after pair over all the bars would fetch them from memory every time.
-    group = max(1, min(PAIR_GROUP, (m * k) // 64))
+    # pair after pair over all the bars would fetch them from memory every time. Groups
+    # shrink to leave at least 32 tasks (8 per thread on 4 cores; numba's thread count
+    # read here would keep the kernel out of the cache).
+    group = max(1, min(PAIR_GROUP, (m * k) // 32))
     n_groups = (m + group - 1) // group
     n_tasks = n_groups * k
     # Iteration q runs task (q * stride) % n_tasks: the cost of a pair falls with its
