@@ -533,6 +533,8 @@ def test_symbol_map_rejects_bad_tickers_and_names_claimed_twice():
     ("https://www.example.com/a?id=3", "https://example.com/a?utm_source=x&id=3&utm_medium=y"),
     ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2#comments"),
     ("https://example.com:443/a?fbclid=123", "https://example.com/a"),
+    ("https://reader@example.com/a?UTM_Campaign=z", "https://example.com/a"),
+    ("http://[::1]:80/a", "https://[::1]/a"),
 ])
 def test_urls_that_point_to_the_same_article_normalise_alike(a, b):
     assert normalize_url(a) == normalize_url(b)

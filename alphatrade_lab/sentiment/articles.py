@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
 import numpy as np
 import pandas as pd
@@ -146,6 +146,15 @@ def empty_articles() -> pd.DataFrame:
     return frame
 
 
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<netloc>[^/?#]*)"
+                  r"(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?(?:#.*)?\Z", re.DOTALL)
+
+
+def _tracking(pair: str) -> bool:
+    key = unquote_plus(pair.partition("=")[0]).lower()
+    return key.startswith("utm_") or key in TRACKING_PARAMS
+
+
 def normalize_url(url: Any) -> str:
     """``url`` as a key for de-duplication: scheme and host lower case (``http`` counts as
     ``https``, ``www.`` and default ports dropped), no fragment, no trailing slash, no
@@ -157,21 +166,23 @@ def normalize_url(url: Any) -> str:
     ''
     """
     text = "" if url is None else str(url).strip()
-    if not text:
-        return ""
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return text
-    scheme = parts.scheme.lower()
-    scheme = "https" if scheme == "http" else scheme
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    if port is not None and port not in (80, 443):
-        host = f"{host}:{port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS)
-    return urlunsplit((scheme, host, parts.path.rstrip("/"), urlencode(query), ""))
+    m = _URL.match(text)
+    if m is None:                       # no scheme: only the trailing slash to drop
+        return text.rstrip("/")
+    scheme, netloc, path, query = m.group("scheme", "netloc", "path", "query")
+    scheme = "https" if scheme.lower() == "http" else scheme.lower()
+    host = netloc.rpartition("@")[2].lower()        # no user info
+    if not host.endswith("]") and ":" in host:      # a port (not an IPv6 address)
+        host, _, port = host.rpartition(":")
+        if port and not port.isdigit():
+            return text
+        if port not in ("", "80", "443"):
+            host = f"{host}:{int(port)}"
+    host = host.removeprefix("www.")
+    if query:
+        kept = sorted(p for p in query.split("&") if p and not _tracking(p))
+        query = "&".join(kept)
+    return f"{scheme}://{host}{path.rstrip('/')}" + (f"?{query}" if query else "")
 
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -219,6 +230,21 @@ def _parse_time(value: Any) -> pd.Timestamp | None:
     if ts is pd.NaT or not isinstance(ts, pd.Timestamp):
         return None
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _parse_times(values: list[Any]) -> list[pd.Timestamp | None]:
+    """:func:`_parse_time` of each value; ISO 8601 texts (nearly all) parsed at once."""
+    out: list[pd.Timestamp | None] = [None] * len(values)
+    texts = [i for i, v in enumerate(values) if isinstance(v, str) and v.strip()]
+    if texts:
+        parsed = pd.to_datetime(pd.Series([values[i] for i in texts], dtype=object),
+                                utc=True, errors="coerce", format="ISO8601")
+        for i, ts in zip(texts, parsed.tolist(), strict=True):
+            out[i] = None if ts is pd.NaT else ts
+    for i, v in enumerate(values):
+        if out[i] is None and not _missing(v):
+            out[i] = _parse_time(v)        # another format, or a datetime
+    return out
 
 
 def _symbols(value: Any, where: str) -> list[str]:
@@ -282,15 +308,16 @@ def build_articles(records: Iterable[Mapping[str, Any]], *, source: str,
         raise ValueError(f"build_articles: now must be a time, got {now!r}")
     limit = limit + pd.Timedelta(max_skew)
     wanted = _primary_language(language)
+    records = list(records)
+    times = _parse_times([rec.get("published_at") for rec in records])
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
-    for i, rec in enumerate(records):
+    for i, (rec, ts) in enumerate(zip(records, times, strict=True)):
         where = _text(rec.get("where")) or f"record {i}"
         raw_time = rec.get("published_at")
         if _text(raw_time) == "":
             report.add(source, where, "no_time")
             continue
-        ts = _parse_time(raw_time)
         if ts is None:
             if bad_time == "raise":
                 raise DataError(f"{source}, column 'published_at', {where}: {raw_time!r} is "
@@ -331,7 +358,8 @@ def _dedupe(frame: pd.DataFrame, source: str, report: SkipReport) -> pd.DataFram
     keep = []
     seen_url: dict[str, str] = {}
     seen_title: dict[str, str] = {}
-    for url, title, where in zip(frame["url"], frame["title"], frame["_where"], strict=True):
+    for url, title, where in zip(frame["url"].tolist(), frame["title"].tolist(),
+                                 frame["_where"].tolist(), strict=True):
         u, t = normalize_url(url), normalize_title(title)
         if u and u in seen_url:
             report.add(source, where, "duplicate_url", f"same URL as {seen_url[u]}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -37,8 +38,29 @@ _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,
 
 
 def _alternation(words: Iterable[str]) -> str:
-    # longest first, so that "Apple Inc." wins over "Apple" at the same position
-    return "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w)))
+    """A regex matching any of ``words``, as a character trie: one branch per next
+    character (Python's ``re`` tries a plain alternation's branches one by one at every
+    position), an optional tail where a shorter word ends, so that the longest word wins
+    ("Apple Inc." over "Apple") and a shorter one is tried when the longer fails.
+
+    >>> print(_alternation(["Apple", "Apple Inc.", "Amazon"]))
+    A(?:mazon|pple(?:\\ Inc\\.)?)
+    """
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + pattern(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(trie)
 
 
 class SymbolMap:
