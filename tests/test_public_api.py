@@ -13,7 +13,7 @@ PUBLIC_API = {
     "alphatrade_lab": [
         "AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", "alerts", "backtest",
         "data", "errors", "features", "live", "models", "monitoring", "pipeline", "risk",
-        "service", "signals", "store", "testing",
+        "sentiment", "service", "signals", "store", "testing",
     ],
     "alphatrade_lab.data": [
         "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_COMPANIES", "SAMPLE_SEED",
@@ -69,6 +69,8 @@ PUBLIC_API = {
         "ARTICLE_COLUMNS", "FileSource", "NewsAPISource", "RSSSource", "SKIP_COLUMNS",
         "SKIP_REASONS", "SkipReport", "Skipped", "SymbolMap", "build_articles", "dedupe",
         "empty_articles", "normalize_title", "normalize_url",
+        # alignment to bars
+        "NEWS_FEATURES", "news_features",
         # scorers and their evaluation
         "LoughranMcDonaldScorer", "NaiveKeywordScorer", "SENTIMENT_LABELS", "Scorer",
         "VaderScorer", "evaluate_scorers", "label_scores",

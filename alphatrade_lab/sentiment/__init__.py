@@ -7,7 +7,9 @@ time, from the future, another language, duplicates, malformed pages) are skippe
 listed in the source's ``report``. :class:`SymbolMap` tags articles with tickers by whole
 words, never substrings. Scorers (:mod:`~alphatrade_lab.sentiment.scorers`) give every
 headline a score in [-1, 1] through one interface, and :func:`evaluate_scorers` reports
-their accuracy against labelled headlines.
+their accuracy against labelled headlines. :func:`news_features` turns scored articles into
+per-bar features (:mod:`~alphatrade_lab.sentiment.align`: usable only from the close of the
+first bar that ends after publication plus a latency).
 
 >>> from alphatrade_lab.sentiment import SymbolMap
 >>> SymbolMap({"AAPL": ["Apple"]}).find("Applebee's and Apple")
@@ -29,6 +31,10 @@ from alphatrade_lab.sentiment.articles import (
 )
 from alphatrade_lab.sentiment.sources import FileSource, NewsAPISource, RSSSource
 from alphatrade_lab.sentiment.symbols import SymbolMap
+
+# isort: split
+# alignment to bars
+from alphatrade_lab.sentiment.align import NEWS_FEATURES, news_features
 
 # isort: split
 # scorers and their evaluation
@@ -56,6 +62,9 @@ __all__ = [
     "empty_articles",
     "normalize_title",
     "normalize_url",
+    # alignment to bars
+    "NEWS_FEATURES",
+    "news_features",
     # scorers and their evaluation
     "LoughranMcDonaldScorer",
     "NaiveKeywordScorer",
