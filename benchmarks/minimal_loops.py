@@ -3,7 +3,10 @@
 Run with ``.venv/bin/python benchmarks/minimal_loops.py`` (issue 17 item 5). Each floor is a
 deliberately naive loop doing the same work as the library call, checked to give the same
 numbers before anything is timed. Both sides are warmed up (numba compilation) and run the
-same number of times, alternately; min and median are printed, with the ratio ours / floor.
+same number of times, alternately; min and median are printed, with the ratio ours / floor,
+and the least CPU time of each (all threads) with its ratio: on a busy machine the wall
+times include waiting for the cores, the CPU times do not. The load average is printed
+before and after.
 
 1. Sweep: every fast < slow pair of simple moving averages over windows range(2, 47) (990
    pairs) on 100,000 bars, long only, fills at the close, fees 0.001. The floor steps every
@@ -20,9 +23,11 @@ same number of times, alternately; min and median are printed, with the ratio ou
    fresh array each run. Peers:
    ``atl.backtest.from_signals`` followed by ``pf.equity``, and ``record="summary"``.
 
-At fees of 0.001 most of these accounts trade down to almost nothing (total returns near
--100%), after which the engine rejects orders under its minimum size (1e-8 shares); the
-floors apply that rule too, or their numbers would differ.
+The sweep runs again without fees (the library's shortcut for stretches without a new
+peak then applies less often). At fees of 0.001 most of these accounts trade down to
+almost nothing (total returns near -100%), after which the engine rejects orders under
+its minimum size (1e-8 shares); the floors apply that rule too, or their numbers would
+differ.
 """
 
 from __future__ import annotations
@@ -146,26 +151,32 @@ def per_bar_sharpe(s1, s2, n):
 
 
 def time_all(fns, repeat=REPEAT):
-    """Each function warmed up once, then all run in turn ``repeat`` times: their seconds."""
+    """Each function warmed up once, then all run in turn ``repeat`` times: their wall
+    seconds and their process CPU seconds (all threads; on a busy machine the CPU time
+    leaves out the time other processes held the cores)."""
     for fn in fns.values():
         fn()
-    times = {name: [] for name in fns}
+    times = {name: ([], []) for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name][0].append(time.perf_counter() - t0)
+            times[name][1].append(time.process_time() - c0)
     return times
 
 
 def report(times, floor, units, unit_name):
-    """Min and median of each, ns per unit, and the ratio to ``floor``'s min and median."""
-    f_lo, f_med = min(times[floor]), statistics.median(times[floor])
-    for label, ts in times.items():
+    """Min and median of each, ns per unit, and the ratio to ``floor``'s min and median;
+    then the min CPU time and its ratio to the floor's."""
+    f_lo, f_med = min(times[floor][0]), statistics.median(times[floor][0])
+    f_cpu = min(times[floor][1])
+    for label, (ts, cpu) in times.items():
         lo, med = min(ts), statistics.median(ts)
         print(f"  {label:<48} min {lo * 1e3:7.1f} ms  median {med * 1e3:7.1f} ms  "
               f"{med / units * 1e9:5.2f} ns/{unit_name}  x floor: {lo / f_lo:5.2f} (min) "
-              f"{med / f_med:5.2f} (median)")
+              f"{med / f_med:5.2f} (median)  cpu min {min(cpu) * 1e3:7.1f} ms "
+              f"x floor: {min(cpu) / f_cpu:5.2f}")
 
 
 def check(name, ours, floor, rtol):
@@ -175,18 +186,18 @@ def check(name, ours, floor, rtol):
         raise SystemExit(f"{name}: results differ ({err:.2e} > {rtol:.0e}); nothing timed")
 
 
-def sweep_case(n_bars=100_000, windows=range(2, 47)):
+def sweep_case(n_bars=100_000, windows=range(2, 47), fees=FEES):
     close = gbm_close(n_bars)
     pairs = [(f, s) for f in windows for s in windows if f < s]
     fast = np.array([f for f, _ in pairs], dtype=np.int64)
     slow = np.array([s for _, s in pairs], dtype=np.int64)
-    print(f"sweep: {n_bars:,} bars x {len(pairs)} MA pairs, long only, fees {FEES} "
+    print(f"sweep: {n_bars:,} bars x {len(pairs)} MA pairs, long only, fees {fees} "
           f"({numba.get_num_threads()} threads)")
 
     def ours():
         # periods_per_year=1: the "sharpe" column is the per-bar Sharpe ratio
         return atl.backtest.sweep_ma_cross(
-            close, fast=windows, slow=windows, fees=FEES, progress=False, periods_per_year=1,
+            close, fast=windows, slow=windows, fees=fees, progress=False, periods_per_year=1,
             metrics=("total_return", "sharpe", "max_drawdown", "trade_count"))
 
     win = np.arange(windows.start, windows.stop, dtype=np.int64)
@@ -195,9 +206,9 @@ def sweep_case(n_bars=100_000, windows=range(2, 47)):
     def kernels():
         shared = sweep_nb.ma_prepare_nb(col, win, n_bars)
         return sweep_nb.sweep_ma_pairs_nb(*shared, win, fast, slow, 0, n_bars,
-                                          backtest_nb.LONGONLY, FEES, 0.0, 0.0, 1.0, INIT_CASH)
+                                          backtest_nb.LONGONLY, fees, 0.0, 0.0, 1.0, INIT_CASH)
 
-    res, fl = ours(), sweep_floor_nb(close, fast, slow, FEES, INIT_CASH, True)
+    res, fl = ours(), sweep_floor_nb(close, fast, slow, fees, INIT_CASH, True)
     assert list(res.index) == pairs
     check("total return", res["total_return"].to_numpy(), fl[:, 0] / INIT_CASH - 1.0, 1e-12)
     check("max drawdown", res["max_drawdown"].to_numpy(), fl[:, 3], 1e-12)
@@ -209,16 +220,16 @@ def sweep_case(n_bars=100_000, windows=range(2, 47)):
     print(f"  check trade counts         equal: {same}")
     if not same:
         raise SystemExit("trade counts differ; nothing timed")
-    lean = sweep_floor_nb(close, fast, slow, FEES, INIT_CASH, False)
+    lean = sweep_floor_nb(close, fast, slow, fees, INIT_CASH, False)
     if not np.array_equal(lean[:, [0, 3, 4]], fl[:, [0, 3, 4]]):
         raise SystemExit("the floor without return sums differs; nothing timed")
     floor = "floor: per-bar loop, same metrics"
     report(time_all({
         "ours: sweep_ma_cross": ours,
         "ours: its kernels (ma_prepare + sweep_ma_pairs)": kernels,
-        floor: lambda: sweep_floor_nb(close, fast, slow, FEES, INIT_CASH, True),
+        floor: lambda: sweep_floor_nb(close, fast, slow, fees, INIT_CASH, True),
         "floor without return sums (no Sharpe)":
-            lambda: sweep_floor_nb(close, fast, slow, FEES, INIT_CASH, False),
+            lambda: sweep_floor_nb(close, fast, slow, fees, INIT_CASH, False),
     }), floor, n_bars * len(pairs), "bar-combo")
 
 
@@ -261,6 +272,9 @@ def main() -> None:
     # Other processes on the machine slow both sides, not always alike: say how busy it was.
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     sweep_case()
+    # Without fees fewer accounts sink far below their peak: more stretches set new peaks
+    # and take the bar-by-bar drawdown path.
+    sweep_case(fees=0.0)
     backtest_case()
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
