@@ -273,7 +273,8 @@ def test_every_scorer_has_one_interface(make):
     assert list(frame.columns) == list(scorer.columns) and frame.columns[-1] == "score"
     assert frame.index.tolist() == [10, 20, 30]
     assert np.array_equal(frame["score"].to_numpy(), scores)
-    assert np.array_equal(scorer.score(np.array(texts.tolist())), scores)
+    for same in (np.array(texts.tolist()), pd.Index(texts), texts.array, tuple(texts)):
+        assert np.array_equal(scorer.score(same), scores)
     assert scorer.score([]).shape == (0,) and len(scorer.score_frame(())) == 0
     assert repr(scorer) == f"{make.__name__}()"
 
@@ -285,6 +286,7 @@ def test_every_scorer_has_one_interface(make):
     (np.array([["a", "b"]]), r"1-dimensional, got an array of shape \(1, 2\)"),
     (pd.DataFrame({"title": ["a"]}), r"not a DataFrame \(pass frame\['title'\]\)"),
     (42, "not int"),
+    (pd.array(["ok", None], dtype="string"), r"texts\[1\] is NAType, not str"),
 ])
 def test_bad_texts_are_named(texts, match):
     with pytest.raises(DataError, match=match):

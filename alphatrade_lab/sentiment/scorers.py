@@ -65,11 +65,11 @@ def as_texts(texts: Any) -> tuple[list[str], pd.Index]:
             raise DataError(f"texts must be 1-dimensional, got an array of shape {texts.shape}")
         values = texts.tolist()
         index = pd.RangeIndex(len(values))
-    elif isinstance(texts, Sequence):
+    elif isinstance(texts, Sequence | pd.Index | pd.api.extensions.ExtensionArray):
         values = list(texts)
         index = pd.RangeIndex(len(values))
     else:
-        raise DataError(f"texts must be a list, tuple, array or Series of str, not "
+        raise DataError(f"texts must be a list, tuple, array, Index or Series of str, not "
                         f"{type(texts).__name__}")
     for i, text in enumerate(values):
         if not isinstance(text, str):
