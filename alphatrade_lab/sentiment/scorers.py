@@ -180,7 +180,7 @@ class VaderScorer(Scorer):
 
     def __init__(self) -> None:
         try:
-            from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]
+            from vaderSentiment.vaderSentiment import (
                 SentimentIntensityAnalyzer,
             )
         except ImportError as exc:

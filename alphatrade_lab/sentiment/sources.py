@@ -358,7 +358,7 @@ class RSSSource:
     def fetch(self, *, now: Any = None) -> pd.DataFrame:
         """The feed's entries as an article frame (``report`` lists what was skipped)."""
         try:  # the sentiment extra, loaded only when a feed is read
-            import feedparser  # type: ignore[import-untyped]
+            import feedparser
         except ImportError:
             raise ImportError("RSSSource needs feedparser: pip install "
                               "'alphatrade-lab[sentiment]'") from None
