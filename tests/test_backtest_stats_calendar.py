@@ -196,3 +196,15 @@ def test_summarize_annualises_with_the_observed_trading_days():
     assert per_year == pytest.approx(252, abs=2)
     expected = np.log(close).diff().std() * np.sqrt(per_year)
     assert summarize(bars)["annual_vol"].iloc[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("freq", ["1min", "15min", "1h", "1D", "7s"])
+def test_a_fixed_freq_index_gives_the_bar_length_its_gaps_give(freq):
+    """The shortcut for an index with a fixed ``freq`` agrees with the gaps themselves."""
+    from alphatrade_lab.backtest.metrics import infer_bar_length
+
+    idx = pd.date_range("2024-01-01", periods=500, freq=freq, tz="UTC")
+    plain = pd.DatetimeIndex(list(idx))  # the same times, no freq
+    assert idx.freq is not None and plain.freq is None
+    assert infer_bar_length(idx) == infer_bar_length(plain) == pd.Timedelta(freq)
+    assert infer_bar_length(idx[::3]) == infer_bar_length(pd.DatetimeIndex(list(idx[::3])))

@@ -113,6 +113,9 @@ def infer_bar_length(index: pd.Index) -> pd.Timedelta | None:
     """
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return None
+    if isinstance(index.freq, pd.tseries.offsets.Tick):
+        # pandas keeps a fixed freq only while every gap equals it: no pass over the index
+        return pd.Timedelta(index.freq)
     unit_ns = pd.Timedelta(1, unit=index.unit).value if hasattr(index, "unit") else 1
     diffs = np.diff(index.asi8)
     if diffs[0] > 0 and diffs.min() == diffs.max():
