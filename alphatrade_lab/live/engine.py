@@ -608,32 +608,33 @@ class Engine:
         """Rows by table, as column lists (quick to append to and to make frames of)."""
         return {k: {} for k in ("orders", "fills", "equity", "positions", "signals", "events")}
 
-    def _add(self, table: str, row: dict[str, Any], keep: bool = True) -> None:
-        """A row for the store's next batch, or, without a store, for the result (memory
-        then grows with the run: give a store for long runs)."""
+    def _columns(self, table: str, keys: Any, keep: bool) -> dict[str, list[Any]] | None:
+        """Where ``table``'s rows go: the store's next batch, or, without a store, the
+        result (memory then grows with the run: give a store for long runs); None: nowhere
+        (``keep=False`` without a store)."""
         if self.store is not None:
             cols = self._pending_rows[table]
         elif keep:
             cols = self._mem[table]
         else:
-            return
+            return None
         if not cols:
-            cols.update((k, []) for k in row)
-        for k, column in cols.items():
-            column.append(row[k])
+            cols.update((k, []) for k in keys)
+        return cols
+
+    def _add(self, table: str, row: dict[str, Any], keep: bool = True) -> None:
+        """One row for :meth:`_columns`' target."""
+        cols = self._columns(table, row, keep)
+        if cols is not None:
+            for k, column in cols.items():
+                column.append(row[k])
 
     def _extend(self, table: str, columns: dict[str, list[Any]], keep: bool = True) -> None:
         """Several rows at once, as :meth:`_add` takes one (``columns``: equal lengths)."""
-        if self.store is not None:
-            cols = self._pending_rows[table]
-        elif keep:
-            cols = self._mem[table]
-        else:
-            return
-        if not cols:
-            cols.update((k, []) for k in columns)
-        for k, column in cols.items():
-            column.extend(columns[k])
+        cols = self._columns(table, columns, keep)
+        if cols is not None:
+            for k, column in cols.items():
+                column.extend(columns[k])
 
     def _order_row(self, order: Order, req: OrderRequest | None, t: pd.Timestamp
                    ) -> dict[str, Any]:
