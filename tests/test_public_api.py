@@ -71,6 +71,8 @@ PUBLIC_API = {
         "empty_articles", "normalize_title", "normalize_url",
         # alignment to bars
         "NEWS_FEATURES", "news_features",
+        # the news cache in the lab store
+        "cache_query", "fetch_cached",
         # scorers and their evaluation
         "LoughranMcDonaldScorer", "NaiveKeywordScorer", "SENTIMENT_LABELS", "Scorer",
         "VaderScorer", "evaluate_scorers", "label_scores",

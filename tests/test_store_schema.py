@@ -45,6 +45,9 @@ REQUIRED = {
     "live_state": {"run_id", "updated_at", "last_bar_time", "state"},
     "reconciliation": {"run_id", "symbol", "kind", "backtest_time", "live_time", "value",
                        "impact", "detail"},
+    # issue 21: the news cache (schema version 4)
+    "news": {"url_key", "published_at", "source", "title", "description", "url", "symbols",
+             "language", "query", "fetched_at", "scores"},
 }
 
 
@@ -128,7 +131,7 @@ def test_v1_fixture_upgrades_without_losing_rows(tmp_path):
     assert ((trades["status"] == "open") == trades["exit_time"].isna()).all()
     assert (store.daily_performance()["portfolio"] == "portfolio").all()
     versions = store.query("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2, 3]
+    assert versions["version"].tolist() == list(range(1, SCHEMA_VERSION + 1))
     # and the upgraded file takes new rows
     run = store.record_run("after-upgrade")
     assert store.record_alert("info", "upgraded", run_id=run) is None

@@ -9,7 +9,9 @@ words, never substrings. Scorers (:mod:`~alphatrade_lab.sentiment.scorers`) give
 headline a score in [-1, 1] through one interface, and :func:`evaluate_scorers` reports
 their accuracy against labelled headlines. :func:`news_features` turns scored articles into
 per-bar features (:mod:`~alphatrade_lab.sentiment.align`: usable only from the close of the
-first bar that ends after publication plus a latency).
+first bar that ends after publication plus a latency). :func:`fetch_cached` keeps articles
+and scores in the lab store's ``news`` table and asks a source only for what is new
+(:mod:`~alphatrade_lab.sentiment.cache`).
 
 >>> from alphatrade_lab.sentiment import SymbolMap
 >>> SymbolMap({"AAPL": ["Apple"]}).find("Applebee's and Apple")
@@ -35,6 +37,10 @@ from alphatrade_lab.sentiment.symbols import SymbolMap
 # isort: split
 # alignment to bars
 from alphatrade_lab.sentiment.align import NEWS_FEATURES, news_features
+
+# isort: split
+# the news cache in the lab store
+from alphatrade_lab.sentiment.cache import cache_query, fetch_cached
 
 # isort: split
 # scorers and their evaluation
@@ -65,6 +71,9 @@ __all__ = [
     # alignment to bars
     "NEWS_FEATURES",
     "news_features",
+    # the news cache in the lab store
+    "cache_query",
+    "fetch_cached",
     # scorers and their evaluation
     "LoughranMcDonaldScorer",
     "NaiveKeywordScorer",

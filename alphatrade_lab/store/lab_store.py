@@ -1,6 +1,7 @@
 """``LabStore``: the lab's DuckDB file of runs, trades, signals, performance, drift, alerts,
 and the live engine's orders, fills, equity, positions, feed events and state
-(:mod:`alphatrade_lab.store.live`: ``record_live`` and its readers).
+(:mod:`alphatrade_lab.store.live`: ``record_live`` and its readers), and the news cache
+(:mod:`alphatrade_lab.store.news`: ``record_news``, ``news``, ``news_watermark``).
 
 ``LabStore("postgresql://...")`` is the same store on PostgreSQL
 (:class:`~alphatrade_lab.store.postgres.PostgresLabStore`, which replaces only the
@@ -98,6 +99,7 @@ from alphatrade_lab.data.duckdb_io import connect as safe_connect
 from alphatrade_lab.errors import DataError, StoreError, StoreLockedError, location
 from alphatrade_lab.store.live import _ID_CHUNK, LiveTables
 from alphatrade_lab.store.migrations import SchemaVersionError, current_version, migrate
+from alphatrade_lab.store.news import NewsTables
 from alphatrade_lab.store.schema import SCHEMA_VERSION, TABLES, column_names
 from alphatrade_lab.store.validate import to_arrow
 
@@ -194,7 +196,7 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return df
 
 
-class LabStore(LiveTables):
+class LabStore(LiveTables, NewsTables):
     """Open or create the lab store at ``path`` (a DuckDB file, or ``":memory:"``; a
     ``postgresql://`` URL gives a :class:`~alphatrade_lab.store.postgres.PostgresLabStore`
     with the same methods and its own options).

@@ -24,6 +24,9 @@ History
    ``feed_events``, ``live_state`` (primary key ``run_id``: the engine's resume state) and
    ``reconciliation`` (a run's differences from its backtest), kept literally in
    :data:`V3_SQL`. No existing table changes.
+4. News cache: new table ``news`` (primary key ``url_key``, the normalised URL: an
+   article fetched again replaces its row), kept literally in :data:`V4_SQL`. No existing
+   table changes.
 
 Every step is plain SQL (``ALTER TABLE ... ADD COLUMN``, ``UPDATE``, ``CREATE TABLE``)
 that PostgreSQL runs unchanged. A PostgreSQL store is created at the current version
@@ -34,9 +37,9 @@ would also run on a PostgreSQL database at an older version (its JSON columns th
 >>> import duckdb
 >>> con = duckdb.connect()
 >>> migrate(con)
-(0, 3)
+(0, 4)
 >>> current_version(con)
-3
+4
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ from alphatrade_lab.store.schema import (
     create_table_sql,
 )
 
-__all__ = ["MIGRATIONS", "V1_SQL", "V3_SQL", "Migration", "SchemaVersionError", "current_version",
-           "migrate"]
+__all__ = ["MIGRATIONS", "V1_SQL", "V3_SQL", "V4_SQL", "Migration", "SchemaVersionError",
+           "current_version", "migrate"]
 
 
 #: Version 1 as the first lab wrote it (frozen: never edit, add a migration instead).
@@ -206,6 +209,23 @@ V3_SQL: tuple[str, ...] = (
 )""",
 )
 
+#: Version 4, written out (frozen, as V1_SQL).
+V4_SQL: tuple[str, ...] = (
+    """CREATE TABLE news (
+    url_key VARCHAR PRIMARY KEY NOT NULL,
+    published_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    source VARCHAR,
+    title VARCHAR NOT NULL,
+    description VARCHAR,
+    url VARCHAR,
+    symbols JSON,
+    language VARCHAR,
+    query VARCHAR,
+    fetched_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    scores JSON
+)""",
+)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -222,6 +242,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "run provenance, trade details, drift_stats and alerts", V2_SQL),
     Migration(3, "live trading: orders, fills, equity, positions, feed_events, live_state",
               V3_SQL),
+    Migration(4, "news cache: news", V4_SQL),
 )
 
 assert MIGRATIONS[-1].version == SCHEMA_VERSION

@@ -38,9 +38,12 @@ of :mod:`alphatrade_lab.store.schema` with ``JSONB`` for JSON, and indexes on ``
 - ``False``: plain tables.
 
 The hypertables have no unique index (TimescaleDB requires the time column in every
-unique index); ``orders`` and ``live_state``, whose primary keys lack a time, stay plain
-tables. It only matters when the store is created. TimescaleDB is not packaged by Debian,
-so the tests cannot run this path; it is written from TimescaleDB's documentation.
+unique index); ``orders``, ``live_state`` and ``news``, whose primary keys lack a time,
+stay plain tables (``news`` is keyed on the article's URL alone, so that an article whose
+time a later fetch corrects is still one row; ``(url_key, published_at)`` would store it
+twice), with a B-tree index on ``published_at``. It only matters when the store is
+created. TimescaleDB is not packaged by Debian, so the tests cannot run this path; it is
+written from TimescaleDB's documentation.
 
 Untrusted SQL
 -------------
@@ -102,7 +105,7 @@ HYPERTABLES = {"trades": "entry_time", "signals": "timestamp", "fills": "timesta
                "equity": "timestamp", "positions": "timestamp"}
 # the time column each other reader filters or sorts on (indexed)
 _TIMES = {**HYPERTABLES, "alerts": "ts", "drift_stats": "window_end",
-          "feed_events": "timestamp"}
+          "feed_events": "timestamp", "news": "published_at"}
 # the key of the advisory lock held while a store creates or migrates the schema
 _MIGRATION_LOCK = 0x61746C5F7363  # "atl_sc"
 # Arrow types of PostgreSQL type OIDs (results): the DuckDB store's dtypes

@@ -14,8 +14,8 @@ table other tables reference, which would block forward migrations; the store ch
 a referenced run exists instead) and no secondary indexes in DuckDB (its zone maps serve
 the filters here; the PostgreSQL store, :mod:`alphatrade_lab.store.postgres`, adds indexes
 on ``run_id``, ``symbol`` and time, and writes ``JSON`` as ``JSONB``).
-The two primary keys, ``orders (run_id, client_order_id)`` and ``live_state (run_id)``,
-are what the live engine's rows are replaced on (a ``DELETE`` of the batch's orders then
+The primary keys ``orders (run_id, client_order_id)``, ``live_state (run_id)`` and
+``news (url_key)`` are what rows are replaced on (a ``DELETE`` of the batch's keys then
 an ``INSERT``; an ``UPDATE`` of the state row, or an ``INSERT`` when there is none: plain
 SQL that PostgreSQL runs as well).
 
@@ -23,6 +23,12 @@ Live trading tables (version 3): ``orders`` (one row per order, its latest statu
 ``fills``, ``equity`` (per bar and portfolio, at the bar's open time), ``positions``,
 ``feed_events`` (what the feed guard dropped or flagged) and ``live_state`` (one row per
 run: what a restarted engine resumes from).
+
+News cache (version 4): ``news``, one row per article (primary key ``url_key``, the
+article's :func:`~alphatrade_lab.sentiment.normalize_url`, so an article fetched again is
+replaced, never stored twice), with what fetched it (``query``), when (``fetched_at``) and
+its scores (JSON: scorer name -> score). Written by ``LabStore.record_news``
+(:mod:`alphatrade_lab.store.news`).
 
 >>> "run_id" in column_names("trades")
 True
@@ -40,7 +46,7 @@ __all__ = ["PRIMARY_KEYS", "SCHEMA_VERSION", "TABLES", "Column", "column_names",
            "create_table_sql"]
 
 #: The schema version this code writes; files at a lower version are migrated on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,20 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("value", F, "float"),
         _c("impact", F, "float"),
         _c("detail", "VARCHAR", "str"),
+    ),
+    # ---- news cache (schema version 4): written by LabStore.record_news
+    "news": (
+        _c("url_key", "VARCHAR PRIMARY KEY", "str", False),
+        _c("published_at", TS, "ts", False),
+        _c("source", "VARCHAR", "str"),
+        _c("title", "VARCHAR", "str", False),
+        _c("description", "VARCHAR", "str"),
+        _c("url", "VARCHAR", "str"),
+        _c("symbols", "JSON", "json"),
+        _c("language", "VARCHAR", "str"),
+        _c("query", "VARCHAR", "str"),
+        _c("fetched_at", TS, "ts", False),
+        _c("scores", "JSON", "json"),
     ),
 }
 
