@@ -132,14 +132,28 @@ def test_an_outage_mid_run_loses_nothing(bars, reference, tmp_path):
     assert len(result.fills) == len(reference["fills"])
 
 
-@pytest.mark.slow
-def test_a_store_down_at_start_is_caught_up(bars, reference, tmp_path):
+@pytest.fixture()
+def held(tmp_path):
+    """A store file another process holds from the start: (path, holder)."""
     path = tmp_path / "lab.duckdb"
     LabStore(path)
     holder = Holder(path)
     holder.start()
-    spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool",
-                          retry=0.05, new_runs_when_down=True)
+    yield path, holder
+    if holder.proc.poll() is None:
+        holder.stop()
+
+
+def spool_on(path, folder, **options):
+    """A spool over the file that gives up on its lock at once (the outage is seen)."""
+    return SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), folder / "spool",
+                         retry=0.05, new_runs_when_down=True, **options)
+
+
+@pytest.mark.slow
+def test_a_store_down_at_start_is_caught_up(bars, reference, held, tmp_path):
+    path, holder = held
+    spool = spool_on(path, tmp_path)
     assert spool.degraded
     engine(OutageFeed(bars, {300: holder.stop}), spool, "run").run()
     spool.close()
@@ -148,13 +162,10 @@ def test_a_store_down_at_start_is_caught_up(bars, reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_spool_left_by_a_stopped_process_is_written_by_the_next(bars, reference, tmp_path):
-    path = tmp_path / "lab.duckdb"
-    LabStore(path)
-    holder = Holder(path)
-    holder.start()
-    spool = SpoolingStore(lambda: LabStore(path, lock_timeout=0.05), tmp_path / "spool",
-                          retry=0.05, catch_up=0.2, new_runs_when_down=True)
+def test_a_spool_left_by_a_stopped_process_is_written_by_the_next(bars, reference, held,
+                                                                    tmp_path):
+    path, holder = held
+    spool = spool_on(path, tmp_path, catch_up=0.2)
     with pytest.raises(StoreUnavailableError, match="not taken yet"):
         engine(ReplayFeed(bars), spool, "run").run()  # the result cannot be read back
     spool.close(timeout=0)
