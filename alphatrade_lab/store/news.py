@@ -49,7 +49,6 @@ Timestamp('2024-05-01 13:30:00+0000', tz='UTC')
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -60,7 +59,7 @@ import pandas as pd
 import pyarrow as pa
 
 from alphatrade_lab.errors import DataError, location
-from alphatrade_lab.redact import redact
+from alphatrade_lab.redact import Redactor
 from alphatrade_lab.sentiment.articles import ARTICLE_COLUMNS, normalize_title, normalize_url
 from alphatrade_lab.store.validate import to_arrow
 
@@ -81,9 +80,13 @@ def news_key(url: Any, title: Any) -> str:
     >>> news_key(None, "  AAA BEATS estimates! ")
     'title:aaa beats estimates'
     """
-    text = "" if url is None or (isinstance(url, float) and math.isnan(url)) else str(url)
-    key = normalize_url(text)
-    return redact(key if key else f"title:{normalize_title(title)}")
+    return Redactor().text(_plain_key(url, title))
+
+
+def _plain_key(url: Any, title: Any) -> str:
+    """The key before redaction (the store's validation redacts it with the row)."""
+    key = "" if _missing(url) else normalize_url(str(url).strip())
+    return key if key else f"title:{normalize_title(title)}"
 
 
 def _missing(value: Any) -> bool:
@@ -101,7 +104,7 @@ def _symbols(values: Sequence[Any], index: pd.Index) -> list[list[str] | None]:
         if isinstance(value, np.ndarray):
             value = value.tolist()
         if isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
-            out.append([s for s in value])
+            out.append(list(value))
         elif not isinstance(value, list | tuple) and _missing(value):
             out.append([])
         else:
@@ -185,7 +188,7 @@ def news_rows(articles: pd.DataFrame, *, query: str | None = None, scores: Any =
     urls = [None if _missing(u) or not str(u).strip() else str(u).strip()
             for u in articles["url"].tolist()]
     frame = pd.DataFrame({
-        "url_key": [news_key(u, t) for u, t in zip(urls, titles, strict=True)],
+        "url_key": [_plain_key(u, t) for u, t in zip(urls, titles, strict=True)],
         "published_at": articles["published_at"],
         "source": articles["source"], "title": titles,
         "description": articles["description"], "url": urls,
@@ -341,10 +344,10 @@ class NewsTables:
         if not isinstance(articles, pd.DataFrame) or not {"url", "title"} <= set(
                 articles.columns):
             raise DataError("news_keys: expected an article frame with 'url' and 'title'")
-        return pd.Series([news_key(None if _missing(u) or not str(u).strip() else u, t)
-                          for u, t in zip(articles["url"].tolist(),
-                                          articles["title"].tolist(), strict=True)],
-                         index=articles.index, dtype=object, name="url_key")
+        redact = Redactor()   # once: it compiles the secrets it knows
+        return pd.Series([redact.text(_plain_key(u, t)) for u, t in zip(
+            articles["url"].tolist(), articles["title"].tolist(), strict=True)],
+            index=articles.index, dtype=object, name="url_key")
 
     def news_known(self, keys: Sequence[str] | pd.Series) -> set[str]:
         """Which of ``keys`` (url_keys, e.g. from :meth:`news_keys`) are stored.
