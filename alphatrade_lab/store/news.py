@@ -365,7 +365,7 @@ class NewsTables:
             found.update(got["url_key"].tolist())
         return found
 
-    def news(self, symbol: Any = None, start: Any = None, end: Any = None, *,
+    def news(self, symbol: Any = None, start: Any = None, end: Any = None,
              source: Any = None, query: Any = None) -> pd.DataFrame:
         """Cached articles published in [start, end) (UTC; naive read as UTC), oldest
         first, filtered by symbol(s) (an article about any of them), source(s) and
