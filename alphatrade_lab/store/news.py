@@ -60,7 +60,6 @@ import pyarrow as pa
 
 from alphatrade_lab.errors import DataError, location
 from alphatrade_lab.redact import Redactor
-from alphatrade_lab.sentiment.articles import ARTICLE_COLUMNS, normalize_title, normalize_url
 from alphatrade_lab.store.validate import to_arrow
 
 __all__ = ["NEWS_EXTRA_COLUMNS", "NewsTables", "news_key"]
@@ -85,6 +84,10 @@ def news_key(url: Any, title: Any) -> str:
 
 def _plain_key(url: Any, title: Any) -> str:
     """The key before redaction (the store's validation redacts it with the row)."""
+    # imported here: the store should not load the sentiment package (its sources pull in
+    # httpx) for the many uses that never touch news
+    from alphatrade_lab.sentiment.articles import normalize_title, normalize_url
+
     key = "" if _missing(url) else normalize_url(str(url).strip())
     return key if key else f"title:{normalize_title(title)}"
 
@@ -164,6 +167,8 @@ def news_rows(articles: pd.DataFrame, *, query: str | None = None, scores: Any =
               language: str | None = None, fetched_at: Any = None) -> pa.Table:
     """``articles`` validated as ``news`` rows (an Arrow table, repeats of an article
     collapsed to the last); a bad row raises :class:`DataError` naming it."""
+    from alphatrade_lab.sentiment.articles import ARTICLE_COLUMNS
+
     if not isinstance(articles, pd.DataFrame):
         raise DataError(f"record_news: expected an article frame (DataFrame), got "
                         f"{type(articles).__name__}")
@@ -234,6 +239,8 @@ def _merge(rows: pa.Table, stored: dict[str, tuple[Any, Any, Any]]) -> pa.Table:
 
 def _expand(frame: pd.DataFrame) -> pd.DataFrame:
     """Stored rows as the article frame: symbols as lists, scores as score_<name>."""
+    from alphatrade_lab.sentiment.articles import ARTICLE_COLUMNS
+
     texts = frame.pop("scores").tolist()
     symbols = frame["symbols"].tolist()
     frame["symbols"] = [[] if _missing(s) else json.loads(s) for s in symbols]
