@@ -31,6 +31,7 @@ __all__ = [
     "FeedWarning",
     "LegacyBundleWarning",
     "LockTimeout",
+    "NewsSourceError",
     "OrderRejected",
     "RepairWarning",
     "SchemaVersionError",
@@ -132,6 +133,11 @@ class BrokerUnavailable(BrokerError):
 
 class FeedError(DataError):
     """A bar feed cannot go on: a source that is not bars, a symbol the run does not know."""
+
+
+class NewsSourceError(FeedError):
+    """A news source cannot be read: its API refused the key or the request, retries ran
+    out, a feed could not be fetched."""
 
 
 def unknown_name(kind: str, name: Any, known: Any, where: str) -> UnknownNameError:

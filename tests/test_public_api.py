@@ -95,8 +95,8 @@ PUBLIC_API = {
     "alphatrade_lab.errors": [
         "AlertDeliveryError", "AlphaTradeError", "AlphaTradeWarning", "BrokerError",
         "BrokerUnavailable", "BundleIntegrityError", "DataError", "FeatureMismatchWarning",
-        "FeedError", "FeedWarning", "LegacyBundleWarning", "LockTimeout", "OrderRejected",
-        "RepairWarning", "SchemaVersionError", "StoreError", "StoreLockedError",
+        "FeedError", "FeedWarning", "LegacyBundleWarning", "LockTimeout", "NewsSourceError",
+        "OrderRejected", "RepairWarning", "SchemaVersionError", "StoreError", "StoreLockedError",
         "StoreUnavailableError", "UnknownNameError", "UntrustedBundleError",
         "VersionMismatchWarning",
     ],

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alphatrade_lab.errors import DataError, FeedError
+from alphatrade_lab.errors import DataError, NewsSourceError
 from alphatrade_lab.sentiment import (
     ARTICLE_COLUMNS,
     FileSource,
@@ -110,7 +110,7 @@ def test_a_refused_key_is_one_clear_error_that_never_shows_the_key(answer, caplo
             srv.fail_next(401, {"status": "error", "code": "apiKeyMissing",
                                 "message": "Your API key is missing."})
         src = _source(srv, api_key=key)
-        with caplog.at_level(logging.DEBUG), pytest.raises(FeedError) as info:
+        with caplog.at_level(logging.DEBUG), pytest.raises(NewsSourceError) as info:
             src.fetch(now=NOW)
     code = {"wrong": "apiKeyInvalid", "disabled": "apiKeyDisabled", "missing": "apiKeyMissing"}
     message = str(info.value)
@@ -125,7 +125,7 @@ def test_no_key_fails_before_any_request(monkeypatch):
     with LocalNewsAPI(_articles(3)) as srv:
         src = NewsAPISource("markets", base_url=srv.url)
         assert "key=missing" in repr(src)
-        with pytest.raises(FeedError, match="no API key; set NEWSAPI_KEY"):
+        with pytest.raises(NewsSourceError, match="no API key; set NEWSAPI_KEY"):
             src.fetch()
         assert srv.received == []
 
@@ -166,7 +166,7 @@ def test_rate_limited_code_is_retried_with_backoff_and_retries_are_bounded():
         assert len(frame) == 5 and len(srv.received) == 2
         srv.fail_next(429, times=10)
         src = _source(srv, backoff=0.01, max_retries=2)
-        with pytest.raises(FeedError, match=r"rate limited \(HTTP 429\) on page 1, 3 attempts"):
+        with pytest.raises(NewsSourceError, match=r"rate limited \(HTTP 429\) on page 1, 3 attempts"):
             src.fetch(now=NOW)
         assert src.requests == 3
 
@@ -175,7 +175,7 @@ def test_a_retry_after_longer_than_max_wait_is_not_waited_for():
     with LocalNewsAPI(_articles(5)) as srv:
         srv.fail_next(429, headers={"Retry-After": "3600"})
         t0 = time.monotonic()
-        with pytest.raises(FeedError, match="asked to wait 3600 s, more than max_wait=60 s"):
+        with pytest.raises(NewsSourceError, match="asked to wait 3600 s, more than max_wait=60 s"):
             _source(srv).fetch(now=NOW)
         assert time.monotonic() - t0 < 5
 
@@ -187,7 +187,7 @@ def test_server_errors_and_a_server_that_is_down_are_retried_then_reported():
         assert len(src.fetch(now=NOW)) == 5 and src.requests == 3
         url = srv.url
     src = NewsAPISource("markets", api_key=KEY, base_url=url, backoff=0.01, max_retries=1)
-    with pytest.raises(FeedError, match="ConnectError on connecting on page 1, 2 attempts"):
+    with pytest.raises(NewsSourceError, match="ConnectError on connecting on page 1, 2 attempts"):
         src.fetch()
 
 
@@ -195,17 +195,17 @@ def test_other_api_errors_name_their_code_and_message():
     with LocalNewsAPI(_articles(5)) as srv:
         srv.fail_next(400, {"status": "error", "code": "parameterInvalid",
                             "message": "You are trying to request results too far in the past."})
-        with pytest.raises(FeedError, match="HTTP 400, parameterInvalid: You are trying"):
+        with pytest.raises(NewsSourceError, match="HTTP 400, parameterInvalid: You are trying"):
             _source(srv).fetch(now=NOW)
         srv.fail_next(404, b"<html>not found</html>")
-        with pytest.raises(FeedError, match="HTTP 404 with a body that is not NewsAPI's error"):
+        with pytest.raises(NewsSourceError, match="HTTP 404 with a body that is not NewsAPI's error"):
             _source(srv).fetch(now=NOW)
 
 
 def test_an_error_body_is_an_error_whatever_the_http_status():
     with LocalNewsAPI(_articles(5)) as srv:
         srv.corrupt_next({"status": "error", "code": "apiKeyInvalid", "message": "Bad key."})
-        with pytest.raises(FeedError, match=r"refused the API key \(apiKeyInvalid"):
+        with pytest.raises(NewsSourceError, match=r"refused the API key \(apiKeyInvalid"):
             _source(srv).fetch(now=NOW)
         srv.corrupt_next({"status": "error", "code": "maximumResultsReached", "message": "."})
         src = _source(srv)
@@ -417,9 +417,9 @@ def test_a_truncated_feed_is_reported_and_a_document_that_is_no_feed_is_an_error
 
 def test_rss_http_errors_and_size_limit():
     with _StaticServer({"/big.xml": b"<rss>" + b" " * 5000 + b"</rss>"}) as srv:
-        with pytest.raises(FeedError, match="HTTP 404"):
+        with pytest.raises(NewsSourceError, match="HTTP 404"):
             RSSSource(srv.url + "/nothing.xml").fetch()
-        with pytest.raises(FeedError, match="more than max_bytes=1000"):
+        with pytest.raises(NewsSourceError, match="more than max_bytes=1000"):
             RSSSource(srv.url + "/big.xml", max_bytes=1000).fetch()
 
 

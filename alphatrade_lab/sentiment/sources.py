@@ -9,7 +9,7 @@ the future, another language, duplicates, malformed pages or feeds) is in the so
 ``report`` (a :class:`~alphatrade_lab.sentiment.articles.SkipReport`, replaced on each
 fetch) and in the ``alphatrade_lab.sentiment`` log. A source that cannot go on (a key
 NewsAPI refuses, a server that stays down) raises
-:class:`~alphatrade_lab.errors.FeedError`; a file that cannot be read as headlines raises
+:class:`~alphatrade_lab.errors.NewsSourceError`; a file that cannot be read as headlines raises
 :class:`~alphatrade_lab.errors.DataError` naming the file, row and column.
 
 >>> import tempfile, pathlib
@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from alphatrade_lab.errors import DataError, FeedError
+from alphatrade_lab.errors import DataError, NewsSourceError
 from alphatrade_lab.redact import redact, redact_truncate, register_secret
 from alphatrade_lab.sentiment.articles import (
     DEFAULT_MAX_SKEW,
@@ -110,7 +110,7 @@ class NewsAPISource:
         Per-request timeout (s); retries of a rate-limited answer (HTTP 429 or
         ``rateLimited``), a 5xx or a connection failure, waiting what ``Retry-After``
         asks or else ``backoff * 2**attempt`` seconds; a wait longer than ``max_wait`` is
-        not attempted (:class:`~alphatrade_lab.errors.FeedError`).
+        not attempted (:class:`~alphatrade_lab.errors.NewsSourceError`).
     symbol_map, max_skew
         Tickers to tag (:class:`~alphatrade_lab.sentiment.symbols.SymbolMap`), and the
         clock skew allowed before an article counts as from the future.
@@ -171,7 +171,7 @@ class NewsAPISource:
         requests made (retries included).
         """
         if not self._key:
-            raise FeedError("NewsAPI: no API key; set NEWSAPI_KEY (a key from "
+            raise NewsSourceError("NewsAPI: no API key; set NEWSAPI_KEY (a key from "
                             "https://newsapi.org/register) or pass api_key=")
         params: dict[str, Any] = {"q": self.query, "sortBy": self.sort_by,
                                   "pageSize": self.page_size}
@@ -246,8 +246,8 @@ class NewsAPISource:
                     wait = self.backoff * 2 ** attempt if asked is None else asked
                     why = f"rate limited (HTTP {resp.status_code})"
                     if wait > self.max_wait:
-                        raise FeedError(f"NewsAPI: {why}, asked to wait {wait:.0f} s, more than "
-                                        f"max_wait={self.max_wait:g} s")
+                        raise NewsSourceError(f"NewsAPI: {why}, asked to wait {wait:.0f} s, "
+                                              f"more than max_wait={self.max_wait:g} s")
                 elif resp.status_code >= 500 and code not in _KEY_CODES:
                     why, wait = f"HTTP {resp.status_code}", self.backoff * 2 ** attempt
                 else:
@@ -256,17 +256,17 @@ class NewsAPISource:
                 log.warning("NewsAPI: %s on page %s; retrying in %.2f s", why,
                             params.get("page"), wait)
                 time.sleep(wait)
-        raise FeedError(f"NewsAPI: {why} on page {params.get('page')}, "
+        raise NewsSourceError(f"NewsAPI: {why} on page {params.get('page')}, "
                         f"{self.max_retries + 1} attempts")
 
-    def _error(self, status: int, body: Any, text: str) -> FeedError:
+    def _error(self, status: int, body: Any, text: str) -> NewsSourceError:
         if isinstance(body, dict) and body.get("status") == "error":
             code, message = body.get("code"), redact(str(body.get("message") or ""))
             if code in _KEY_CODES:
-                return FeedError(f"NewsAPI refused the API key ({code}: {message}); set "
+                return NewsSourceError(f"NewsAPI refused the API key ({code}: {message}); set "
                                  "NEWSAPI_KEY to a valid key (https://newsapi.org/account)")
-            return FeedError(f"NewsAPI: HTTP {status}, {code}: {message}")
-        return FeedError(f"NewsAPI: HTTP {status} with a body that is not NewsAPI's error "
+            return NewsSourceError(f"NewsAPI: HTTP {status}, {code}: {message}")
+        return NewsSourceError(f"NewsAPI: HTTP {status} with a body that is not NewsAPI's error "
                          f"shape: {redact_truncate(text, 200)!r}")
 
 
@@ -342,18 +342,18 @@ class RSSSource:
             with httpx.Client(timeout=self.timeout, follow_redirects=True) as client, \
                     client.stream("GET", str(self.location)) as resp:
                 if resp.status_code != 200:
-                    raise FeedError(f"RSS {where}: HTTP {resp.status_code}")
+                    raise NewsSourceError(f"RSS {where}: HTTP {resp.status_code}")
                 chunks, size = [], 0
                 for chunk in resp.iter_bytes():
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise FeedError(f"RSS {where}: more than max_bytes={self.max_bytes}")
+                        raise NewsSourceError(f"RSS {where}: more than max_bytes={self.max_bytes}")
                     chunks.append(chunk)
                 headers = {"content-type": resp.headers.get("content-type", ""),
                            "content-location": str(resp.url)}
                 return b"".join(chunks), headers
         except httpx.HTTPError as exc:
-            raise FeedError(f"RSS {where}: {type(exc).__name__}") from None
+            raise NewsSourceError(f"RSS {where}: {type(exc).__name__}") from None
 
     def fetch(self, *, now: Any = None) -> pd.DataFrame:
         """The feed's entries as an article frame (``report`` lists what was skipped)."""
