@@ -166,7 +166,8 @@ def test_rate_limited_code_is_retried_with_backoff_and_retries_are_bounded():
         assert len(frame) == 5 and len(srv.received) == 2
         srv.fail_next(429, times=10)
         src = _source(srv, backoff=0.01, max_retries=2)
-        with pytest.raises(NewsSourceError, match=r"rate limited \(HTTP 429\) on page 1, 3 attempts"):
+        with pytest.raises(NewsSourceError,
+                           match=r"rate limited \(HTTP 429\) on page 1, 3 attempts"):
             src.fetch(now=NOW)
         assert src.requests == 3
 
@@ -198,7 +199,8 @@ def test_other_api_errors_name_their_code_and_message():
         with pytest.raises(NewsSourceError, match="HTTP 400, parameterInvalid: You are trying"):
             _source(srv).fetch(now=NOW)
         srv.fail_next(404, b"<html>not found</html>")
-        with pytest.raises(NewsSourceError, match="HTTP 404 with a body that is not NewsAPI's error"):
+        with pytest.raises(NewsSourceError,
+                           match="HTTP 404 with a body that is not NewsAPI's error"):
             _source(srv).fetch(now=NOW)
 
 
