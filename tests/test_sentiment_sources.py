@@ -4,6 +4,7 @@ every bad-input rule reported and skipped, never silently used."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -225,6 +226,24 @@ def test_a_truncated_page_is_reported_and_skipped_the_next_pages_are_used():
     # page 1 (the newest 50) is gone; page 2 is kept; its totalResults ends the paging there
     assert len(frame) == 50 and src.requests == 2
     assert frame["title"].iloc[-1] == "Story 99 about markets"
+
+
+def test_a_page_larger_than_the_bound_is_cut_there_and_reported(monkeypatch):
+    """A page past the body bound is cut at it (the source reads the stream only that
+    far), reported as malformed, and the source goes on with the next page."""
+    import alphatrade_lab.sentiment.sources as sources
+
+    monkeypatch.setattr(sources, "_MAX_BODY", 100_000)  # a normal page is ~15 kB
+    huge = json.dumps({"status": "ok", "totalResults": 1,
+                       "articles": _articles(1, prefix="x" * 1_000_000)}).encode()
+    with LocalNewsAPI(_articles(150)) as srv:
+        srv.fail_next(200, huge)
+        src = _source(srv, page_size=50)
+        frame = src.fetch(now=NOW)
+    skipped = src.report.frame()
+    assert skipped[["where", "reason"]].values.tolist() == [["page 1", "malformed_page"]]
+    assert skipped["detail"].iloc[0].startswith("not JSON")
+    assert len(frame) == 50 and src.requests == 2  # page 2 kept, as after a truncated page
 
 
 @pytest.mark.parametrize(("body", "detail"), [

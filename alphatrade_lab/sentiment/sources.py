@@ -85,6 +85,18 @@ def _iso(value: Any, name: str) -> str | None:
     return ts.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def _read_at_most(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of a streamed body, and whether it had more: a body is
+    never held whole, however large the server makes it."""
+    chunks, size = [], 0
+    for chunk in resp.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
 class NewsAPISource:
     """Articles from NewsAPI's ``/v2/everything`` search.
 
@@ -231,11 +243,13 @@ class NewsAPISource:
         for attempt in range(self.max_retries + 1):
             self.requests += 1
             try:
-                resp = client.get(url, params=params, headers={"X-Api-Key": self._key})
+                with client.stream("GET", url, params=params,
+                                   headers={"X-Api-Key": self._key}) as resp:
+                    data, _ = _read_at_most(resp, _MAX_BODY)
             except httpx.TransportError as exc:
                 why, wait = f"{type(exc).__name__} on connecting", self.backoff * 2 ** attempt
             else:
-                text = resp.content[:_MAX_BODY].decode("utf-8", "replace")
+                text = data.decode("utf-8", "replace")
                 try:
                     body = json.loads(text)
                 except ValueError:
@@ -257,7 +271,7 @@ class NewsAPISource:
                             params.get("page"), wait)
                 time.sleep(wait)
         raise NewsSourceError(f"NewsAPI: {why} on page {params.get('page')}, "
-                        f"{self.max_retries + 1} attempts")
+                              f"{self.max_retries + 1} attempts")
 
     def _error(self, status: int, body: Any, text: str) -> NewsSourceError:
         if isinstance(body, dict) and body.get("status") == "error":
@@ -343,15 +357,12 @@ class RSSSource:
                     client.stream("GET", str(self.location)) as resp:
                 if resp.status_code != 200:
                     raise NewsSourceError(f"RSS {where}: HTTP {resp.status_code}")
-                chunks, size = [], 0
-                for chunk in resp.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise NewsSourceError(f"RSS {where}: more than max_bytes={self.max_bytes}")
-                    chunks.append(chunk)
+                data, more = _read_at_most(resp, self.max_bytes)
+                if more:
+                    raise NewsSourceError(f"RSS {where}: more than max_bytes={self.max_bytes}")
                 headers = {"content-type": resp.headers.get("content-type", ""),
                            "content-location": str(resp.url)}
-                return b"".join(chunks), headers
+                return data, headers
         except httpx.HTTPError as exc:
             raise NewsSourceError(f"RSS {where}: {type(exc).__name__}") from None
 
