@@ -249,6 +249,8 @@ def _run(engine: Any) -> int:
         engine.stop()
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # from here on a signal stops the run cleanly; before this line it is Python's default
+    print(f"run {engine.run_id}: started; Ctrl-C stops it after the current bar", flush=True)
     try:
         result = engine.run()
     finally:

@@ -102,7 +102,10 @@ def test_twenty_kills(setup):
 def test_ctrl_c_stops_cleanly_and_the_same_run_id_goes_on(setup):
     store = setup / "sigint.duckdb"
     proc = paper(setup, store)
-    time.sleep(4.0)
+    # the CLI says when its handler is in place (the import alone can take seconds)
+    started = proc.stdout.readline().decode()
+    assert "started" in started, proc.stderr.read().decode()[-2000:]
+    time.sleep(0.5)
     assert proc.poll() is None, "the replay ended before the signal"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

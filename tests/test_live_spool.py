@@ -8,6 +8,7 @@ The last tests shut a real PostgreSQL server down and start it again."""
 import os
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -44,7 +45,13 @@ class Holder:
         self.path, self.proc = path, None
 
     def start(self):
-        code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+        # the store's writer may hold the file for a moment: take it as soon as it is free
+        code = ("import duckdb, sys, time\n"
+                "for _ in range(600):\n"
+                "    try:\n"
+                "        c = duckdb.connect(sys.argv[1]); break\n"
+                "    except duckdb.IOException:\n"
+                "        time.sleep(0.05)\n"
                 "print('held', flush=True); time.sleep(120)")
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.path)],
                                      stdout=subprocess.PIPE, text=True)
@@ -195,6 +202,40 @@ def test_a_batch_the_store_already_holds_is_not_written_twice(tmp_path):
     assert spool.wait(5)
     spool.close()
     assert len(store.equity(run)) == 1 and store.live_state(run)["bars"] == 1
+
+
+def test_reads_while_the_spool_is_written_never_see_a_half_gone_batch(held, tmp_path):
+    """Readers look through the spool while its thread writes and deletes the batches:
+    each look finds every batch whole or not there at all (a reader once met a batch whose
+    meta.json was deleted under it)."""
+    path, holder = held
+    spool = spool_on(path, tmp_path, catch_up=60)
+    run = spool.record_run("paper", run_id="r")
+    t0 = pd.Timestamp("2024-01-02", tz="UTC")
+    for i in range(60):
+        t = t0 + pd.Timedelta(minutes=i)
+        spool.record_live(run, equity=pd.DataFrame(
+            {"timestamp": [t], "portfolio": "total", "equity": [100.0 + i]}),
+            state={"bars": i + 1}, last_bar_time=t)
+    errors = []
+
+    def look():
+        try:
+            while spool.pending:
+                spool._spooled("other")  # reads every batch's meta.json
+        except Exception as exc:  # the test reports whatever escaped
+            errors.append(exc)
+
+    threads = [threading.Thread(target=look) for _ in range(3)]
+    for th in threads:
+        th.start()
+    holder.stop()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert len(spool.equity(run)) == 60
+    spool.close()
+    assert not list((tmp_path / "spool").iterdir())
 
 
 def test_down_at_start_refuses_to_resume_a_run_it_cannot_see(tmp_path):

@@ -143,6 +143,8 @@ class SpoolingStore:
         self._drained = threading.Condition(self._lock)
         self.error: BaseException | None = None  # why the spool stopped draining, if it did
         self.outages = 0
+        for done in self.dir.glob(".*.done"):  # written, then the process stopped
+            shutil.rmtree(done, ignore_errors=True)
         entries = self._entries()
         self._seq = max((int(p.name) for p in entries), default=0)
         self._degraded = bool(entries)
@@ -311,10 +313,13 @@ class SpoolingStore:
                     self._alert("critical", "Spooled batch refused by the store",
                                 f"{path}: {exc}")
                     return
-                shutil.rmtree(path)
+                with self._lock:  # readers list and read entries under the lock
+                    gone = path.with_name(f".{path.name}.done")
+                    os.replace(path, gone)  # one atomic step: never a half-deleted entry
+                    if meta["kind"] == "run":
+                        self._new_runs.discard(run)
+                shutil.rmtree(gone)
                 written += 1
-                if meta["kind"] == "run":
-                    self._new_runs.discard(run)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the spool is empty (True) or ``timeout`` seconds passed (False)."""
@@ -340,7 +345,8 @@ class SpoolingStore:
 
     # ------------------------------------------------------------------ reads
     def _spooled(self, run_id: str) -> bool:
-        return any(self._meta(p)["run_id"] == run_id for p in self._entries())
+        with self._lock:
+            return any(self._meta(p)["run_id"] == run_id for p in self._entries())
 
     def _reader(self, run_id: Any) -> Any:
         """The store, once no batch of ``run_id`` waits in the spool."""
@@ -385,22 +391,25 @@ class SpoolingStore:
     def _spooled_state(self, run_id: str) -> dict[str, Any] | None:
         from alphatrade_lab.store.live import decode_state
 
-        for path in reversed(self._entries()):
-            meta = self._meta(path)
-            if meta["run_id"] == run_id and meta["kind"] == "live" and meta["args"]["state"]:
-                state = decode_state(meta["args"]["state"], str(path))
-                last = meta["args"]["last_bar_time"]
-                state["last_bar_time"] = None if last is None else pd.Timestamp(last)
-                return state
+        with self._lock:
+            for path in reversed(self._entries()):
+                meta = self._meta(path)
+                if (meta["run_id"] == run_id and meta["kind"] == "live"
+                        and meta["args"]["state"]):
+                    state = decode_state(meta["args"]["state"], str(path))
+                    last = meta["args"]["last_bar_time"]
+                    state["last_bar_time"] = None if last is None else pd.Timestamp(last)
+                    return state
         return None
 
     def fills(self, run_id: Any = None, **filters: Any) -> pd.DataFrame:
         """:meth:`LabStore.fills`; while the database is down, a spool-created run's
         spooled fills."""
         if self._degraded and run_id in self._new_runs:
-            parts = [f["fills"] for p in self._entries()
-                     if self._meta(p)["run_id"] == run_id
-                     for f in [_read_entry(p)[1]] if "fills" in f]
+            with self._lock:
+                parts = [f["fills"] for p in self._entries()
+                         if self._meta(p)["run_id"] == run_id
+                         for f in [_read_entry(p)[1]] if "fills" in f]
             return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return self._reader(run_id).fills(run_id, **filters)
 
