@@ -277,3 +277,16 @@ def test_paper_equity_of_a_pool_and_book_positions_match_their_per_symbol_forms(
     assert engine.book.positions() == {s: engine.book.position(s)
                                        for s in engine.book.symbols}
     assert any(engine.book.positions().values())
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 8192])
+def test_bars_of_gives_every_row_in_time_order_across_chunk_edges(chunk):
+    from alphatrade_lab.live.feeds import bars_of
+
+    bars = atl.data.load_sample(["AAA", "BBB", "CCC"]).groupby("symbol").head(40)
+    want = bars.sort_values(["timestamp", "symbol"], kind="stable")
+    got = list(bars_of(bars, chunk=chunk))  # 7: a timestamp's 3 bars split by a chunk edge
+    assert [b.timestamp for b in got] == list(want["timestamp"])
+    assert [b.symbol for b in got] == list(want["symbol"])
+    for c in ("open", "high", "low", "close", "volume"):
+        assert [getattr(b, c) for b in got] == want[c].tolist()

@@ -44,11 +44,17 @@ def bars_of(frame: pd.DataFrame, chunk: int = 8192) -> Iterator[Bar]:
     (timestamps and numbers boxed a chunk at a time: memory stays small for long replays)."""
     frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
     ts = frame["timestamp"].array
+    ns = ts.asi8
     cols = [frame[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
     symbols = frame["symbol"].astype(str).to_numpy()
     for lo in range(0, len(frame), chunk):
         hi = lo + chunk
-        yield from map(Bar._make, zip(list(ts[lo:hi]), symbols[lo:hi].tolist(),
+        # the symbols of one timestamp share its (immutable) Timestamp: boxed once
+        first = np.flatnonzero(np.diff(ns[lo:hi], prepend=ns[lo] - 1))
+        boxed = list(ts[lo:hi][first])
+        counts = np.diff(first, append=min(hi, len(ns)) - lo).tolist()
+        stamps = [t for t, k in zip(boxed, counts, strict=True) for _ in range(k)]
+        yield from map(Bar._make, zip(stamps, symbols[lo:hi].tolist(),
                                       *(c[lo:hi].tolist() for c in cols), strict=True))
 
 
