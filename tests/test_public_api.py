@@ -37,7 +37,8 @@ PUBLIC_API = {
         "FeatureMismatchWarning", "Fold", "LabelSpec", "LegacyBundleWarning", "ModelBundle",
         "NAN_POLICIES", "Signals", "StreamingScorer", "TRUSTED_TYPES", "UntrustedBundleError",
         "VersionMismatchWarning", "align", "build_estimator", "classification_metrics",
-        "describe_estimator", "direction_from_proba", "labels", "load_bundle", "merge_config",
+        "describe_estimator", "direction_from_argmax", "direction_from_proba", "labels",
+        "load_bundle", "merge_config",
         "purged_splits", "run_experiment", "save_bundle", "signals", "train",
     ],
     "alphatrade_lab.monitoring": [

@@ -5,7 +5,8 @@
   :func:`atl.backtest.from_signals` would see at that bar.
 - :class:`ModelStrategy` scores an exported bundle bar by bar through
   :class:`~alphatrade_lab.models.StreamingScorer`, with the rule of
-  :func:`atl.models.signals`.
+  :func:`atl.models.signals` (``rule="argmax"`` for an exported policy:
+  :func:`alphatrade_lab.rl.export_policy`).
 
 Both return one :class:`Signal` per bar given.
 """
@@ -153,14 +154,20 @@ class ModelStrategy:
     threshold, exit_on_flat
         As in :func:`atl.models.signals`: long-only entries where the model says up,
         exits where it does not (``exit_on_flat``) or says down; short-only mirrors it;
-        ``direction="both"`` enters long on up and short on down.
+        ``direction="both"`` enters long on up and short on down (a flat direction holds
+        there: the engine has no signal that closes without reversing).
+    rule
+        ``"threshold"`` or ``"argmax"`` (the most probable class decides; with
+        ``exit_on_flat`` a flat answer closes a long-only or short-only position), as in
+        :func:`atl.models.signals`.
     compiled
         Score with the numba-compiled model when its family allows (see
         :class:`~alphatrade_lab.models.StreamingScorer`).
     """
 
     def __init__(self, bundle: ModelBundle | str | Path, threshold: float = 0.5, *,
-                 exit_on_flat: bool = True, compiled: bool = True, name: str | None = None):
+                 exit_on_flat: bool = True, compiled: bool = True, name: str | None = None,
+                 rule: str = "threshold"):
         if isinstance(bundle, (str, Path)):
             bundle = load_bundle(bundle)
         if not isinstance(bundle, ModelBundle):
@@ -168,7 +175,7 @@ class ModelStrategy:
                             f"{type(bundle).__name__}")
         self.bundle = bundle
         self.scorer = StreamingScorer(bundle, threshold, exit_on_flat=exit_on_flat,
-                                      compiled=compiled)
+                                      compiled=compiled, rule=rule)
         self.exit_on_flat = exit_on_flat
         spec = self.scorer.spec
         self.lookback = int(max(max(spec.return_horizons) + 1, max(spec.ma_windows),

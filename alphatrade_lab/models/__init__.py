@@ -39,7 +39,12 @@ from alphatrade_lab.models.experiment import (
     run_experiment,
 )
 from alphatrade_lab.models.labels import LabelSpec, align, labels
-from alphatrade_lab.models.signals import Signals, direction_from_proba, signals
+from alphatrade_lab.models.signals import (
+    Signals,
+    direction_from_argmax,
+    direction_from_proba,
+    signals,
+)
 from alphatrade_lab.models.streaming import StreamingScorer
 from alphatrade_lab.models.validation import (
     Fold,
@@ -69,6 +74,7 @@ __all__ = [
     "build_estimator",
     "classification_metrics",
     "describe_estimator",
+    "direction_from_argmax",
     "direction_from_proba",
     "labels",
     "load_bundle",

@@ -8,7 +8,14 @@ close): with ``p_up = P(label = 1)`` and ``p_down = P(label = -1)``,
 - ``direction = 0`` otherwise;
 
 ``confidence`` is the probability of the chosen direction (``max(p_up, p_down)`` when
-the direction is 0). For a long-only backtest, ``entries = direction == 1`` and
+the direction is 0).
+
+Rule ``"argmax"`` (an exported policy, e.g. :func:`alphatrade_lab.rl.export_policy`): the
+direction is the class of the largest of ``p_down, p_flat, p_up`` (the first on a tie, as
+``numpy.argmax`` and ``torch.argmax`` break it), ``confidence`` its probability; the
+threshold is not used. With ``exit_on_flat`` a flat direction closes a long (short).
+
+For a long-only backtest, ``entries = direction == 1`` and
 ``exits = direction != 1`` (or ``direction == -1`` with ``exit_on_flat=False``); short
 entries/exits mirror them.
 """
@@ -24,7 +31,10 @@ import pandas as pd
 from alphatrade_lab.errors import DataError
 from alphatrade_lab.models.bundle import ModelBundle
 
-__all__ = ["Signals", "direction_from_proba", "signals"]
+__all__ = ["Signals", "direction_from_argmax", "direction_from_proba", "signals"]
+
+# How probabilities become a direction (see the module docstring).
+_RULES = ("threshold", "argmax")
 
 
 def direction_from_proba(p_up: np.ndarray, p_down: np.ndarray, threshold: float
@@ -40,6 +50,31 @@ def direction_from_proba(p_up: np.ndarray, p_down: np.ndarray, threshold: float
     direction = np.where(up, 1, np.where(down, -1, 0)).astype(np.int64)
     confidence = np.where(up, p_up, np.where(down, p_down, np.maximum(p_up, p_down)))
     return direction, confidence
+
+
+def direction_from_argmax(p_down: np.ndarray, p_flat: np.ndarray, p_up: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Direction (int64 in {-1, 0, 1}) of the most probable class, and its probability.
+
+    A tie goes to the first of down, flat, up (as ``numpy.argmax`` breaks it).
+
+    >>> d, c = direction_from_argmax(np.array([0.5, 0.2, 0.3]), np.array([0.2, 0.5, 0.3]),
+    ...                              np.array([0.3, 0.3, 0.4]))
+    >>> d.tolist(), c.tolist()
+    ([-1, 0, 1], [0.5, 0.5, 0.4])
+    """
+    stacked = np.stack([p_down, p_flat, p_up])
+    best = stacked.argmax(axis=0)
+    direction = (best - 1).astype(np.int64)
+    confidence = np.take_along_axis(stacked, best[None, :], axis=0)[0]
+    return direction, confidence
+
+
+def _check_rule(rule: str) -> str:
+    """``rule`` if it is one of ``_RULES``, else a ValueError naming them."""
+    if rule not in _RULES:
+        raise ValueError(f"rule must be one of {list(_RULES)}, got {rule!r}")
+    return rule
 
 
 def _class_column(proba: pd.DataFrame, cls: int) -> np.ndarray:
@@ -116,7 +151,8 @@ class Signals:
 
 
 def signals(bundle: ModelBundle, X: pd.DataFrame, threshold: float = 0.5, *,
-            exit_on_flat: bool = True, proba: pd.DataFrame | None = None) -> Signals:
+            exit_on_flat: bool = True, proba: pd.DataFrame | None = None,
+            rule: str = "threshold") -> Signals:
     """Entries, exits, target direction and confidence from a bundle's probabilities.
 
     Parameters
@@ -134,6 +170,9 @@ def signals(bundle: ModelBundle, X: pd.DataFrame, threshold: float = 0.5, *,
         Exit a long (short) position when the direction is 0 too, not only when it flips.
     proba
         Precomputed ``bundle.predict_proba(X)`` (skips the model).
+    rule
+        ``"threshold"`` (the rule above) or ``"argmax"`` (the most probable class, for an
+        exported policy; ``threshold`` is then not used).
 
     Returns
     -------
@@ -152,13 +191,19 @@ def signals(bundle: ModelBundle, X: pd.DataFrame, threshold: float = 0.5, *,
     >>> s = signals(b, pd.DataFrame({"f": [2.0, -2.0, 0.0]}), threshold=0.6)
     >>> s.frame["direction"].tolist(), s.frame["entry"].tolist()
     ([1, -1, 0], [True, False, False])
+    >>> signals(b, pd.DataFrame({"f": [2.0, 0.0]}), rule="argmax").frame["direction"].tolist()
+    [1, 0]
     """
+    _check_rule(rule)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     p = bundle.predict_proba(X) if proba is None else proba
     p_up, p_down = _class_column(p, 1), _class_column(p, -1)
     p_flat = _class_column(p, 0)
-    d, conf = direction_from_proba(p_up, p_down, threshold)
+    if rule == "argmax":
+        d, conf = direction_from_argmax(p_down, p_flat, p_up)
+    else:
+        d, conf = direction_from_proba(p_up, p_down, threshold)
     data: dict[str, Any] = {}
     if isinstance(X, pd.DataFrame):
         for key in ("timestamp", "symbol"):

@@ -26,7 +26,7 @@ from alphatrade_lab.errors import DataError
 from alphatrade_lab.models import kernels as nb
 from alphatrade_lab.models.bundle import FeatureMismatchWarning, ModelBundle
 from alphatrade_lab.models.compiled import CompiledModel, compile_estimator
-from alphatrade_lab.models.signals import direction_from_proba
+from alphatrade_lab.models.signals import _check_rule, direction_from_argmax, direction_from_proba
 
 __all__ = ["StreamingScorer"]
 
@@ -52,8 +52,9 @@ class StreamingScorer:
         A :class:`ModelBundle` with a feature spec; its features must be (mostly) among
         the spec's (missing ones are filled with training means, as in
         :meth:`ModelBundle.predict_proba`).
-    threshold, exit_on_flat
-        As in :func:`~alphatrade_lab.models.signals`.
+    threshold, exit_on_flat, rule
+        As in :func:`~alphatrade_lab.models.signals` (``rule="argmax"``: the most probable
+        class, for an exported policy).
     spec
         A FeatureSpec to use when the bundle has none.
     compiled
@@ -91,7 +92,9 @@ class StreamingScorer:
     _vring: np.ndarray
 
     def __init__(self, bundle: ModelBundle, threshold: float = 0.5, *,
-                 exit_on_flat: bool = True, spec: Any = None, compiled: bool = True):
+                 exit_on_flat: bool = True, spec: Any = None, compiled: bool = True,
+                 rule: str = "threshold"):
+        self.rule = _check_rule(rule)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if bundle.nan_policy == "error":
@@ -212,7 +215,10 @@ class StreamingScorer:
     def _signal(self, P: np.ndarray) -> tuple:
         zero = np.zeros(len(P))
         p_down, p_flat, p_up = (P[:, j] if j is not None else zero for j in self._cls_pos)
-        d, conf = direction_from_proba(p_up, p_down, self.threshold)
+        if self.rule == "argmax":
+            d, conf = direction_from_argmax(p_down, p_flat, p_up)
+        else:
+            d, conf = direction_from_proba(p_up, p_down, self.threshold)
         return d, conf, p_flat, p_up, p_down
 
     def update(self, bars: pd.DataFrame | dict | pd.Series) -> pd.DataFrame:
@@ -310,9 +316,12 @@ class StreamingScorer:
                 del self._codes[symbol]
             raise
         p = P[0].tolist()
-        p_down, _, p_up = (p[j] if j is not None else 0.0 for j in self._cls_pos)
+        p_down, p_flat, p_up = (p[j] if j is not None else 0.0 for j in self._cls_pos)
         thr = self.threshold
-        if p_up >= thr and p_up >= p_down:
+        if self.rule == "argmax":
+            confidence = max(p_down, p_flat, p_up)
+            direction = -1 if p_down == confidence else (0 if p_flat == confidence else 1)
+        elif p_up >= thr and p_up >= p_down:
             direction, confidence = 1, p_up
         elif p_down >= thr and p_down > p_up:
             direction, confidence = -1, p_down
