@@ -12,9 +12,11 @@ including t of the same symbol only (it is known at t's close).
 0
 """
 
+from alphatrade_lab.features.graph import GRAPH_FEATURES, GRAPH_METHODS, graph, graph_adjacency
 from alphatrade_lab.features.multitimeframe import multi_timeframe
 from alphatrade_lab.features.nan import NAN_STRATEGIES, handle_nan
 from alphatrade_lab.features.spec import FeatureSpec
 from alphatrade_lab.features.technical import technical
 
-__all__ = ["NAN_STRATEGIES", "FeatureSpec", "handle_nan", "multi_timeframe", "technical"]
+__all__ = ["GRAPH_FEATURES", "GRAPH_METHODS", "NAN_STRATEGIES", "FeatureSpec", "graph",
+           "graph_adjacency", "handle_nan", "multi_timeframe", "technical"]

@@ -696,3 +696,244 @@ def asof_index_nb(t, starts, ends, ht, hstarts, hends):
             if j >= hstarts[g]:
                 out[i] = j
     return out
+
+
+# ---------------------------------------------------------------------------
+# Cross-asset graphs (rows are the union time grid, columns the symbols)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def grid_returns_nb(logc, grid_row, starts, ends, n_rows):
+    """1-bar log returns of each group on a shared time grid: float64[n_rows, n_groups].
+
+    ``grid_row[i]`` is the grid row of bar i (increasing within a group). Between two
+    bars of a group at grid rows p < q, row q gets ``logc[q] - logc[p]`` and rows p+1..q-1
+    get 0 (no new price); rows up to and including a group's first bar are NaN, rows
+    after its last bar 0.
+    """
+    n_groups = starts.shape[0]
+    out = np.full((n_rows, n_groups), np.nan)
+    for g in range(n_groups):
+        a, b = starts[g], ends[g]
+        if b <= a:
+            continue
+        for i in range(a + 1, b):
+            p, q = grid_row[i - 1], grid_row[i]
+            for k in range(p + 1, q):
+                out[k, g] = 0.0
+            out[q, g] = logc[i] - logc[i - 1]
+        for k in range(grid_row[b - 1] + 1, n_rows):
+            out[k, g] = 0.0
+    return out
+
+
+@njit(cache=True)
+def _invert_nb(m, out):
+    """Gauss-Jordan inverse of the square ``m`` into ``out``; False if (near) singular."""
+    n = m.shape[0]
+    a = m.copy()
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = 1.0 if i == j else 0.0
+    for c in range(n):
+        p = c
+        for r in range(c + 1, n):
+            if abs(a[r, c]) > abs(a[p, c]):
+                p = r
+        if abs(a[p, c]) < 1e-12:
+            return False
+        if p != c:
+            for j in range(n):
+                a[c, j], a[p, j] = a[p, j], a[c, j]
+                out[c, j], out[p, j] = out[p, j], out[c, j]
+        d = a[c, c]
+        for j in range(n):
+            a[c, j] /= d
+            out[c, j] /= d
+        for r in range(n):
+            if r != c and a[r, c] != 0.0:
+                f = a[r, c]
+                for j in range(n):
+                    a[r, j] -= f * a[c, j]
+                    out[r, j] -= f * out[c, j]
+    return True
+
+
+@njit(cache=True)
+def _corr_from_sums_nb(sx, sxy, nonzero, window, partial, rho):
+    """Correlation (or partial correlation) matrix of a full window from its sums.
+
+    A symbol without variance in the window (no non-zero return, or a variance below
+    1e-12 of its mean square) gets a NaN row and column; partial correlations are taken
+    among the other symbols, all NaN if their correlation matrix is singular.
+    """
+    n = sx.shape[0]
+    var = np.empty(n)
+    ok = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        var[i] = (sxy[i, i] - sx[i] * sx[i] / window) / (window - 1)
+        ok[i] = nonzero[i] > 0 and var[i] > 1e-12 * sxy[i, i] / window and var[i] > 0.0
+    for i in range(n):
+        for j in range(n):
+            if ok[i] and ok[j]:
+                if i == j:
+                    rho[i, j] = 1.0
+                else:
+                    c = (sxy[i, j] - sx[i] * sx[j] / window) / (window - 1)
+                    v = c / np.sqrt(var[i] * var[j])
+                    rho[i, j] = min(1.0, max(-1.0, v))
+            else:
+                rho[i, j] = np.nan
+    if not partial:
+        return
+    idx = np.flatnonzero(ok)
+    m = idx.shape[0]
+    if m < 2:
+        return
+    sub = np.empty((m, m))
+    for a in range(m):
+        for b in range(m):
+            sub[a, b] = rho[idx[a], idx[b]]
+    inv = np.empty((m, m))
+    if not _invert_nb(sub, inv):
+        for a in range(m):
+            for b in range(m):
+                rho[idx[a], idx[b]] = np.nan
+        return
+    for a in range(m):
+        for b in range(m):
+            if a != b:
+                v = -inv[a, b] / np.sqrt(inv[a, a] * inv[b, b])
+                rho[idx[a], idx[b]] = min(1.0, max(-1.0, v))
+
+
+@njit(cache=True)
+def _add_row_nb(r, t, sign, sx, sxy, nonzero):
+    n = r.shape[1]
+    for i in range(n):
+        x = r[t, i]
+        sx[i] += sign * x
+        if x != 0.0:
+            nonzero[i] += sign
+        for j in range(i, n):
+            sxy[i, j] += sign * x * r[t, j]
+            sxy[j, i] = sxy[i, j]
+
+
+@njit(cache=True)
+def _row_valid_nb(r, t):
+    for i in range(r.shape[1]):
+        if not np.isfinite(r[t, i]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _block_rho_nb(r, window, partial, lo, hi, rho, full):
+    """``rho[t - lo]`` for grid rows ``lo <= t < hi`` (NaN unless the window is full) and
+    ``full[t - lo]``; the window's sums start afresh at ``lo`` (no drift across blocks)."""
+    n = r.shape[1]
+    sx = np.zeros(n)
+    sxy = np.zeros((n, n))
+    nonzero = np.zeros(n, dtype=np.int64)
+    bad = 0
+    for t in range(max(0, lo - window + 1), hi):
+        if _row_valid_nb(r, t):
+            _add_row_nb(r, t, 1.0, sx, sxy, nonzero)
+        else:
+            bad += 1
+        old = t - window
+        if old >= 0 and old >= lo - window + 1:
+            if _row_valid_nb(r, old):
+                _add_row_nb(r, old, -1.0, sx, sxy, nonzero)
+            else:
+                bad -= 1
+        if t < lo:
+            continue
+        k = t - lo
+        full[k] = t >= window - 1 and bad == 0
+        if full[k]:
+            _corr_from_sums_nb(sx, sxy, nonzero, window, partial, rho[k])
+        else:
+            rho[k, :, :] = np.nan
+
+
+@njit(cache=True, parallel=True)
+def rolling_corr_nb(r, window, partial, block):
+    """Correlation (or partial correlation) matrices of the trailing ``window`` grid rows
+    (including row t) of ``r`` (float64[T, N]): float64[T, N, N], NaN where the window
+    holds a non-finite row or is not full. Blocks of ``block`` rows run in parallel."""
+    n_rows, n = r.shape
+    rho = np.empty((n_rows, n, n))
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        lo = b * block
+        hi = min(n_rows, lo + block)
+        full = np.empty(hi - lo, dtype=np.bool_)
+        _block_rho_nb(r, window, partial, lo, hi, rho[lo:hi], full)
+    return rho
+
+
+@njit(cache=True)
+def _graph_row_nb(rho, ret, threshold, out, t, parent):
+    """Degree, strength, neighbour return, component size and id of one graph."""
+    n = rho.shape[0]
+    for i in range(n):
+        parent[i] = i
+    for i in range(n):
+        deg = 0.0
+        wsum = 0.0
+        rsum = 0.0
+        for j in range(n):
+            w = rho[i, j]
+            if j == i or not abs(w) >= threshold:
+                continue
+            deg += 1.0
+            wsum += abs(w)
+            rsum += w * ret[j]
+            # union of i's and j's components (roots: the smallest index)
+            a, c = i, j
+            while parent[a] != a:
+                a = parent[a]
+            while parent[c] != c:
+                c = parent[c]
+            if a != c:
+                parent[max(a, c)] = min(a, c)
+        out[0, t, i] = deg
+        out[1, t, i] = wsum / (n - 1)
+        out[2, t, i] = rsum / wsum if wsum > 0.0 else 0.0
+    for i in range(n):
+        a = i
+        while parent[a] != a:
+            a = parent[a]
+        out[4, t, i] = a
+    for i in range(n):
+        size = 0.0
+        for j in range(n):
+            if out[4, t, j] == out[4, t, i]:
+                size += 1.0
+        out[3, t, i] = size
+
+
+@njit(cache=True, parallel=True)
+def graph_features_nb(r, window, threshold, partial, block):
+    """Per grid row and symbol: float64[5, T, N] of degree, strength (sum of ``|rho|``
+    over edges / (N - 1)), neighbour return (``sum rho_ij r_j / sum |rho_ij|`` over
+    edges, 0 without a neighbour), component size and component id (its smallest
+    column). An edge joins i != j when ``|rho_ij| >= threshold``; NaN where the window
+    is not full. ``rho`` as in :func:`rolling_corr_nb`."""
+    n_rows, n = r.shape
+    out = np.full((5, n_rows, n), np.nan)
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        lo = b * block
+        hi = min(n_rows, lo + block)
+        rho = np.empty((hi - lo, n, n))
+        full = np.empty(hi - lo, dtype=np.bool_)
+        parent = np.empty(n, dtype=np.int64)
+        _block_rho_nb(r, window, partial, lo, hi, rho, full)
+        for k in range(hi - lo):
+            if full[k]:
+                _graph_row_nb(rho[k], r[lo + k], threshold, out, lo + k, parent)
+    return out
