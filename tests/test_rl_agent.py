@@ -10,15 +10,13 @@ import pytest
 import alphatrade_lab as atl
 from alphatrade_lab.errors import BundleIntegrityError, DataError
 from alphatrade_lab.live import Engine, ModelStrategy, PaperBroker, ReplayFeed
-
-pytest.importorskip("stable_baselines3")
-from alphatrade_lab.rl.agents import (  # noqa: E402
+from alphatrade_lab.rl.agents import (
     export_policy,
     policy_pipeline,
     policy_proba,
     train_ppo,
 )
-from alphatrade_lab.rl.env import TradingEnv  # noqa: E402
+from alphatrade_lab.rl.env import TradingEnv
 
 FEES = 0.001
 PPO_SMALL = dict(total_timesteps=512, n_steps=128, batch_size=64, n_epochs=4)
