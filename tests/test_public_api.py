@@ -21,7 +21,8 @@ PUBLIC_API = {
         "sample_regimes", "summarize", "synthetic", "synthetic_news", "to_wide", "validate",
     ],
     "alphatrade_lab.features": [
-        "FeatureSpec", "NAN_STRATEGIES", "handle_nan", "multi_timeframe", "technical",
+        "FeatureSpec", "GRAPH_FEATURES", "GRAPH_METHODS", "NAN_STRATEGIES", "graph",
+        "graph_adjacency", "handle_nan", "multi_timeframe", "technical",
     ],
     "alphatrade_lab.signals": [
         "crossed_above", "crossed_below",
