@@ -44,7 +44,8 @@ from alphatrade_lab.features import FeatureSpec
 from alphatrade_lab.models.bundle import ModelBundle, save_bundle
 from alphatrade_lab.rl.env import TradingEnv
 
-__all__ = ["PPOAgent", "export_policy", "policy_pipeline", "policy_proba", "train_ppo"]
+__all__ = ["PPOAgent", "export_policy", "policy_bundle", "policy_pipeline", "policy_proba",
+           "train_ppo"]
 
 # The classes of an exported policy, in the order of the discrete actions.
 _CLASSES = {"both": [-1, 0, 1], "longonly": [0, 1]}
@@ -310,14 +311,26 @@ def policy_proba(agent: PPOAgent, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         return dist.distribution.probs.double().numpy()
 
 
-def export_policy(agent: PPOAgent, path: str | Path) -> Path:
-    """Write the agent's policy as a model bundle (skops, hash-checked, no pickle).
+def policy_bundle(agent: PPOAgent) -> ModelBundle:
+    """The agent's policy as a :class:`~alphatrade_lab.models.ModelBundle` (in memory).
 
-    The bundle's features are the agent's, its classes the actions' targets (see
-    :func:`policy_pipeline`), its means and stds the observation scaling, ``meta`` says
-    ``{"kind": "ppo_policy", "rule": "argmax", "direction": ...}``. Score it with
-    ``atl.models.signals(bundle, X, rule="argmax")`` or
-    ``atl.live.ModelStrategy(path, rule="argmax")``.
+    Its features are the agent's, its classes the actions' targets (see
+    :func:`policy_pipeline`), its means and stds the observation scaling (``nan_policy``
+    ``"mean"``: a missing feature, as in a symbol's first bars, is its training mean),
+    and ``meta`` says ``{"kind": "ppo_policy", "rule": "argmax", "direction": ...}``.
+    Score it with ``atl.models.signals(bundle, X, rule="argmax")``.
+    """
+    return ModelBundle(policy_pipeline(agent), list(agent.feature_names), agent.mean,
+                       agent.scale, list(_CLASSES[agent.direction]),
+                       feature_spec=agent.spec.to_dict(), nan_policy="mean",
+                       meta={"kind": "ppo_policy", "rule": "argmax",
+                             "direction": agent.direction, "timesteps": int(agent.timesteps)})
+
+
+def export_policy(agent: PPOAgent, path: str | Path) -> Path:
+    """Write :func:`policy_bundle` of the agent to ``path`` (skops, hash-checked, no
+    pickle). Score the file with ``atl.live.ModelStrategy(path, rule="argmax")`` or
+    ``atl.models.signals(atl.models.load_bundle(path), X, rule="argmax")``.
 
     Returns
     -------
@@ -331,11 +344,4 @@ def export_policy(agent: PPOAgent, path: str | Path) -> Path:
     >>> atl.models.load_bundle(path).classes  # doctest: +SKIP
     [0, 1]
     """
-    pipe = policy_pipeline(agent)
-    bundle = ModelBundle(pipe, list(agent.feature_names), agent.mean, agent.scale,
-                         list(_CLASSES[agent.direction]), feature_spec=agent.spec.to_dict(),
-                         nan_policy="mean",
-                         meta={"kind": "ppo_policy", "rule": "argmax",
-                               "direction": agent.direction,
-                               "timesteps": int(agent.timesteps)})
-    return save_bundle(bundle, path)
+    return save_bundle(policy_bundle(agent), path)
