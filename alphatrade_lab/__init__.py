@@ -14,8 +14,8 @@ from importlib import import_module
 from alphatrade_lab.errors import AlphaTradeError, AlphaTradeWarning, DataError
 
 _SUBPACKAGES = ("alerts", "backtest", "data", "errors", "features", "live", "models",
-               "monitoring", "pipeline", "risk", "sentiment", "service", "signals", "store",
-               "testing")
+               "monitoring", "pipeline", "risk", "rl", "sentiment", "service", "signals",
+               "store", "testing")
 
 __all__ = ["AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", *_SUBPACKAGES]
 

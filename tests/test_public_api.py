@@ -13,7 +13,7 @@ PUBLIC_API = {
     "alphatrade_lab": [
         "AlphaTradeError", "AlphaTradeWarning", "DataError", "__version__", "alerts", "backtest",
         "data", "errors", "features", "live", "models", "monitoring", "pipeline", "risk",
-        "sentiment", "service", "signals", "store", "testing",
+        "rl", "sentiment", "service", "signals", "store", "testing",
     ],
     "alphatrade_lab.data": [
         "BAR_COLUMNS", "PRICE_COLUMNS", "REGIME_NAMES", "SAMPLE_COMPANIES", "SAMPLE_SEED",
@@ -23,6 +23,9 @@ PUBLIC_API = {
     "alphatrade_lab.features": [
         "FeatureSpec", "GRAPH_FEATURES", "GRAPH_METHODS", "NAN_STRATEGIES", "graph",
         "graph_adjacency", "handle_nan", "multi_timeframe", "technical",
+    ],
+    "alphatrade_lab.rl": [
+        "TradingEnv", "VecTradingEnv",
     ],
     "alphatrade_lab.signals": [
         "crossed_above", "crossed_below",
