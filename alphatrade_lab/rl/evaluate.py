@@ -48,7 +48,7 @@ _METRICS = ("total_return", "sharpe", "max_drawdown", "trade_count")
 
 #: Settings of a comparison (the layout of ``research/configs/rl_ppo.toml``).
 DEFAULT_CONFIG: dict[str, Any] = {
-    "data": {"symbol": "AAA", "timeframe": "1h", "start": None, "end": None},
+    "data": {"symbol": "AAA", "timeframe": "1h", "holdout": 0.25},
     "features": {},
     "env": {"fees": 0.001, "slippage": 0.0, "reward": "log", "risk_penalty": 0.0,
             "episode_length": 256},
@@ -59,6 +59,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "baselines": {"ma_fast": [5, 10, 20, 40], "ma_slow": [50, 100, 200]},
     "seed": 0,
     "progress": False,
+    "out": "runs",
 }
 
 
