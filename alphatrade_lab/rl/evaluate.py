@@ -163,7 +163,7 @@ def walk_forward_compare(bars: pd.DataFrame, *, symbol: Any = None,
                          embargo: Any = "1D", min_train_bars: int = 500,
                          fees: float = 0.001, slippage: float = 0.0,
                          ma_fast: Any = (5, 10, 20, 40), ma_slow: Any = (50, 100, 200),
-                         train_agent: Callable[[pd.DataFrame], Any] | None = None,
+                         train_agent: Callable[..., Any] | None = None,
                          ppo: Mapping[str, Any] | None = None,
                          env: Mapping[str, Any] | None = None, seed: int = 0,
                          progress: bool = False) -> WalkForward:
@@ -185,7 +185,8 @@ def walk_forward_compare(bars: pd.DataFrame, *, symbol: Any = None,
     ma_fast, ma_slow
         The moving-average windows swept on each training part.
     train_agent
-        ``train_agent(train_bars) -> PPOAgent``; default: :func:`train_ppo` with ``ppo``
+        ``train_agent(train_bars) -> PPOAgent`` (called with ``fold=i`` too when it takes
+        a ``fold`` argument); default: :func:`train_ppo` with ``ppo``
         (its keyword arguments, e.g. ``total_timesteps``) and ``env`` (the environment's,
         e.g. ``episode_length``), long-only, seeded with ``seed + fold``.
     seed
