@@ -190,7 +190,8 @@ def test_vec_env_equals_single_envs_step_by_step(bars, action):
             assert r == reward[e] and inf["equity"] == info["equity"][e]
             assert inf["fees"] == info["fees"][e]
             if tr:
-                np.testing.assert_array_equal(info["final_observation"][e], o)
+                row = list(info["ended"]).index(e)
+                np.testing.assert_array_equal(info["final_observation"][row], o)
             else:
                 np.testing.assert_array_equal(obs[e], o)
                 assert inf["position"] == info["position"][e]

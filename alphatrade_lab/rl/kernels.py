@@ -38,7 +38,7 @@ def empty_records() -> tuple[np.ndarray, np.ndarray]:
     return np.empty((0, backtest_nb.N_ORDER)), np.empty((0, backtest_nb.N_TRADE))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def target_action_nb(pos, target, direction):
     """The ``from_signals`` action that takes position ``pos`` to the sign ``target``.
 
@@ -99,7 +99,7 @@ def rebalance_nb(e, bar, weight, price, fees, slippage, gran, cstate, gstate, co
                                counts[ZERO], counts[TRADES], counts[ZERO])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trade_nb(e, bar, mode, action, price, direction, fees, slippage, gran, cstate, gstate,
              counts, rec_o, rec_t):
     """Environment ``e`` acts at ``price`` (bar ``bar``'s close): ``mode`` ``DISCRETE``
@@ -116,7 +116,7 @@ def trade_nb(e, bar, mode, action, price, direction, fees, slippage, gran, cstat
                                       counts[ZERO])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def value_nb(e, price, cstate, gstate):
     """Mark environment ``e`` to ``price``: its value, cash plus position times price."""
     cstate[e, backtest_nb.C_VAL] = price
@@ -127,7 +127,7 @@ def value_nb(e, price, cstate, gstate):
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def reward_nb(value, prev, kind, risk_penalty):
     """The step's reward: the simple return ``r = value / prev - 1`` (``SIMPLE``) or
     ``log(value / prev)`` (``LOG``; ``log(RUIN_RATIO)`` once the value is <= 0), minus
@@ -160,7 +160,7 @@ def reset_env_nb(e, row, init_cash, close, cstate, gstate, counts, rows, prev):
     prev[e] = init_cash
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def write_obs_nb(e, row, features, cstate, gstate, include_position, out):
     """Observation of environment ``e`` at panel ``row`` into ``out[e]``: the row's
     features, then (``include_position``) the position's weight in the value."""
@@ -177,7 +177,7 @@ def write_obs_nb(e, row, features, cstate, gstate, include_position, out):
         out[e, k] = w
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_env_nb(e, action, mode, direction, fees, slippage, gran, risk_penalty, kind,
                 close, features, include_position, cstate, gstate, counts, rec_o, rec_t,
                 rows, ends, prev, obs, reward, terminated, truncated):

@@ -58,6 +58,10 @@ class VecTradingEnv:
     risk_penalty, include_position
         As in :class:`~alphatrade_lab.rl.TradingEnv` (``fees``, ``slippage`` and
         ``size_granularity`` may give one value per environment).
+    copy
+        Return fresh arrays from :meth:`step` (default). False: the environment's own
+        buffers, overwritten by the next step (no allocation; like the ``copy`` option
+        of Gymnasium's vector environments).
 
     Notes
     -----
@@ -65,9 +69,9 @@ class VecTradingEnv:
     actions (0 short, 1 flat, 2 long; longonly: 0 flat, 1 long), target weights for
     continuous ones. An environment whose episode ends is reset at once to a new start
     drawn from (seed, environment, episode number); its last observation is in
-    ``info["final_observation"]``. Every bar of every symbol after the warm-up must
-    hold a finite close and finite features (DataError naming the symbol, column and
-    timestamp otherwise).
+    ``info["final_observation"]`` (the row of its position in ``info["ended"]``). Every
+    bar of every symbol after the warm-up must hold a finite close and finite features
+    (DataError naming the symbol, column and timestamp otherwise).
 
     Examples
     --------
@@ -91,7 +95,7 @@ class VecTradingEnv:
                  direction: str = "both", fees: Any = 0.0, slippage: Any = 0.0,
                  init_cash: float = 100.0, size_granularity: Any = None,
                  reward: str = "log", risk_penalty: float = 0.0,
-                 include_position: bool = False) -> None:
+                 include_position: bool = False, copy: bool = True) -> None:
         names = _symbols(bars, close, symbols)
         data = [symbol_data(bars, symbol=s, close=close, features=features, spec=spec)
                 for s in names]
@@ -114,7 +118,8 @@ class VecTradingEnv:
         self.timestamps = [d.timestamps for d in data]
         self.offsets = np.concatenate([[0], np.cumsum([len(d.close) for d in data])])
         self.close = np.concatenate([d.close for d in data])
-        self.features = np.ascontiguousarray(np.concatenate([d.features for d in data]))
+        # float32, as the observations: half the memory traffic of a step, the same values.
+        self.features = np.concatenate([d.features for d in data]).astype(np.float32)
         which = (np.arange(self.n_envs) % len(data) if env_symbols is None
                  else np.asarray(env_symbols, dtype=np.int64))
         if which.shape != (self.n_envs,) or which.min() < 0 or which.max() >= len(data):
@@ -133,6 +138,11 @@ class VecTradingEnv:
         self._prev = np.zeros(k)
         self._episodes = np.zeros(k, dtype=np.int64)
         self._obs = np.zeros((k, f), dtype=np.float32)
+        self._final = np.zeros((k, f), dtype=np.float32)
+        self._out = {"reward": np.zeros(k), "terminated": np.zeros(k, dtype=np.bool_),
+                     "truncated": np.zeros(k, dtype=np.bool_), "equity": np.zeros(k),
+                     "fees": np.zeros(k)}
+        self.copy = bool(copy)
         self._started = False
 
     def _check(self, data: list[SymbolData]) -> None:
@@ -188,28 +198,28 @@ class VecTradingEnv:
 
         Returns ``(obs, reward, terminated, truncated, info)``: arrays with one row per
         environment; ``info`` holds ``equity`` and ``fees`` (of the episode, at the end
-        of the step), ``position`` and ``bar`` (after any restart) and
-        ``final_observation`` (the last observation of the episodes that ended).
+        of the step), ``position`` and ``bar`` (after any restart), ``ended`` (the
+        environments whose episode ended) and ``final_observation`` (their last
+        observations, one row per ``ended``).
         """
         if not self._started:
             raise RuntimeError("VecTradingEnv.step: call reset() first")
         c = self.config
-        k = self.n_envs
-        targets = c.targets(actions, k)
-        reward = np.empty(k)
-        terminated = np.empty(k, dtype=np.bool_)
-        truncated = np.empty(k, dtype=np.bool_)
-        equity = np.empty(k)
-        fees = np.empty(k)
-        final = np.full_like(self._obs, np.nan)
+        targets = c.targets(actions, self.n_envs)
+        out = self._out
         nb.vec_step_nb(targets, c.mode, c.direction, c.fees, c.slippage, c.gran,
                        c.risk_penalty, c.reward, self.close, self.features,
                        c.include_position, c.init_cash, self.episode_length, self._lo,
                        self._hi, self.seed, self._episodes, self._cstate, self._gstate,
                        self._counts, self._rec_o, self._rec_t, self._rows, self._ends,
-                       self._prev, self._obs, reward, terminated, truncated, equity, fees,
-                       final)
-        info = {"equity": equity, "fees": fees,
+                       self._prev, self._obs, out["reward"], out["terminated"],
+                       out["truncated"], out["equity"], out["fees"], self._final)
+        ended = np.flatnonzero(np.logical_or(out["terminated"], out["truncated"]))
+        if self.copy:
+            out = {key: v.copy() for key, v in out.items()}
+        info = {"equity": out["equity"], "fees": out["fees"],
                 "position": self._cstate[:, backtest_nb.C_POS].copy(),
-                "bar": self._rows - self._lo, "final_observation": final}
-        return self._obs.copy(), reward, terminated, truncated, info
+                "bar": self._rows - self._lo, "ended": ended,
+                "final_observation": self._final[ended]}
+        return (self._obs.copy() if self.copy else self._obs, out["reward"], out["terminated"],
+                out["truncated"], info)
