@@ -304,7 +304,15 @@ def policy_pipeline(agent: PPOAgent) -> Any:
 
 def policy_proba(agent: PPOAgent, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """The torch policy's action probabilities of feature rows (one column per action:
-    short, flat, long; or flat, long for a long-only agent)."""
+    short, flat, long; or flat, long for a long-only agent).
+
+    Examples
+    --------
+    >>> import alphatrade_lab as atl
+    >>> X = atl.features.technical(bars)[agent.feature_names].dropna()  # doctest: +SKIP
+    >>> policy_proba(agent, X).sum(axis=1).round(6).min()  # doctest: +SKIP
+    1.0
+    """
     obs = torch.as_tensor(agent.scaled(X), dtype=torch.float32)
     with torch.no_grad():
         dist = agent.model.policy.get_distribution(obs)
@@ -319,6 +327,15 @@ def policy_bundle(agent: PPOAgent) -> ModelBundle:
     ``"mean"``: a missing feature, as in a symbol's first bars, is its training mean),
     and ``meta`` says ``{"kind": "ppo_policy", "rule": "argmax", "direction": ...}``.
     Score it with ``atl.models.signals(bundle, X, rule="argmax")``.
+
+    Examples
+    --------
+    >>> import alphatrade_lab as atl
+    >>> bundle = policy_bundle(agent)  # doctest: +SKIP
+    >>> sig = atl.models.signals(bundle, atl.features.technical(bars),
+    ...                          rule="argmax")  # doctest: +SKIP
+    >>> sorted(set(sig.frame["direction"])) <= [0, 1]  # doctest: +SKIP
+    True
     """
     return ModelBundle(policy_pipeline(agent), list(agent.feature_names), agent.mean,
                        agent.scale, list(_CLASSES[agent.direction]),
